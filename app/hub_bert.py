@@ -1,0 +1,314 @@
+"""TF-Hub-format BERT: the preprocessing and encoder objects that `app.convert` saves.
+
+The two SavedModels follow the interface of the published TF-Hub BERT models
+(`bert_en_uncased_preprocess` and `bert_en_uncased_L-12_H-768_A-12`), so `hub.KerasLayer`
+loads ours and theirs the same way:
+
+* preprocess: `__call__(strings) -> {input_word_ids, input_mask, input_type_ids}`,
+  `tokenize(strings) -> RaggedTensor [batch, (words), (wordpieces)]` and
+  `bert_pack_inputs(segments, seq_length) -> dict`.
+* encoder: `__call__(inputs, training=False) -> {pooled_output, sequence_output,
+  encoder_outputs, default}` and the reusable-SavedModel attributes `variables`,
+  `trainable_variables` and `regularization_losses` as plain lists.
+
+The encoder is written with plain TensorFlow ops rather than Keras layers so that the saved
+graph is small, compiles under XLA and can bake a compute dtype (bfloat16) into the graph:
+Keras mixed-precision policies do not reach inside a `hub.KerasLayer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+# Characters the original BERT tokenizer treats as CJK ideographs (split into single tokens).
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+_CJK_CLASS = "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in _CJK_RANGES)
+
+# BERT's BasicTokenizer splits on whitespace (dropped) and on punctuation and CJK ideographs
+# (each kept as a token of its own).
+_KEEP_DELIM_PATTERN = r"[!-/]|[:-@]|[\[-`]|[{-~]|\p{P}|[" + _CJK_CLASS + "]"
+_DELIM_PATTERN = r"\s+|" + _KEEP_DELIM_PATTERN
+MAX_CHARS_PER_WORD = 100
+ACTIVATIONS = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "relu": tf.nn.relu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """The architecture fields of a Hugging Face `config.json` that a BERT encoder needs."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int = 2
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+
+
+def clean_and_normalize(text: tf.Tensor, lower_case: bool, strip_accents: bool) -> tf.Tensor:
+    """Normalize a string tensor the way BERT's reference tokenizer does before splitting.
+
+    Control and format characters (zero-width joiners, NUL, U+FFFD) are removed, any Unicode
+    space becomes " ", and for uncased models the text is decomposed (NFD), stripped of
+    combining marks (`strip_accents`, on by default for uncased models) and lower-cased. This
+    follows Hugging Face's `BertNormalizer` rather than `tf_text`'s NFKC case folding, which
+    would also rewrite ligatures, full-width forms and "ß".
+    """
+    text = tf.strings.regex_replace(text, r"[\t\n\r\x{2028}\x{2029}]", " ")
+    text = tf.strings.regex_replace(text, r"[\p{Cc}\p{Cf}\x{FFFD}]", "")
+    text = tf.strings.regex_replace(text, r"\p{Zs}", " ")
+    if strip_accents:
+        text = tf_text.normalize_utf8(text, "NFD")
+        text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+    if lower_case:
+        # ICU lower-cases a word-final capital sigma to "ς" (a context-sensitive rule); the
+        # reference maps characters one by one, always to "σ".
+        text = tf.strings.regex_replace(text, "Σ", "σ")
+        text = tf.strings.lower(text, encoding="utf-8")
+    return text
+
+
+class BertPreprocessor(tf.Module):
+    """Strings to BERT inputs with a WordPiece vocabulary, using only TF and TF Text ops."""
+
+    def __init__(
+        self,
+        vocab: list[str],
+        lower_case: bool,
+        strip_accents: bool,
+        vocab_path: str,
+        default_seq_length: int = 128,
+        name: str = "bert_preprocessor",
+    ):
+        super().__init__(name=name)
+        for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"):
+            if token not in vocab:
+                raise ValueError(f"vocabulary has no {token} token")
+        self._lower_case = lower_case
+        self._strip_accents = strip_accents
+        self._default_seq_length = default_seq_length
+        self.cls_id = vocab.index("[CLS]")
+        self.sep_id = vocab.index("[SEP]")
+        self.pad_id = vocab.index("[PAD]")
+        if self.pad_id != 0:
+            raise ValueError(f"[PAD] must have id 0 (TF Text pads with zeros), got {self.pad_id}")
+        self.vocab_file = tf.saved_model.Asset(vocab_path)
+        self.do_lower_case = tf.Variable(lower_case, trainable=False, name="do_lower_case")
+        # The table reads the vocabulary asset, so the SavedModel carries vocab.txt as a file.
+        initializer = tf.lookup.TextFileInitializer(
+            vocab_path,
+            key_dtype=tf.string,
+            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            value_dtype=tf.int64,
+            value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        )
+        self._table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets=1)
+        # Casing is done by clean_and_normalize, to match the reference tokenizer.
+        self._wordpiece = tf_text.WordpieceTokenizer(
+            self._table,
+            token_out_type=tf.int64,
+            unknown_token="[UNK]",
+            # Longer words were replaced in tokenize(); this byte limit only has to admit the
+            # longest allowed word in any script.
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
+        )
+
+    def tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
+        """Strings `[batch]` to word-piece ids, ragged `[batch, (words), (pieces)]`, int32."""
+        text = clean_and_normalize(strings, self._lower_case, self._strip_accents)
+        words = tf_text.regex_split(text, _DELIM_PATTERN, _KEEP_DELIM_PATTERN)
+        # The reference tokenizer makes a word of over MAX_CHARS_PER_WORD characters one [UNK];
+        # TF Text's limit counts bytes, so such words become a private-use character, which is
+        # in no vocabulary and so maps to [UNK] as a whole.
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        words = words.with_flat_values(tf.where(too_long, "\uE000", words.flat_values))
+        return tf.cast(self._wordpiece.tokenize(words), tf.int32)
+
+    def bert_pack_inputs(self, segments, seq_length) -> dict[str, tf.Tensor]:
+        """Trim (round robin), add [CLS]/[SEP], pad to `seq_length`: the encoder's inputs."""
+        segments = [s.merge_dims(-2, -1) if s.shape.rank == 3 else s for s in segments]
+        segments = [tf.cast(s, tf.int64) for s in segments]
+        budget = tf.cast(seq_length, tf.int32) - (len(segments) + 1)
+        trimmed = tf_text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+        ids, type_ids = tf_text.combine_segments(
+            trimmed, start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id
+        )
+        word_ids, mask = tf_text.pad_model_inputs(ids, max_seq_length=seq_length)
+        type_ids, _ = tf_text.pad_model_inputs(type_ids, max_seq_length=seq_length)
+        return {
+            "input_word_ids": tf.cast(word_ids, tf.int32),
+            "input_mask": tf.cast(mask, tf.int32),
+            "input_type_ids": tf.cast(type_ids, tf.int32),
+        }
+
+    def __call__(self, strings: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.bert_pack_inputs([self.tokenize(strings)], self._default_seq_length)
+
+
+class BertEncoder(tf.Module):
+    """A BERT transformer stack over `tf.Variable`s, computing in `compute_dtype`.
+
+    Variables are always float32 (the optimizer's master copy); with bfloat16 compute they are
+    cast at use, while layer norms, softmax and outputs stay in float32.
+    """
+
+    def __init__(
+        self,
+        config: BertConfig,
+        weights: dict[str, np.ndarray],
+        compute_dtype: str = "float32",
+        name: str = "bert_encoder",
+    ):
+        super().__init__(name=name)
+        if config.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act {config.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}"
+            )
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {config.hidden_size} is not a multiple of "
+                f"num_attention_heads {config.num_attention_heads}"
+            )
+        self.config = config
+        self._dtype = tf.as_dtype(compute_dtype)
+        self._act = ACTIVATIONS[config.hidden_act]
+        with self.name_scope:
+            self.weights = {
+                key: tf.Variable(value.astype(np.float32), name=key.replace(".", "/"))
+                for key, value in sorted(weights.items())
+            }
+
+    def _w(self, key: str) -> tf.Tensor:
+        return tf.cast(self.weights[key], self._dtype)
+
+    def _dense(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+        return tf.matmul(x, self._w(prefix + ".kernel")) + self._w(prefix + ".bias")
+
+    def _layer_norm(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        x = (x - mean) * tf.math.rsqrt(variance + self.config.layer_norm_eps)
+        x = x * self.weights[prefix + ".gamma"] + self.weights[prefix + ".beta"]
+        return tf.cast(x, self._dtype)
+
+    def _dropout(self, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+        if training and rate > 0:
+            return tf.nn.dropout(x, rate=rate)
+        return x
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict:
+        cfg = self.config
+        word_ids = tf.cast(inputs["input_word_ids"], tf.int32)
+        mask = tf.cast(inputs["input_mask"], tf.int32)
+        type_ids = tf.cast(inputs["input_type_ids"], tf.int32)
+        batch, seq = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
+        heads = cfg.num_attention_heads
+        head_size = cfg.hidden_size // heads
+
+        x = (
+            tf.gather(self.weights["embeddings.word"], word_ids)
+            + tf.gather(self.weights["embeddings.type"], type_ids)
+            + self.weights["embeddings.position"][tf.newaxis, :seq]
+        )
+        x = tf.cast(x, self._dtype)
+        x = self._layer_norm(x, "embeddings.norm")
+        x = self._dropout(x, cfg.hidden_dropout_prob, training)
+        # Additive attention bias: 0 where attended, a large negative number on padding.
+        bias = (1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * -1e9
+        scale = 1.0 / math.sqrt(head_size)
+
+        def split_heads(t):
+            t = tf.reshape(t, [batch, seq, heads, head_size])
+            return tf.transpose(t, [0, 2, 1, 3])
+
+        encoder_outputs = []
+        for i in range(cfg.num_hidden_layers):
+            p = f"layer_{i}."
+            q = split_heads(self._dense(x, p + "query"))
+            k = split_heads(self._dense(x, p + "key"))
+            v = split_heads(self._dense(x, p + "value"))
+            scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * scale + bias
+            probs = tf.cast(tf.nn.softmax(scores, axis=-1), self._dtype)
+            probs = self._dropout(probs, cfg.attention_probs_dropout_prob, training)
+            context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
+            context = tf.reshape(context, [batch, seq, cfg.hidden_size])
+            attn = self._dropout(self._dense(context, p + "attention_output"),
+                                 cfg.hidden_dropout_prob, training)
+            x = self._layer_norm(x + attn, p + "attention_norm")
+            h = self._act(self._dense(x, p + "intermediate"))
+            h = self._dropout(self._dense(h, p + "output"), cfg.hidden_dropout_prob, training)
+            x = self._layer_norm(x + h, p + "output_norm")
+            encoder_outputs.append(tf.cast(x, tf.float32))
+
+        sequence_output = encoder_outputs[-1]
+        pooled = tf.tanh(self._dense(x[:, 0, :], "pooler"))
+        pooled_output = tf.cast(pooled, tf.float32)
+        return {
+            "pooled_output": pooled_output,
+            "sequence_output": sequence_output,
+            "encoder_outputs": encoder_outputs,
+            "default": pooled_output,
+        }
+
+
+def encoder_input_spec() -> dict[str, tf.TensorSpec]:
+    return {
+        name: tf.TensorSpec([None, None], tf.int32, name=name)
+        for name in ("input_word_ids", "input_mask", "input_type_ids")
+    }
+
+
+def encoder_savable(encoder: BertEncoder) -> tf.Module:
+    """Wrap an encoder as a TF-Hub reusable SavedModel root.
+
+    `hub.KerasLayer` reads `variables`, `trainable_variables` and `regularization_losses` as
+    saved children of the root, so they are assigned as plain lists (a tf.Module's properties
+    of those names are not saved). `__call__` is traced once for `training=True` and once for
+    `training=False` instead of branching on it: a `tf.cond` around random dropout does not
+    compile under XLA.
+    """
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.encoder = encoder
+    root.variables = list(encoder.variables)
+    root.trainable_variables = list(encoder.trainable_variables)
+    root.regularization_losses = []
+    root.__call__ = tf.function(encoder.call)
+    for training in (False, True):
+        root.__call__.get_concrete_function(encoder_input_spec(), training=training)
+    return root
+
+
+def preprocessor_savable(pre: BertPreprocessor, max_segments: int = 3) -> tf.Module:
+    """Wrap a preprocessor with traced `__call__`, `tokenize` and `bert_pack_inputs`."""
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.preprocessor = pre
+    root.vocab_file = pre.vocab_file
+    root.do_lower_case = pre.do_lower_case
+    strings = tf.TensorSpec([None], tf.string)
+    root.__call__ = tf.function(pre.__call__, input_signature=[strings])
+    root.tokenize = tf.function(pre.tokenize, input_signature=[strings])
+    root.bert_pack_inputs = tf.function(pre.bert_pack_inputs)
+    for n in range(1, max_segments + 1):
+        for rank in (2, 3):
+            spec = tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
+            root.bert_pack_inputs.get_concrete_function(
+                [spec] * n, seq_length=tf.TensorSpec([], tf.int32)
+            )
+    return root

@@ -1,0 +1,102 @@
+"""Shared fixtures: a tiny random BERT checkpoint, its TF-Hub conversion, and small datasets.
+
+Everything here is made on the fly, so the suite needs neither the network nor ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+TINY = {
+    "model_type": "bert",
+    "architectures": ["BertModel"],
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+    "type_vocab_size": 2,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "layer_norm_eps": 1e-12,
+}
+
+_WORDS = (
+    "the a an and or but is was were be been it this that film movie story plot acting actor "
+    "actors good great bad terrible awful wonderful boring funny love loved hate hated best worst "
+    "not very really so too much well no yes i you he she they we of to in on for with as at by "
+    "from ending scene scenes character characters director music watch watched again never ever "
+    "one two ten time minutes hours script dialogue beautiful dull brilliant mess masterpiece"
+).split()
+
+
+def tiny_vocab() -> list[str]:
+    """Specials, every printable ASCII character alone and as a suffix piece, some words."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [c for c in string.printable if not c.isspace() and not c.isupper()]
+    tokens = specials + chars + ["##" + c for c in chars if c.isalnum()] + _WORDS
+    return list(dict.fromkeys(tokens))
+
+
+def write_tiny_checkpoint(folder: Path, seed: int = 0, **overrides) -> Path:
+    """A Hugging Face-style BERT checkpoint with random weights (names as BertModel saves them)."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = tiny_vocab()
+    cfg = dict(TINY, vocab_size=len(vocab), **overrides)
+    rng = np.random.default_rng(seed)
+    h, f = cfg["hidden_size"], cfg["intermediate_size"]
+
+    def normal(*shape):
+        return rng.normal(0.0, 0.02, size=shape).astype(np.float32)
+
+    t = {
+        "embeddings.word_embeddings.weight": normal(cfg["vocab_size"], h),
+        "embeddings.position_embeddings.weight": normal(cfg["max_position_embeddings"], h),
+        "embeddings.token_type_embeddings.weight": normal(cfg["type_vocab_size"], h),
+        "embeddings.LayerNorm.weight": np.ones(h, np.float32),
+        "embeddings.LayerNorm.bias": np.zeros(h, np.float32),
+        "embeddings.position_ids": np.arange(cfg["max_position_embeddings"])[None].astype(np.int64),
+        "pooler.dense.weight": normal(h, h),
+        "pooler.dense.bias": np.zeros(h, np.float32),
+    }
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                     "attention.output.dense"):
+            t[p + name + ".weight"] = normal(h, h)
+            t[p + name + ".bias"] = normal(h)
+        t[p + "intermediate.dense.weight"] = normal(f, h)
+        t[p + "intermediate.dense.bias"] = normal(f)
+        t[p + "output.dense.weight"] = normal(h, f)
+        t[p + "output.dense.bias"] = normal(h)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            t[p + norm + ".weight"] = 1.0 + normal(h)
+            t[p + norm + ".bias"] = normal(h)
+    save_file(t, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
+    """`app.convert` output for the tiny checkpoint: a folder with preprocess/ and encoder/."""
+    from app.convert import convert
+
+    return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub") / "tiny", seq_length=32)
