@@ -1,0 +1,558 @@
+"""Datasets: read IMDb-style data in the forms users have, split it, and feed it with tf.data.
+
+Sources, chosen by what `--data` is:
+
+* a folder in the aclImdb layout (`train/`, `test/`, optional `valid/`, each with one
+  sub-folder of text files per class; `unsup/` and loose files ignored), or class folders
+  directly;
+* `imdb`: the real Large Movie Review Dataset, downloaded once with `get_file`;
+* a table: `.csv`, `.tsv`, `.jsonl` or `.parquet` with text and label columns;
+* `tfds:NAME` through tensorflow-datasets, when it is installed.
+
+    python -m app.data inspect --data PATH     # classes, counts and token lengths as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import app  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+logger = logging.getLogger(__name__)
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+BUNDLED_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+SPLIT_NAMES = {
+    "train": "train",
+    "test": "test",
+    "valid": "validation",
+    "validation": "validation",
+    "val": "validation",
+    "dev": "validation",
+}
+IGNORED_FOLDERS = {"unsup"}
+TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".parquet"}
+TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
+LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
+TRUNCATIONS = ("head", "tail", "head+tail")
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, column or row."""
+
+
+@dataclasses.dataclass
+class Split:
+    """One split's examples. `labels` are class names (strings); `ids` say where each came from."""
+
+    texts: list[str]
+    labels: list[str]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, index: Sequence[int]) -> Split:
+        return Split([self.texts[i] for i in index], [self.labels[i] for i in index],
+                     [self.ids[i] for i in index])
+
+    def counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in sorted(pd.Series(self.labels).value_counts().items())}
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Splits sharing one ordered list of class names, plus what was noticed while reading."""
+
+    classes: list[str]
+    splits: dict[str, Split]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def label_ids(self, split: str) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.asarray([index[label] for label in self.splits[split].labels], dtype=np.int32)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+class _Notes:
+    """Collects warnings so that nothing is dropped or replaced without saying so."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        logger.warning(message)
+        self.messages.append(message)
+
+
+def _decode(raw: bytes, where: str, notes: _Notes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    if "\ufffd" in text and "\ufffd".encode() not in raw:
+        bad = text.count("\ufffd") - raw.count("\ufffd".encode())
+        notes.add(f"{where}: {bad} byte sequence(s) that are not UTF-8 were replaced with U+FFFD")
+    return text
+
+
+def clean_text(text: str) -> str:
+    """HTML line breaks, as in the IMDb reviews, become spaces."""
+    return _BR.sub(" ", text)
+
+
+def _read_class_folders(folder: Path, notes: _Notes) -> Split:
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS
+                        and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{folder}: no class folders (expected one sub-folder of text files per class)")
+    texts, labels, ids = [], [], []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{class_dir}: class folder has no files")
+        bad_files = []
+        for path in files:
+            text = _decode(path.read_bytes(), str(path), notes)
+            if not text.strip():
+                bad_files.append(path.name)
+                continue
+            texts.append(clean_text(text))
+            labels.append(class_dir.name)
+            ids.append(f"{class_dir.name}/{path.name}")
+        if bad_files:
+            notes.add(f"{class_dir}: skipped {len(bad_files)} empty file(s), e.g. {bad_files[:3]}")
+    return Split(texts, labels, ids)
+
+
+def _read_folder(folder: Path, notes: _Notes) -> dict[str, Split]:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    if not entries:
+        raise DataError(f"{folder}: directory is empty")
+    split_dirs = {SPLIT_NAMES[p.name.lower()]: p for p in entries
+                  if p.is_dir() and p.name.lower() in SPLIT_NAMES}
+    if not split_dirs:  # class folders directly
+        return {"train": _read_class_folders(folder, notes)}
+    return {name: _read_class_folders(path, notes) for name, path in sorted(split_dirs.items())}
+
+
+def _pick_column(df: pd.DataFrame, wanted: str | None, guesses: Sequence[str], kind: str,
+                 path: Path) -> str:
+    columns = list(df.columns)
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"{path}: no {kind} column {wanted!r}; columns are {columns}")
+        return wanted
+    lower = {str(c).lower(): c for c in columns}
+    found = [lower[g] for g in guesses if g in lower]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(
+            f"{path}: no {kind} column found (looked for {list(guesses)}); columns are {columns}. "
+            f"Name it with --{kind}-column."
+        )
+    raise DataError(f"{path}: several possible {kind} columns {found}; choose one with --{kind}-column")
+
+
+def _read_jsonl(path: Path, raw: str) -> pd.DataFrame:
+    rows = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {number}: not valid JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _read_table(path: Path, text_column: str | None, label_column: str | None,
+                notes: _Notes) -> dict[str, Split]:
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(
+            f"{path}: unknown file type {suffix or '(none)'!r}; use a folder, or one of "
+            f"{sorted(TABLE_SUFFIXES)}"
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        if suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raw = _decode(path.read_bytes(), str(path), notes)
+            if suffix == ".jsonl":
+                df = _read_jsonl(path, raw)
+            else:
+                df = pd.read_csv(io.StringIO(raw), sep="\t" if suffix == ".tsv" else ",",
+                                 dtype=str, keep_default_na=False, na_filter=False)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: file is empty") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: cannot parse ({str(e).strip()})") from e
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+    if df.empty:
+        raise DataError(f"{path}: file has no rows")
+    text_col = _pick_column(df, text_column, TEXT_COLUMN_GUESSES, "text", path)
+    label_col = _pick_column(df, label_column, LABEL_COLUMN_GUESSES, "label", path)
+    texts, labels, ids, skipped = [], [], [], []
+    # Row numbers as a person sees them in the file: header is line 1 for CSV/TSV.
+    first = 2 if suffix in (".csv", ".tsv") else 1
+    for i, (text, label) in enumerate(zip(df[text_col].tolist(), df[label_col].tolist(), strict=True)):
+        text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+        label = _label_str(label)
+        row = i + first
+        if not text.strip() or label == "":
+            skipped.append(row)
+            continue
+        texts.append(clean_text(text))
+        labels.append(label)
+        ids.append(f"{path.name}:{row}")
+    if skipped:
+        notes.add(f"{path}: skipped {len(skipped)} row(s) with an empty text or label "
+                  f"(rows {skipped[:5]}{' …' if len(skipped) > 5 else ''})")
+    split = Split(texts, labels, ids)
+    if "split" in df.columns:  # a table that carries its own split assignment
+        names = [SPLIT_NAMES.get(str(s).lower()) for s in df["split"]]
+        kept = [names[int(i.rsplit(":", 1)[1]) - first] for i in ids]
+        unknown = sorted({str(s) for s, n in zip(df["split"], names, strict=True) if n is None})
+        if unknown:
+            raise DataError(f"{path}: column 'split' has unknown values {unknown[:5]}; "
+                            f"use {sorted(set(SPLIT_NAMES))}")
+        return {n: split.take([i for i, k in enumerate(kept) if k == n]) for n in sorted(set(kept))}
+    return {"train": split}
+
+
+def _label_str(label) -> str:
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        return ""
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label).strip()
+
+
+def _read_tfds(name: str) -> dict[str, Split]:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"--data tfds:{name} needs tensorflow-datasets "
+                        "(pip install tensorflow-datasets)") from e
+    ds, info = tfds.load(name, with_info=True, as_supervised=True)
+    names = info.features["label"].names
+    out = {}
+    for split_name, split_ds in ds.items():
+        if split_name not in SPLIT_NAMES:
+            continue
+        texts, labels = [], []
+        for text, label in tfds.as_numpy(split_ds):
+            texts.append(clean_text(text.decode("utf-8", errors="replace")))
+            labels.append(names[int(label)])
+        out[SPLIT_NAMES[split_name]] = Split(texts, labels, [f"{split_name}:{i}" for i in range(len(texts))])
+    return out
+
+
+def download_imdb(cache_dir: str | None = None, origin: str = IMDB_URL,
+                  file_hash: str | None = IMDB_SHA256) -> Path:
+    """Download (once), check and extract the IMDb archive; return the `aclImdb` folder."""
+    import tensorflow as tf
+
+    archive = tf.keras.utils.get_file(
+        "aclImdb_v1.tar.gz", origin=origin, file_hash=file_hash, hash_algorithm="sha256",
+        extract=True, cache_dir=cache_dir, cache_subdir="datasets",
+    )
+    base = Path(archive).parent
+    for candidate in (base / "aclImdb", base / "aclImdb_v1" / "aclImdb", base / "aclImdb_v1"):
+        if (candidate / "train").is_dir():
+            return candidate
+    raise DataError(f"{archive}: extracted archive has no aclImdb/train folder")
+
+
+def read_source(source: str, text_column: str | None = None, label_column: str | None = None,
+                notes: _Notes | None = None) -> dict[str, Split]:
+    """Read one `--data` value into splits (train/validation/test as the source has them)."""
+    notes = notes or _Notes()
+    if source == "imdb":
+        return _read_folder(download_imdb(), notes)
+    if source.startswith("tfds:"):
+        return _read_tfds(source[len("tfds:"):])
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"--data {source}: no such file or directory")
+    if path.is_dir():
+        return _read_folder(path, notes)
+    return _read_table(path, text_column, label_column, notes)
+
+
+# ----------------------------------------------------------------------------- splitting
+
+
+def class_order(labels: Sequence[str]) -> list[str]:
+    """One fixed order: numeric labels by value, others alphabetically (neg before pos)."""
+    unique = sorted(set(labels))
+    try:
+        return sorted(unique, key=lambda s: float(s))
+    except ValueError:
+        return unique
+
+
+def _stratified_subset(split: Split, n: int, seed: int) -> tuple[Split, Split]:
+    """(subset of n examples, the rest), keeping class proportions."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(split):
+        return split, Split([], [], [])
+    index = np.arange(len(split))
+    counts = pd.Series(split.labels).value_counts()
+    stratify = split.labels if counts.min() >= 2 and n >= len(counts) else None
+    keep, rest = train_test_split(index, train_size=n, stratify=stratify, random_state=seed)
+    return split.take(sorted(keep)), split.take(sorted(rest))
+
+
+def read_dataset(
+    data: str,
+    test_data: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> Dataset:
+    """Read `data` (and `test_data`) as they are and fix the ordered list of class names.
+
+    A single class, or a label in another split that training never saw, is an error.
+    """
+    notes = _Notes()
+    splits = read_source(data, text_column, label_column, notes)
+    if test_data:
+        test_splits = read_source(test_data, text_column, label_column, notes)
+        if "test" in splits:
+            notes.add(f"--test-data {test_data} replaces the test split found in {data}")
+        splits["test"] = test_splits.get("test") or test_splits.get("train")
+    if "train" not in splits or not len(splits["train"]):
+        raise DataError(f"--data {data}: no training examples (found splits {sorted(splits)})")
+    classes = class_order(splits["train"].labels)
+    if len(classes) < 2:
+        raise DataError(f"--data {data}: training data has a single class {classes}; need two or more")
+    for name, split in splits.items():
+        unseen = sorted(set(split.labels) - set(classes))
+        if unseen:
+            raise DataError(f"{name} split has label(s) {unseen[:5]} that are not in the training "
+                            f"classes {classes}")
+    ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
+    return Dataset(classes, ordered, notes.messages)
+
+
+def load_dataset(
+    data: str,
+    test_data: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    validation_split: float = 0.1,
+    max_train_examples: int | None = None,
+    max_eval_examples: int | None = None,
+    seed: int = 42,
+) -> Dataset:
+    """`read_dataset`, then the splits a run uses: train, validation and (if any) test.
+
+    Without a validation split in the data, a stratified, seeded `validation_split` of train is
+    held out. `max_*_examples` take stratified, seeded subsets for quick runs.
+    """
+    dataset = read_dataset(data, test_data, text_column, label_column)
+    splits, classes = dict(dataset.splits), dataset.classes
+    notes = _Notes()
+    notes.messages = list(dataset.warnings)
+    train = splits["train"]
+    if max_train_examples:
+        train, _ = _stratified_subset(train, max_train_examples, seed)
+    if "validation" not in splits:
+        if not 0 < validation_split < 1:
+            raise ValueError(f"--validation-split must be in (0, 1) when the data has no validation "
+                             f"split, got {validation_split}")
+        n_val = max(len(classes), int(round(len(train) * validation_split)))
+        if n_val >= len(train):
+            raise DataError(f"--data {data}: {len(train)} training examples are too few to hold out "
+                            f"a validation split")
+        val, train = _stratified_subset(train, n_val, seed)
+        splits["validation"] = val
+    splits["train"] = train
+    if max_eval_examples:
+        for name in ("validation", "test"):
+            if name in splits:
+                splits[name], _ = _stratified_subset(splits[name], max_eval_examples, seed)
+    for name, split in splits.items():
+        missing = sorted(set(classes) - set(split.labels))
+        if missing and len(split):
+            notes.add(f"{name} split has no examples of class(es) {missing}")
+    ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
+    logger.info("classes %s; examples %s", classes, {k: len(v) for k, v in ordered.items()})
+    return Dataset(classes, ordered, notes.messages)
+
+
+# ----------------------------------------------------------------------------- tf.data
+
+
+def truncate_tokens(tokens, budget: int, truncation: str):
+    """Keep at most `budget` tokens per row of a ragged `[batch, tokens]` tensor.
+
+    `head` keeps the start, `tail` the end, `head+tail` the first quarter and the last three
+    quarters of the budget (the best-known recipe for long IMDb reviews, Sun et al. 2019).
+    """
+    import tensorflow as tf
+
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
+    lengths = tokens.row_lengths()
+    keep = tf.minimum(lengths, budget)
+    excess = tf.maximum(lengths - budget, 0)
+    positions = tf.ragged.range(keep)
+    shift = tf.cast(positions >= head, tf.int64) * tf.expand_dims(excess, 1)
+    flat = positions + shift + tf.expand_dims(tokens.row_starts(), 1)
+    return tf.RaggedTensor.from_row_lengths(tf.gather(tokens.values, flat.values), keep)
+
+
+class Tokenizer:
+    """A TF-Hub BERT preprocessor used outside the model: strings to packed encoder inputs."""
+
+    def __init__(self, preprocess_handle: str, seq_length: int, truncation: str = "head+tail"):
+        import tensorflow as tf
+        import tensorflow_hub as hub
+        import tensorflow_text  # noqa: F401  (the preprocessor's ops)
+
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        self.handle = preprocess_handle
+        self.seq_length = seq_length
+        self.truncation = truncation
+        self._pre = hub.load(preprocess_handle)
+        self._tf = tf
+
+    def token_lengths(self, texts) -> np.ndarray:
+        """Word pieces per text, before truncation (without [CLS]/[SEP])."""
+        tokens = self._pre.tokenize(self._tf.constant(texts))
+        return tokens.merge_dims(1, 2).row_lengths().numpy()
+
+    def __call__(self, texts):
+        """`[batch]` strings to the encoder's three `[batch, seq_length]` int32 inputs."""
+        tf = self._tf
+        tokens = self._pre.tokenize(texts)
+        if tokens.shape.rank == 3:
+            tokens = tokens.merge_dims(1, 2)
+        tokens = truncate_tokens(tf.cast(tokens, tf.int64), self.seq_length - 2, self.truncation)
+        packed = self._pre.bert_pack_inputs([tf.cast(tokens, tf.int32)],
+                                            seq_length=tf.constant(self.seq_length))
+        return {k: tf.ensure_shape(v, [None, self.seq_length]) for k, v in packed.items()}
+
+
+def make_tf_dataset(
+    texts: Sequence[str],
+    labels: np.ndarray | None,
+    tokenizer: Tokenizer,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 42,
+    drop_remainder: bool = False,
+    cache: bool = False,
+):
+    """A batched `tf.data` pipeline of `(inputs, label)`; tokenization runs in parallel maps.
+
+    Batching before tokenizing lets the preprocessor work on whole batches; the model itself
+    only ever sees integer tensors, which is what TPUs need.
+    """
+    import tensorflow as tf
+
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
+                                                 tf.constant(labels, tf.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if labels is None:
+        ds = ds.map(tokenizer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda t, y: (tokenizer(t), y), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    if cache:
+        ds = ds.cache()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- inspect CLI
+
+
+def inspect(dataset: Dataset, tokenizer: Tokenizer | None) -> dict:
+    """Classes, per-split counts and token-length statistics, as `app.data inspect` prints."""
+    report = {"classes": dataset.classes, "splits": {}, "warnings": list(dataset.warnings)}
+    for name, split in dataset.splits.items():
+        entry = {"n_examples": len(split), "counts": split.counts()}
+        if tokenizer is not None and len(split):
+            lengths = np.concatenate([
+                tokenizer.token_lengths(split.texts[i:i + 1024]) for i in range(0, len(split), 1024)
+            ]) + 2  # [CLS] and [SEP]
+            entry["tokens"] = {
+                "median": float(np.median(lengths)),
+                "p90": float(np.percentile(lengths, 90)),
+                "max": int(lengths.max()),
+                "over_seq_length": int((lengths > tokenizer.seq_length).sum()),
+                "seq_length": tokenizer.seq_length,
+            }
+        report["splits"][name] = entry
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="print classes, counts and token lengths as JSON")
+    p.add_argument("--data", default=str(BUNDLED_SAMPLE), help="folder, table file, imdb or tfds:NAME")
+    p.add_argument("--test-data")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--encoder", default=None,
+                   help="encoder whose tokenizer counts tokens (default: the offline MiniLM)")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--no-tokens", action="store_true", help="skip token statistics (faster)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        if args.max_seq_length < 8:
+            raise ValueError(f"--max-seq-length must be at least 8, got {args.max_seq_length}")
+        # Every split as it is: inspect reports the data, it holds nothing out.
+        dataset = read_dataset(args.data, args.test_data, args.text_column, args.label_column)
+        tokenizer = None
+        if not args.no_tokens:
+            from app import encoders
+
+            spec = encoders.resolve(args.encoder or encoders.DEFAULT_ENCODER)
+            tokenizer = Tokenizer(spec.preprocess, args.max_seq_length)
+        report = inspect(dataset, tokenizer)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""app.data: every source, the splits, the tf.data pipeline and every kind of bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from app import data
+from app.data import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_class_folders(root: Path, per_class: dict[str, list[str]]) -> Path:
+    for label, texts in per_class.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(texts):
+            (root / label / f"{i}_1.txt").write_text(text)
+    return root
+
+
+@pytest.fixture
+def acl_tree(tmp_path) -> Path:
+    """A small aclImdb-layout tree, with the unsup/ folder and loose files the real one has."""
+    root = tmp_path / "aclImdb"
+    pos = [f"great film number {i}<br /><br />loved it" for i in range(12)]
+    neg = [f"awful film number {i}<br />hated it" for i in range(12)]
+    write_class_folders(root / "train", {"pos": pos, "neg": neg})
+    write_class_folders(root / "test", {"pos": pos[:4], "neg": neg[:4]})
+    write_class_folders(root / "train", {"unsup": ["no label here"]})
+    (root / "train" / "urls_pos.txt").write_text("http://example.invalid\n")
+    (root / "README").write_text("readme")
+    return root
+
+
+def test_acl_layout(acl_tree):
+    ds = data.read_dataset(str(acl_tree))
+    assert ds.classes == ["neg", "pos"]
+    assert ds.splits["train"].counts() == {"neg": 12, "pos": 12}
+    assert ds.splits["test"].counts() == {"neg": 4, "pos": 4}
+    text = ds.splits["train"].texts[ds.splits["train"].labels.index("pos")]
+    assert "<br" not in text and "great film number" in text
+    np.testing.assert_array_equal(ds.label_ids("test"), [0] * 4 + [1] * 4)
+
+
+def test_class_folders_directly(tmp_path):
+    root = write_class_folders(tmp_path / "d", {"sports": ["a ball game"] * 3, "politics": ["a vote"] * 3,
+                                                "music": ["a song"] * 3})
+    ds = data.read_dataset(str(root))
+    assert ds.classes == ["music", "politics", "sports"]
+    assert list(ds.splits) == ["train"]
+
+
+def test_validation_split_is_stratified_and_seeded(acl_tree):
+    a = data.load_dataset(str(acl_tree), validation_split=0.25, seed=1)
+    b = data.load_dataset(str(acl_tree), validation_split=0.25, seed=1)
+    c = data.load_dataset(str(acl_tree), validation_split=0.25, seed=2)
+    assert a.splits["validation"].counts() == {"neg": 3, "pos": 3}
+    assert a.splits["train"].counts() == {"neg": 9, "pos": 9}
+    assert a.splits["validation"].ids == b.splits["validation"].ids
+    assert a.splits["validation"].ids != c.splits["validation"].ids
+    assert not set(a.splits["validation"].ids) & set(a.splits["train"].ids)
+
+
+def test_max_examples_take_stratified_subsets(acl_tree):
+    ds = data.load_dataset(str(acl_tree), validation_split=0.2, max_train_examples=10,
+                           max_eval_examples=4)
+    assert len(ds.splits["train"]) + len(ds.splits["validation"]) == 10
+    assert ds.splits["test"].counts() == {"neg": 2, "pos": 2}
+
+
+def test_explicit_validation_folder_is_used(acl_tree):
+    write_class_folders(acl_tree / "valid", {"pos": ["fine"] * 2, "neg": ["poor"] * 2})
+    ds = data.load_dataset(str(acl_tree))
+    assert ds.splits["validation"].counts() == {"neg": 2, "pos": 2}
+    assert len(ds.splits["train"]) == 24
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_tables_with_detected_columns(tmp_path, suffix):
+    df = pd.DataFrame({"review": ["good one", "bad one", "fine", "poor"] * 3,
+                       "sentiment": ["positive", "negative"] * 6})
+    path = tmp_path / f"reviews{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        df.to_csv(path, index=False, sep="\t")
+    elif suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_parquet(path)
+    ds = data.read_dataset(str(path))
+    assert ds.classes == ["negative", "positive"]
+    assert ds.splits["train"].counts() == {"negative": 6, "positive": 6}
+
+
+def test_integer_labels_are_ordered_numerically(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": [10, 2, 1] * 4}).to_csv(path, index=False)
+    ds = data.read_dataset(str(path))
+    assert ds.classes == ["1", "2", "10"]
+
+
+def test_named_columns_and_table_split_column(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"body": ["a", "b", "c", "d"], "y": ["x", "z", "x", "z"],
+                  "split": ["train", "train", "test", "test"]}).to_csv(path, index=False)
+    ds = data.read_dataset(str(path), text_column="body", label_column="y")
+    assert ds.splits["train"].counts() == {"x": 1, "z": 1}
+    assert ds.splits["test"].counts() == {"x": 1, "z": 1}
+
+
+def test_test_data_from_another_file(acl_tree, tmp_path):
+    path = tmp_path / "extra.csv"
+    pd.DataFrame({"text": ["x", "y"], "label": ["pos", "neg"]}).to_csv(path, index=False)
+    ds = data.read_dataset(str(acl_tree), test_data=str(path))
+    assert len(ds.splits["test"]) == 2
+    assert any("replaces the test split" in w for w in ds.warnings)
+
+
+def test_empty_rows_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\ngood,pos\n   ,neg\nbad,\nbad,neg\nok,pos\nmeh,neg\n")
+    ds = data.read_dataset(str(path))
+    assert len(ds.splits["train"]) == 4
+    (warning,) = ds.warnings
+    assert "skipped 2 row(s)" in warning and "[3, 4]" in warning and "t.csv" in warning
+
+
+def test_non_utf8_bytes_are_replaced_and_counted(tmp_path):
+    root = tmp_path / "d"
+    write_class_folders(root, {"pos": ["good"] * 2, "neg": ["bad"] * 2})
+    (root / "pos" / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    ds = data.read_dataset(str(root))
+    assert "caf\ufffd cr\ufffdme" in ds.splits["train"].texts
+    assert any("latin1.txt: 2 byte sequence(s)" in w for w in ds.warnings)
+
+
+def test_empty_review_files_are_skipped_with_a_warning(tmp_path):
+    root = write_class_folders(tmp_path / "d", {"pos": ["good", "  "], "neg": ["bad", "poor"]})
+    ds = data.read_dataset(str(root))
+    assert len(ds.splits["train"]) == 3
+    assert any("skipped 1 empty file" in w for w in ds.warnings)
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """name -> (path given as --data, text the error must contain)."""
+    cases = {}
+    cases["missing path"] = (str(tmp_path / "nope"), "no such file or directory")
+    (tmp_path / "empty_dir").mkdir()
+    cases["empty directory"] = (str(tmp_path / "empty_dir"), "directory is empty")
+    one = write_class_folders(tmp_path / "one", {"pos": ["good", "great"]})
+    cases["single class"] = (str(one), "single class")
+    hollow = write_class_folders(tmp_path / "hollow", {"pos": ["good"]})
+    (hollow / "neg").mkdir()
+    cases["class folder with no files"] = (str(hollow), "neg: class folder has no files")
+    cols = tmp_path / "cols.csv"
+    cols.write_text("body,rating\nnice,5\n")
+    cases["missing columns"] = (str(cols), "no text column found")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases["empty file"] = (str(empty), "empty.csv: file is empty")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    cases["header only"] = (str(header_only), "header.csv: file has no rows")
+    truncated = tmp_path / "truncated.csv"
+    truncated.write_text('text,label\n"good film",pos\n"bad film, cut off')
+    cases["truncated csv"] = (str(truncated), "truncated.csv: cannot parse")
+    jsonl = tmp_path / "broken.jsonl"
+    jsonl.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "lab\n')
+    cases["truncated jsonl"] = (str(jsonl), "broken.jsonl line 2: not valid JSON")
+    unknown = tmp_path / "data.xlsx"
+    unknown.write_text("x")
+    cases["unknown file type"] = (str(unknown), "unknown file type '.xlsx'")
+    return cases
+
+
+def test_every_bad_input_gets_one_clear_error(tmp_path):
+    for name, (path, message) in _bad_inputs(tmp_path).items():
+        with pytest.raises(DataError) as info:
+            data.read_dataset(path)
+        assert message in str(info.value), name
+
+
+def test_unseen_test_label_is_an_error(acl_tree):
+    write_class_folders(acl_tree / "test", {"meh": ["so so"]})
+    with pytest.raises(DataError, match=r"test split has label\(s\) \['meh'\]"):
+        data.read_dataset(str(acl_tree))
+
+
+def test_inspect_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path):
+    for name, (path, message) in list(_bad_inputs(tmp_path).items())[:4]:
+        proc = subprocess.run([sys.executable, "-m", "app.data", "inspect", "--data", path, "--no-tokens"],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 2, name
+        assert message in proc.stderr and "Traceback" not in proc.stderr, name
+
+
+def test_imdb_download_uses_get_file_with_hash(acl_tree, tmp_path):
+    """The real loader, pointed at a file:// archive built here instead of Stanford's URL."""
+    archive = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(acl_tree, arcname="aclImdb")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    folder = data.download_imdb(cache_dir=str(tmp_path / "cache"), origin=archive.as_uri(), file_hash=sha)
+    ds = data.read_dataset(str(folder))
+    assert ds.splits["train"].counts() == {"neg": 12, "pos": 12}
+    with pytest.raises(ValueError):
+        data.download_imdb(cache_dir=str(tmp_path / "cache2"), origin=archive.as_uri(), file_hash="0" * 64)
+
+
+def test_bundled_sample_is_balanced_with_train_and_test():
+    ds = data.read_dataset(str(data.BUNDLED_SAMPLE))
+    assert ds.classes == ["neg", "pos"]
+    train, test = ds.splits["train"].counts(), ds.splits["test"].counts()
+    assert train["neg"] == train["pos"] and test["neg"] == test["pos"]
+    assert sum(train.values()) + sum(test.values()) >= 400
+    assert len(set(ds.splits["train"].texts)) == len(ds.splits["train"])
+
+
+# ----------------------------------------------------------------------------- tf.data
+
+
+def test_truncation_strategies():
+    tokens = tf.ragged.constant([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3]], dtype=tf.int64)
+    assert data.truncate_tokens(tokens, 8, "head").to_list() == [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3]]
+    assert data.truncate_tokens(tokens, 8, "tail").to_list() == [[5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3]]
+    assert data.truncate_tokens(tokens, 8, "head+tail").to_list() == [[1, 2, 7, 8, 9, 10, 11, 12],
+                                                                      [1, 2, 3]]
+    with pytest.raises(ValueError, match="--truncation"):
+        data.truncate_tokens(tokens, 8, "middle")
+
+
+def test_pipeline_batches_of_packed_int_inputs(tiny_hub):
+    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=16, truncation="tail")
+    texts = ["good film " * 20 + "the plot", "bad", "great", "awful", "fine"]
+    ds = data.make_tf_dataset(texts, np.array([1, 0, 1, 0, 1]), tok, batch_size=2, shuffle=True, seed=3)
+    batches = list(ds)
+    assert [int(y.shape[0]) for _, y in batches] == [2, 2, 1]
+    x, _ = batches[0]
+    assert sorted(x) == ["input_mask", "input_type_ids", "input_word_ids"]
+    assert all(v.dtype == tf.int32 and v.shape[1] == 16 for v in x.values())
+    assert ds.element_spec[0]["input_word_ids"].shape.as_list() == [None, 16]
+    # Seeded shuffling: the same order twice from a fresh pipeline.
+    again = data.make_tf_dataset(texts, np.array([1, 0, 1, 0, 1]), tok, batch_size=2, shuffle=True, seed=3)
+    np.testing.assert_array_equal(next(iter(again))[1], batches[0][1])
+    # Tail truncation keeps the end of the long review: "... the plot [SEP]".
+    vocab = (tiny_hub / "preprocess" / "assets" / "vocab.txt").read_text().splitlines()
+    full = tok(tf.constant(texts[:1]))["input_word_ids"].numpy()[0]
+    assert [vocab[i] for i in full[-3:]] == ["the", "plot", "[SEP]"]
+
+
+def test_inspect_reports_counts_and_token_lengths(acl_tree, tiny_hub):
+    ds = data.read_dataset(str(acl_tree))
+    report = data.inspect(ds, data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=8))
+    train = report["splits"]["train"]
+    assert train["counts"] == {"neg": 12, "pos": 12}
+    assert set(train["tokens"]) >= {"median", "p90", "over_seq_length"}
+    assert train["tokens"]["over_seq_length"] == 24  # every review is longer than 8 tokens
+    json.dumps(report)  # JSON-serialisable as printed by the CLI
