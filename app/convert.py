@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import app  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from app import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32",
                         help="dtype the encoder computes in; weights stay float32")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         out = convert(args.checkpoint, args.output, args.seq_length, args.compute_dtype)
     except ValueError as e:

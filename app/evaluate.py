@@ -1,0 +1,408 @@
+"""Evaluate an exported model on labelled data and write a report a person can act on.
+
+    python -m app.evaluate --model saved_models/NAME[/VERSION] --data PATH [--output DIR]
+
+Runs the same SavedModel TF Serving would run and writes, into the report folder:
+`report.json` (metrics), `predictions.csv`, PNG plots, `report.md` and a self-contained
+`report.html`. `app.train` calls `write_report` at the end of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import html
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app import configure_logging
+
+logger = logging.getLogger(__name__)
+
+ECE_BINS = 15
+QUOTE_CHARS = 300
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Model outputs for one labelled set, in the order of `ids`."""
+
+    ids: list[str]
+    texts: list[str]
+    true: np.ndarray  # int class ids
+    probabilities: np.ndarray  # [n, classes]
+    seconds: float = 0.0
+
+
+def predict_texts(serve, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
+    """Run a `serving_default` signature over texts in batches; (probabilities, seconds)."""
+    import tensorflow as tf
+
+    outputs = []
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        batch = tf.constant(list(texts[i:i + batch_size]), tf.string)
+        outputs.append(serve(text=batch)["probabilities"].numpy())
+    seconds = time.perf_counter() - start
+    return (np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)), seconds
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size.
+
+    scikit-learn has no ECE (its calibration_curve is per class), so this is the one metric
+    computed here by hand.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict:
+    """Every number in report.json, from scikit-learn wherever it has the metric."""
+    from sklearn import metrics
+
+    k = len(classes)
+    labels = list(range(k))
+    pred = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    notes = []
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        true, pred, labels=labels, zero_division=0)
+    out = {
+        "n_examples": int(len(true)),
+        "classes": list(classes),
+        "accuracy": float(metrics.accuracy_score(true, pred)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_f1": float(metrics.f1_score(true, pred, labels=labels, average="weighted",
+                                              zero_division=0)),
+        "per_class": {
+            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": metrics.confusion_matrix(true, pred, labels=labels).tolist(),
+        "log_loss": float(metrics.log_loss(true, probabilities, labels=labels)),
+        "brier": float(metrics.brier_score_loss(true, probabilities, labels=labels)),
+        "ece": expected_calibration_error(confidence, (pred == true).astype(float)),
+        "mean_confidence": float(confidence.mean()),
+    }
+    present = sorted(set(true.tolist()))
+    missing = [classes[i] for i in labels if i not in present]
+    if missing:
+        notes.append(f"the evaluation set has no examples of {missing}: their recall, ROC-AUC and "
+                     "average precision are undefined")
+    predicted = sorted(set(pred.tolist()))
+    if len(predicted) == 1:
+        notes.append(f"the model predicted a single class ({classes[predicted[0]]}) for every example")
+    # Ranking metrics per class (one-vs-rest); undefined where a class is absent or everything.
+    auc, ap = {}, {}
+    for i, c in enumerate(classes):
+        positives = true == i
+        if positives.all() or not positives.any():
+            continue
+        auc[c] = float(metrics.roc_auc_score(positives, probabilities[:, i]))
+        ap[c] = float(metrics.average_precision_score(positives, probabilities[:, i]))
+    if k == 2:
+        out["roc_auc"] = auc.get(classes[1])
+        out["average_precision"] = ap.get(classes[1])
+    else:
+        out["roc_auc"] = float(np.mean(list(auc.values()))) if auc else None
+        out["average_precision"] = float(np.mean(list(ap.values()))) if ap else None
+        out["roc_auc_per_class"], out["average_precision_per_class"] = auc, ap
+    if out["roc_auc"] is None:
+        notes.append("ROC-AUC is undefined: the evaluation set needs examples of at least two classes")
+    out["notes"] = notes
+    return out
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.DataFrame | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    written = []
+    predicted = pred.probabilities.argmax(1)
+    confidence = pred.probabilities.max(1)
+    correct = predicted == pred.true
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
+    ConfusionMatrixDisplay.from_predictions(pred.true, predicted, labels=list(range(len(classes))),
+                                            display_labels=list(classes), ax=ax, colorbar=False)
+    ax.set_title("Confusion matrix")
+    save(fig, "confusion_matrix.png")
+
+    fig_roc, ax_roc = plt.subplots(figsize=(5, 4))
+    fig_pr, ax_pr = plt.subplots(figsize=(5, 4))
+    for i, c in enumerate(classes):
+        positives = pred.true == i
+        if positives.all() or not positives.any():
+            continue
+        if len(classes) == 2 and i == 0:
+            continue  # binary: one curve, for the second class
+        RocCurveDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_roc)
+        PrecisionRecallDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_pr)
+    ax_roc.set_title("ROC curve")
+    ax_pr.set_title("Precision-recall curve")
+    save(fig_roc, "roc_curve.png")
+    save(fig_pr, "precision_recall_curve.png")
+
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    centers, accs, counts = [], [], []
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, ECE_BINS - 1)
+    for b in range(ECE_BINS):
+        mask = index == b
+        if mask.any():
+            centers.append(confidence[mask].mean())
+            accs.append(correct[mask].mean())
+            counts.append(mask.sum())
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.plot(centers, accs, "o-", label="model")
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability diagram ({ECE_BINS} bins)")
+    ax.legend()
+    save(fig, "reliability_diagram.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.hist([confidence[correct], confidence[~correct]], bins=20, range=(0, 1), stacked=True,
+            label=["correct", "wrong"])
+    ax.set_xlabel("confidence (max probability)")
+    ax.set_ylabel("examples")
+    ax.set_title("Confidence histogram")
+    ax.legend()
+    save(fig, "confidence_histogram.png")
+
+    lengths = np.asarray([len(t.split()) for t in pred.texts])
+    bins = np.unique(np.quantile(lengths, np.linspace(0, 1, 6))) if len(lengths) else np.array([0, 1])
+    if len(bins) < 2:
+        bins = np.array([lengths.min(), lengths.min() + 1])
+    which = np.clip(np.digitize(lengths, bins[1:-1], right=True), 0, len(bins) - 2)
+    xs, ys = [], []
+    for b in range(len(bins) - 1):
+        mask = which == b
+        if mask.any():
+            xs.append(f"{int(bins[b])}-{int(bins[b + 1])}")
+            ys.append(correct[mask].mean())
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.bar(xs, ys)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("length (words)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy by text length")
+    save(fig, "accuracy_by_length.png")
+
+    if history is not None and len(history):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for col in (metric, f"val_{metric}"):
+                if col in history:
+                    ax.plot(history["epoch"] + 1, history[col], "o-", label=col)
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.legend()
+        save(fig, "training_curves.png")
+    return written
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[dict]:
+    predicted = pred.probabilities.argmax(1)
+    wrong = np.flatnonzero(predicted != pred.true)
+    wrong = wrong[np.argsort(-pred.probabilities[wrong, predicted[wrong]])][:n]
+    rows = []
+    for i in wrong:
+        text = " ".join(pred.texts[i].split())
+        rows.append({"id": pred.ids[i], "true": classes[pred.true[i]], "predicted": classes[predicted[i]],
+                     "confidence": float(pred.probabilities[i, predicted[i]]),
+                     "text": text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"})
+    return rows
+
+
+def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
+    lines = [f"# Evaluation report: {report['model']}", "",
+             f"Data: `{report['data']}` ({report['n_examples']} examples). "
+             f"Throughput: {report['examples_per_second']:.1f} examples/s.", ""]
+    for note in report["notes"]:
+        lines.append(f"> **Note:** {note}")
+    if report["notes"]:
+        lines.append("")
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    lines += ["| metric | value |", "| --- | --- |"]
+    for key in ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
+                "brier", "ece"):
+        lines.append(f"| {key} | {fmt(report.get(key))} |")
+    lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for c, m in report["per_class"].items():
+        lines.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+    lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
+              "| | " + " | ".join(report["classes"]) + " |",
+              "| --- " * (len(report["classes"]) + 1) + "|"]
+    for c, row in zip(report["classes"], report["confusion_matrix"], strict=True):
+        lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
+    lines += [""]
+    for image in images:
+        lines += [f"![{image[:-4].replace('_', ' ')}]({image})", ""]
+    lines += ["## Most confident mistakes", ""]
+    if not mistakes:
+        lines.append("None: every example was classified correctly.")
+    for m in mistakes:
+        lines.append(f"- `{m['id']}` true **{m['true']}**, predicted **{m['predicted']}** "
+                     f"({m['confidence']:.3f}): {m['text']}")
+    return "\n".join(lines) + "\n"
+
+
+def _html(markdown_text: str, report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
+    """A self-contained page: the numbers as tables, the plots embedded as base64 PNGs."""
+    esc = html.escape
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    parts = [f"<h1>Evaluation report: {esc(report['model'])}</h1>",
+             f"<p>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
+             f"Throughput: {report['examples_per_second']:.1f} examples/s.</p>"]
+    parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
+    parts.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
+        f"<tr><td>{k}</td><td>{fmt(report.get(k))}</td></tr>"
+        for k in ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
+                  "brier", "ece")) + "</table>")
+    parts.append("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+                 + "".join(f"<tr><td>{esc(c)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
+                           f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
+                           for c, m in report["per_class"].items()) + "</table>")
+    for image in images:
+        data = base64.b64encode((out / image).read_bytes()).decode()
+        parts.append(f'<figure><img alt="{image}" src="data:image/png;base64,{data}"></figure>')
+    parts.append("<h2>Most confident mistakes</h2><ul>" + "".join(
+        f"<li><code>{esc(m['id'])}</code> true <b>{esc(m['true'])}</b>, predicted "
+        f"<b>{esc(m['predicted'])}</b> ({m['confidence']:.3f}): {esc(m['text'])}</li>" for m in mistakes)
+        + "</ul>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}"
+             ".note{background:#fff3cd;padding:.5em}")
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{esc(report['model'])}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, model: str, data: str,
+                 history: pd.DataFrame | None = None) -> dict:
+    """Write every report file into `out` and return the report.json content."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output {out}: cannot create the report folder ({e.strerror})") from e
+    if len(pred.true) == 0:
+        raise ValueError(f"--data {data}: no labelled examples to evaluate")
+    report = compute_metrics(pred.true, pred.probabilities, classes)
+    report.update({"model": model, "data": data,
+                   "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
+                   "seconds": pred.seconds})
+    predicted = pred.probabilities.argmax(1)
+    frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
+                          "predicted_label": [classes[i] for i in predicted]})
+    for i, c in enumerate(classes):
+        frame[f"prob_{c}"] = pred.probabilities[:, i]
+    frame["n_words"] = [len(t.split()) for t in pred.texts]
+    frame.to_csv(out / "predictions.csv", index=False)
+    images = _plots(pred, classes, out, history)
+    report["plots"] = images
+    mistakes = _mistakes(pred, classes)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    markdown_text = _markdown(report, images, mistakes)
+    (out / "report.md").write_text(markdown_text, encoding="utf-8")
+    (out / "report.html").write_text(_html(markdown_text, report, images, mistakes, out), encoding="utf-8")
+    logger.info("report written to %s (accuracy %.4f)", out, report["accuracy"])
+    return report
+
+
+def evaluate_export(model: str, texts: Sequence[str], labels: Sequence[str], ids: Sequence[str],
+                    out: str | Path, data: str, history: pd.DataFrame | None = None,
+                    batch_size: int = 64) -> dict:
+    """Run an exported model over labelled texts and write the report."""
+    from app.export import load_exported
+
+    loaded, folder, classes = load_exported(model)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"--data {data}: label(s) {unknown[:5]} are not classes of the model {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    serve = loaded.signatures["serving_default"]
+    probabilities, seconds = predict_texts(serve, texts, batch_size)
+    pred = Predictions(list(ids), list(texts), np.asarray([index[y] for y in labels]), probabilities, seconds)
+    return write_report(pred, classes, out, model=str(folder), data=data, history=history)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
+    parser.add_argument("--data", required=True, help="labelled data (any app.data source)")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: test, else all)")
+    parser.add_argument("--text-column")
+    parser.add_argument("--label-column")
+    parser.add_argument("--output", default=None, help="report folder (default: reports/NAME_VERSION)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        from app import data as data_mod
+        from app.export import resolve_model_dir
+
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        folder = resolve_model_dir(args.model)
+        splits = data_mod.read_source(args.data, args.text_column, args.label_column)
+        name = args.split or ("test" if "test" in splits else None)
+        if name is not None and name not in splits:
+            raise ValueError(f"--split {name}: {args.data} has splits {sorted(splits)}")
+        if name is None:
+            split = data_mod.Split([], [], [])
+            for s in splits.values():
+                split = data_mod.Split(split.texts + s.texts, split.labels + s.labels, split.ids + s.ids)
+        else:
+            split = splits[name]
+        out = Path(args.output) if args.output else Path("reports") / f"{folder.parent.name}_{folder.name}"
+        report = evaluate_export(str(folder), split.texts, split.labels, split.ids, out, args.data,
+                                 batch_size=args.batch_size)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
+          f"on {report['n_examples']} examples")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The classifier: TF-Hub encoder -> dropout -> dense softmax, in functional tf-keras.
+
+The model takes the encoder's three integer inputs, never strings: tokenization runs in
+`tf.data` during training (TPU-safe) and in front of the model in the exported SavedModel.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
+
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def build_classifier(
+    encoder_handle: str,
+    num_classes: int,
+    dropout: float = 0.1,
+    seq_length: int | None = None,
+    name: str = "bertclf",
+) -> tf.keras.Model:
+    """Build inside `strategy.scope()`: the encoder's variables belong to the strategy."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
+    encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder")
+    pooled = encoder(inputs)["pooled_output"]
+    x = tf.keras.layers.Dropout(dropout, name="dropout")(pooled)
+    probs = tf.keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        dtype="float32",  # probabilities stay float32 under a mixed-precision policy
+        kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+        name="classifier",
+    )(x)
+    return tf.keras.Model(inputs, probs, name=name)

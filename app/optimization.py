@@ -1,0 +1,60 @@
+"""AdamW with linear warm-up and linear decay, as BERT fine-tuning recipes use.
+
+Written on `tf_keras.optimizers.AdamW` because tf-models-official (which has this as
+`official.nlp.optimization`) cannot be installed alongside TF 2.21.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Layer norms and biases are not decayed (Loshchilov & Hutter; the original BERT recipe).
+NO_DECAY = ["LayerNorm", "layer_norm", "norm/gamma", "norm/beta", "bias"]
+
+
+@tf.keras.utils.register_keras_serializable(package="bertclf")
+class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """0 -> peak over `warmup_steps`, then linearly down to 0 at `total_steps`."""
+
+    def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int):
+        super().__init__()
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"warmup_steps must be in [0, {total_steps}], got {warmup_steps}")
+        self.peak_learning_rate = peak_learning_rate
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        peak = tf.constant(self.peak_learning_rate, tf.float32)
+        warm = peak * (step + 1.0) / max(self.warmup_steps, 1)
+        decay_span = max(self.total_steps - self.warmup_steps, 1)
+        decay = peak * tf.maximum(0.0, (self.total_steps - step) / decay_span)
+        return tf.where(step < self.warmup_steps, warm, decay)
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def create_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    warmup_fraction: float = 0.1,
+    weight_decay: float = 0.01,
+    clip_norm: float = 1.0,
+) -> tf.keras.optimizers.Optimizer:
+    """Build inside `strategy.scope()`, like the model."""
+    schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
+    optimizer = tf.keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-6,
+        global_clipnorm=clip_norm,
+    )
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    return optimizer

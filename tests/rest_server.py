@@ -1,0 +1,125 @@
+"""A stand-in for TensorFlow Serving's REST API, for tests only.
+
+The TF Serving binary cannot be installed on our machines, so the client is tested against
+this small server. It answers the documented contract (model status, `:predict` in row and
+columnar form, `:classify`, and `{"error": ...}` bodies with HTTP error codes) by running the
+exported SavedModel, as TF Serving would. It listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+
+_ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(?::(predict|classify))?$")
+
+
+class FakeTFServing:
+    def __init__(self, base_dir: Path, model_name: str):
+        self.model_name = model_name
+        versions = sorted(int(p.name) for p in Path(base_dir).iterdir() if p.name.isdigit())
+        self.version = versions[-1]
+        self.model = tf.saved_model.load(str(Path(base_dir) / str(self.version)))
+        self.requests = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _predict(self, body: dict) -> dict:
+        sig = self.model.signatures[body.get("signature_name", "serving_default")]
+        if "instances" in body:
+            texts = [i["text"] if isinstance(i, dict) else i for i in body["instances"]]
+            out = {k: v.numpy() for k, v in sig(text=tf.constant(texts)).items()}
+            rows = [{k: _json(v[i]) for k, v in out.items()} for i in range(len(texts))]
+            return {"predictions": rows}
+        texts = body["inputs"]["text"] if isinstance(body["inputs"], dict) else body["inputs"]
+        out = sig(text=tf.constant(texts))
+        return {"outputs": {k: _json(v.numpy()) for k, v in out.items()}}
+
+    def _classify(self, body: dict) -> dict:
+        examples = []
+        for ex in body["examples"]:
+            feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[ex["text"].encode()]))
+            examples.append(tf.train.Example(features=tf.train.Features(feature={"text": feature}))
+                            .SerializeToString())
+        out = self.model.signatures[body.get("signature_name", "classify")](inputs=tf.constant(examples))
+        classes, scores = out["classes"].numpy(), out["scores"].numpy()
+        return {"results": [[[c.decode(), float(s)] for c, s in zip(cs, ss, strict=True)]
+                            for cs, ss in zip(classes, scores, strict=True)]}
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, payload: dict):
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self):
+                m = _ROUTE.match(self.path)
+                if not m or m.group(1) != server.model_name:
+                    name = m.group(1) if m else self.path
+                    self._send(404, {"error": f"Servable not found for request: Latest({name})"})
+                    return None
+                if m.group(2) and int(m.group(2)) != server.version:
+                    self._send(404, {"error": f"Servable not found for request: "
+                                              f"Specific({server.model_name}, {m.group(2)})"})
+                    return None
+                return m.group(3)
+
+            def do_GET(self):
+                if self._route() is None and not self.path.endswith(server.model_name):
+                    return
+                self._send(200, {"model_version_status": [
+                    {"version": str(server.version), "state": "AVAILABLE",
+                     "status": {"error_code": "OK", "error_message": ""}}]})
+
+            def do_POST(self):
+                verb = self._route()
+                if verb is None:
+                    return
+                server.requests += 1
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                    payload = server._predict(body) if verb == "predict" else server._classify(body)
+                except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+                    self._send(400, {"error": f"JSON Parse error: {e}"})
+                    return
+                self._send(200, payload)
+
+        return Handler
+
+
+def _json(value):
+    if isinstance(value, np.ndarray):
+        return [_json(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

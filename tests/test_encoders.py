@@ -1,0 +1,58 @@
+"""app.encoders: the registry, handles, and the offline encoder cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import encoders
+
+
+def test_registry_has_the_tutorial_family_with_real_handles():
+    names = set(encoders.REGISTRY)
+    for name in ("bert_en_uncased_L-12_H-768_A-12", "bert_en_cased_L-12_H-768_A-12",
+                 "bert_en_uncased_L-24_H-1024_A-16", "small_bert/bert_en_uncased_L-4_H-512_A-8",
+                 "albert_en_base", "electra_small", "electra_base", "talking-heads_base",
+                 "experts_pubmed", "minilm-l6-h384-uncased"):
+        assert name in names
+    spec = encoders.resolve("small_bert/bert_en_uncased_L-4_H-512_A-8")
+    assert spec.encoder == "https://tfhub.dev/tensorflow/small_bert/bert_en_uncased_L-4_H-512_A-8/1"
+    assert spec.preprocess == "https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3"
+    assert (spec.num_layers, spec.hidden_size) == (4, 512)
+    assert encoders.resolve("bert_en_cased_L-12_H-768_A-12").preprocess.endswith("bert_en_cased_preprocess/3")
+    assert len([n for n in names if n.startswith("small_bert/")]) == 24
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError) as info:
+        encoders.resolve("bert_huge")
+    message = str(info.value)
+    assert "bert_huge" in message and "electra_small" in message and "minilm-l6-h384-uncased" in message
+
+
+def test_converted_folder_path_and_file_url(tiny_hub):
+    for handle in (str(tiny_hub), tiny_hub.as_uri()):
+        spec = encoders.resolve(handle)
+        assert spec.encoder == str(tiny_hub / "encoder")
+        assert spec.preprocess == str(tiny_hub / "preprocess")
+        assert (spec.num_layers, spec.hidden_size, spec.max_seq_length) == (2, 32, 128)
+
+
+def test_bare_encoder_handle_needs_a_preprocessor(tiny_hub):
+    with pytest.raises(ValueError, match="--preprocess"):
+        encoders.resolve(str(tiny_hub / "encoder"))
+    spec = encoders.resolve("https://example.invalid/encoder/1", preprocess=str(tiny_hub / "preprocess"))
+    assert spec.encoder == "https://example.invalid/encoder/1"
+
+
+@pytest.mark.minilm
+def test_offline_encoder_is_converted_once_and_cached(tmp_path, monkeypatch):
+    calls = []
+    import app.convert
+
+    real = app.convert.convert
+    monkeypatch.setattr(app.convert, "convert", lambda *a, **k: calls.append(a) or real(*a, **k))
+    spec = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
+    again = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
+    assert spec.encoder == again.encoder == str(tmp_path / "minilm-l6-h384-uncased" / "encoder")
+    assert len(calls) == 1
+    assert (spec.num_layers, spec.hidden_size) == (6, 384)

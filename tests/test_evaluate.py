@@ -1,0 +1,124 @@
+"""app.evaluate: metrics against hand-computed values, every report file, edge cases."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.evaluate import Predictions, compute_metrics, expected_calibration_error, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY_P1 = np.array([0.1, 0.42, 0.62, 0.35, 0.78, 0.93])
+BINARY_TRUE = np.array([0, 0, 0, 1, 1, 1])
+THREE = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+THREE_TRUE = np.array([0, 1, 2, 2])
+
+
+def binary_probs():
+    return np.stack([1 - BINARY_P1, BINARY_P1], axis=1)
+
+
+def test_binary_metrics_by_hand():
+    m = compute_metrics(BINARY_TRUE, binary_probs(), ["neg", "pos"])
+    # predictions: [0, 0, 1, 0, 1, 1] -> 4 of 6 right; each class 2 TP, 1 FP, 1 FN.
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert m["per_class"]["pos"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
+                                                   "support": 3})
+    assert m["confusion_matrix"] == [[2, 1], [1, 2]]
+    # Positive/negative score pairs ranked right: 0.35>0.1; 0.78 and 0.93 beat all three.
+    assert m["roc_auc"] == pytest.approx(7 / 9)
+    # Ranked: P P N N P N -> (1/1 + 2/2 + 3/5) / 3
+    assert m["average_precision"] == pytest.approx((1 + 1 + 0.6) / 3)
+    expected_log_loss = -np.mean(np.log([0.9, 0.58, 0.38, 0.35, 0.78, 0.93]))
+    assert m["log_loss"] == pytest.approx(expected_log_loss)
+    assert m["brier"] == pytest.approx(np.mean((BINARY_P1 - BINARY_TRUE) ** 2))
+    # Confidence bins (15): {0.9, 0.93} right, {0.58} right, {0.62, 0.65} wrong, {0.78} right.
+    expected_ece = (2 * abs(1 - 0.915) + abs(1 - 0.58) + 2 * abs(0 - 0.635) + abs(1 - 0.78)) / 6
+    assert m["ece"] == pytest.approx(expected_ece)
+    assert m["notes"] == []
+
+
+def test_three_class_metrics_by_hand():
+    m = compute_metrics(THREE_TRUE, THREE, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["per_class"]["a"]["precision"] == pytest.approx(0.5)
+    assert m["per_class"]["c"]["recall"] == pytest.approx(0.5)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert m["brier"] == pytest.approx(np.mean(((THREE - np.eye(3)[THREE_TRUE]) ** 2).sum(1)))
+    # One-vs-rest AUC, averaged over classes. a: its one positive (0.7) outranks every negative;
+    # b: likewise (0.5); c: positives {0.5, 0.1} vs negatives {0.1, 0.4}: 2 wins and a tie of 4.
+    assert m["roc_auc_per_class"]["a"] == pytest.approx(1.0)
+    assert m["roc_auc_per_class"]["b"] == pytest.approx(1.0)
+    assert m["roc_auc_per_class"]["c"] == pytest.approx((2 + 0.5) / 4)
+    assert m["roc_auc"] == pytest.approx((1 + 1 + 0.625) / 3)
+
+
+def test_ece_is_zero_when_confidence_equals_accuracy():
+    conf = np.array([0.75] * 4)
+    assert expected_calibration_error(conf, np.array([1, 1, 1, 0.0])) == pytest.approx(0.0)
+
+
+def _predictions(true, probs):
+    texts = [f"review number {i} " + "word " * (i * 3) for i in range(len(true))]
+    return Predictions([f"id{i}" for i in range(len(true))], texts, np.asarray(true), np.asarray(probs), 0.5)
+
+
+def test_report_files_and_accuracy_from_csv(tmp_path):
+    history = pd.DataFrame({"epoch": [0, 1], "loss": [0.7, 0.4], "accuracy": [0.5, 0.8],
+                            "val_loss": [0.6, 0.5], "val_accuracy": [0.6, 0.7]})
+    report = write_report(_predictions(BINARY_TRUE, binary_probs()), ["neg", "pos"], tmp_path,
+                          model="m/1", data="fixture", history=history)
+    for name in ("report.json", "predictions.csv", "report.md", "report.html"):
+        assert (tmp_path / name).stat().st_size > 0
+    pngs = ["confusion_matrix.png", "roc_curve.png", "precision_recall_curve.png", "reliability_diagram.png",
+            "confidence_histogram.png", "accuracy_by_length.png", "training_curves.png"]
+    for png in pngs:
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    saved = json.loads((tmp_path / "report.json").read_text())
+    for key in ("n_examples", "classes", "accuracy", "macro_f1", "roc_auc", "ece", "confusion_matrix",
+                "per_class", "examples_per_second", "model", "data"):
+        assert key in saved
+    assert saved["examples_per_second"] == pytest.approx(6 / 0.5)
+    frame = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(frame.columns[:5]) == ["id", "true_label", "predicted_label", "prob_neg", "prob_pos"]
+    assert (frame["true_label"] == frame["predicted_label"]).mean() == pytest.approx(report["accuracy"])
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(pngs)
+    md = (tmp_path / "report.md").read_text()
+    assert "Most confident mistakes" in md and "id2" in md  # 0.62 wrong "pos" is quoted
+
+
+def test_single_predicted_class_and_missing_class_still_report(tmp_path):
+    probs = np.array([[0.8, 0.1, 0.1]] * 4)
+    report = write_report(_predictions([0, 1, 0, 1], probs), ["a", "b", "c"], tmp_path, model="m", data="d")
+    notes = " ".join(report["notes"])
+    assert "single class (a)" in notes and "no examples of ['c']" in notes
+    assert report["accuracy"] == 0.5
+    assert (tmp_path / "report.html").exists()
+    only_one = write_report(_predictions([1, 1, 1], np.array([[0.3, 0.7]] * 3)), ["neg", "pos"],
+                            tmp_path / "one", model="m", data="d")
+    assert only_one["roc_auc"] is None and any("undefined" in n for n in only_one["notes"])
+    assert not math.isnan(only_one["accuracy"])
+
+
+def test_evaluate_cli_on_an_export(trained_tiny, tiny_reviews, tmp_path):
+    result, _ = trained_tiny
+    proc = subprocess.run([sys.executable, "-m", "app.evaluate", "--model", str(result.export_dir.parent),
+                           "--data", str(tiny_reviews), "--output", str(tmp_path / "rep")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["n_examples"] == 20 and report["model"].endswith("/1")
+    assert "accuracy" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "app.evaluate", "--model", str(tmp_path / "none"),
+                          "--data", str(tiny_reviews)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
