@@ -9,13 +9,15 @@ STAMP := $(VENV)/.bertclf-installed
 # (pipefail keeps pip's own exit status.)
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: venv demo train test test-slow lint golden clean help
+.PHONY: venv demo train test test-slow lint golden notebook notebook-html clean help
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
 	@echo "make test       create .venv if needed, then run the test suite"
 	@echo "make test-slow  the slow tests too"
 	@echo "make lint       ruff"
+	@echo "make notebook   execute notebooks/walkthrough.ipynb headless into build/"
+	@echo "make notebook-html  the same, rendered to build/walkthrough.html"
 	@echo "make golden     regenerate tests/golden with the Hugging Face reference (tools/)"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
@@ -42,6 +44,14 @@ test-slow: venv
 
 lint: venv
 	$(VENV)/bin/ruff check app tests tools
+
+# The notebook in git has no outputs; the executed copy goes to build/. SMALL=0 for a real run.
+SMALL ?= 1
+notebook: venv
+	BERTCLF_NOTEBOOK_SMALL=$(SMALL) $(PY) tools/run_notebook.py notebooks/walkthrough.ipynb build/walkthrough.ipynb
+
+notebook-html: notebook
+	$(VENV)/bin/jupyter nbconvert --to html build/walkthrough.ipynb --output-dir build
 
 # The reference implementation lives in its own virtualenv: torch and transformers are never
 # dependencies of the project or its tests.

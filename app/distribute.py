@@ -71,10 +71,15 @@ def choose_strategy(name: str = "auto", tpu: str | None = None) -> tuple[tf.dist
 def strategy_name(strategy: tf.distribute.Strategy) -> str:
     """The public class name users know (MultiWorkerMirroredStrategy is implemented by
     CollectiveAllReduceStrategy; the default strategy has a private class)."""
-    for cls in (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.TPUStrategy,
-                tf.distribute.MirroredStrategy, tf.distribute.OneDeviceStrategy):
+    names = (
+        (tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+        (tf.distribute.TPUStrategy, "TPUStrategy"),
+        (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+        (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"),
+    )
+    for cls, name in names:
         if isinstance(strategy, cls):
-            return cls.__name__
+            return name
     return "default strategy (one device)"
 
 

@@ -149,3 +149,13 @@ def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
     config.add_arguments(parser)
     cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, tiny_reviews, tmp)))
     return train.run(cfg), cfg
+
+
+@pytest.fixture(scope="session")
+def minilm_hub_cache(tmp_path_factory) -> Path:
+    """A hub cache holding the offline MiniLM, converted once per test session (~20 s)."""
+    from app.encoders import ensure_offline_encoder
+
+    cache = tmp_path_factory.mktemp("hub_cache")
+    ensure_offline_encoder(cache)
+    return cache

@@ -204,10 +204,10 @@ def test_cli_converts(tiny_checkpoint, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def minilm_hub(tmp_path_factory):
-    from app.encoders import minilm_checkpoint
+def minilm_hub(minilm_hub_cache):
+    from app.encoders import DEFAULT_ENCODER
 
-    return convert(minilm_checkpoint(), tmp_path_factory.mktemp("minilm") / "hub")
+    return minilm_hub_cache / DEFAULT_ENCODER
 
 
 @pytest.mark.minilm

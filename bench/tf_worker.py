@@ -1,0 +1,211 @@
+"""TensorFlow measurements for bench/run.py, one per process (prints one JSON line).
+
+    python bench/tf_worker.py peak
+    python bench/tf_worker.py bertclf --data DIR --seq-length 128 --batch-size 32
+    python bench/tf_worker.py tutorial --data DIR --seq-length 128 --batch-size 32
+    python bench/tf_worker.py serve --model saved_models/NAME/VERSION --data DIR
+    python bench/tf_worker.py accuracy --recipe bertclf|tutorial --data DIR ...
+
+Every throughput is the median of several timed windows after warm-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_hub as hub  # noqa: E402
+import tensorflow_text  # noqa: E402,F401
+
+import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from app import data, encoders  # noqa: E402
+from app.model import build_classifier  # noqa: E402
+from app.optimization import create_optimizer  # noqa: E402
+
+
+class StepTimer(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def windows_rate(times: list[float], batch: int, warmup: int, window: int) -> dict:
+    """Examples/s per window of `window` steps after `warmup` steps; median and all windows."""
+    steps = np.diff(times)[warmup:]
+    rates = [batch * window / steps[i:i + window].sum() for i in range(0, len(steps) - window + 1, window)]
+    return {"examples_per_second": float(np.median(rates)), "windows": [float(r) for r in rates]}
+
+
+def peak(args) -> dict:
+    """Dense matmul rate in GFLOP/s, fp32 and bf16, median of timed windows."""
+    out = {}
+    n = 2048
+    for dtype in ("float32", "bfloat16"):
+        a = tf.random.normal([n, n], dtype=tf.float32)
+        a = tf.cast(a, dtype)
+        b = tf.cast(tf.random.normal([n, n]), dtype)
+        mm = tf.function(lambda x, y: tf.matmul(x, y))
+        mm(a, b).numpy()
+        rates = []
+        for _ in range(7):
+            start = time.perf_counter()
+            for _ in range(5):
+                c = mm(a, b)
+            c.numpy()
+            rates.append(5 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+        out[dtype] = float(np.median(rates))
+    return {"peak_gflops": {"fp32": out["float32"], "bf16": out["bfloat16"]}}
+
+
+def _texts(data_dir: str, n: int, seed: int = 0):
+    ds = data.read_dataset(data_dir)
+    split = ds.splits["train"]
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(split))[:n]
+    labels = ds.label_ids("train")[idx]
+    return [split.texts[i] for i in idx], labels, ds.classes
+
+
+def bertclf_model(args, classes):
+    spec = encoders.resolve(args.encoder, compute_dtype=args.compute_dtype)
+    tokenizer = data.Tokenizer(spec.preprocess, args.seq_length, "head+tail")
+    model = build_classifier(spec.encoder, len(classes), 0.1, args.seq_length)
+    return spec, tokenizer, model
+
+
+def tutorial_model(args, classes):
+    """The "Classify text with BERT" recipe: preprocessing inside the model, fp32, fixed length."""
+    spec = encoders.resolve(args.encoder)
+    text = tf.keras.layers.Input(shape=(), dtype=tf.string, name="text")
+    pre = hub.load(spec.preprocess)
+    tokenize = hub.KerasLayer(pre.tokenize, name="tokenize")
+    pack = hub.KerasLayer(pre.bert_pack_inputs, arguments=dict(seq_length=args.seq_length), name="pack")
+    encoder_inputs = pack([tokenize(text)])
+    outputs = hub.KerasLayer(spec.encoder, trainable=True, name="BERT_encoder")(encoder_inputs)
+    net = tf.keras.layers.Dropout(0.1)(outputs["pooled_output"])
+    net = tf.keras.layers.Dense(len(classes), activation="softmax", name="classifier")(net)
+    return tf.keras.Model(text, net)
+
+
+def _train_throughput(model, ds, args) -> dict:
+    steps = args.warmup + args.windows * args.window
+    model.compile(optimizer=create_optimizer(args.learning_rate, 1000),
+                  loss="sparse_categorical_crossentropy", jit_compile=False)
+    timer = StepTimer()
+    model.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0)
+    return windows_rate(timer.times, args.batch_size, args.warmup, args.window)
+
+
+def bertclf(args) -> dict:
+    texts, labels, classes = _texts(args.data, args.batch_size * 8)
+    spec, tokenizer, model = bertclf_model(args, classes)
+    ds = data.make_tf_dataset(texts, labels, tokenizer, args.batch_size, shuffle=True, seed=0,
+                              drop_remainder=True)
+    return _train_throughput(model, ds, args)
+
+
+def tutorial(args) -> dict:
+    texts, labels, classes = _texts(args.data, args.batch_size * 8)
+    model = tutorial_model(args, classes)
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(texts), labels)).shuffle(len(texts), seed=0)
+    ds = ds.batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return _train_throughput(model, ds, args)
+
+
+def accuracy(args) -> dict:
+    """Fixed budget (same examples, epochs, seed): accuracy on held-out reviews."""
+    tf.keras.utils.set_random_seed(0)
+    ds = data.read_dataset(args.data)
+    split = ds.splits["train"]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(split))
+    train_idx, eval_idx = order[:args.train_examples], order[args.train_examples:][:args.eval_examples]
+    y = ds.label_ids("train")
+    tr_texts, ev_texts = [split.texts[i] for i in train_idx], [split.texts[i] for i in eval_idx]
+    total = (len(train_idx) // args.batch_size) * args.epochs
+    start = time.perf_counter()
+    if args.recipe == "bertclf":
+        spec, tokenizer, model = bertclf_model(args, ds.classes)
+        train_ds = data.make_tf_dataset(tr_texts, y[train_idx], tokenizer, args.batch_size, shuffle=True,
+                                        seed=0, drop_remainder=True)
+        eval_ds = data.make_tf_dataset(ev_texts, y[eval_idx], tokenizer, 64)
+    else:
+        model = tutorial_model(args, ds.classes)
+        train_ds = tf.data.Dataset.from_tensor_slices((tf.constant(tr_texts), y[train_idx]))
+        train_ds = train_ds.shuffle(len(tr_texts), seed=0).batch(args.batch_size, drop_remainder=True)
+        eval_ds = tf.data.Dataset.from_tensor_slices((tf.constant(ev_texts), y[eval_idx])).batch(64)
+    model.compile(optimizer=create_optimizer(args.learning_rate, total),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(train_ds, epochs=args.epochs, verbose=0)
+    train_seconds = time.perf_counter() - start
+    _, acc = model.evaluate(eval_ds, verbose=0)
+    return {"accuracy": float(acc), "train_examples": len(train_idx), "eval_examples": len(eval_idx),
+            "epochs": args.epochs, "train_seconds": train_seconds}
+
+
+def serve(args) -> dict:
+    """Exported serving_default at batch 1 and 64, against a tutorial-style reloaded Keras model."""
+    texts, _, classes = _texts(args.data, 512)
+    loaded = tf.saved_model.load(args.model)
+    sig = loaded.signatures["serving_default"]
+
+    def bench(fn, batch, reps):
+        batches = [tf.constant(texts[i:i + batch]) for i in range(0, batch * reps, batch)]
+        fn(batches[0])
+        lat = []
+        for b in batches:
+            start = time.perf_counter()
+            fn(b)
+            lat.append(time.perf_counter() - start)
+        lat = np.array(lat)
+        return {"examples_per_second": float(batch / np.median(lat)),
+                "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)}
+
+    out = {"bertclf": {"batch1": bench(lambda t: sig(text=t), 1, 100),
+                       "batch64": bench(lambda t: sig(text=t), 64, 6)}}
+    # Tutorial: save the string-in Keras model and reload it, as the tutorial does.
+    model = tutorial_model(args, classes)
+    path = Path(args.scratch) / "tutorial_savedmodel"
+    model.save(str(path), include_optimizer=False)
+    reloaded = tf.saved_model.load(str(path))
+    out["tutorial"] = {"batch1": bench(lambda t: reloaded(t, training=False), 1, 100),
+                       "batch64": bench(lambda t: reloaded(t, training=False), 64, 6)}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["peak", "bertclf", "tutorial", "serve", "accuracy"])
+    p.add_argument("--data")
+    p.add_argument("--encoder", default=encoders.DEFAULT_ENCODER)
+    p.add_argument("--compute-dtype", default="float32")
+    p.add_argument("--seq-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--windows", type=int, default=5)
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--model")
+    p.add_argument("--scratch", default="/tmp")
+    p.add_argument("--recipe", default="bertclf")
+    p.add_argument("--train-examples", type=int, default=512)
+    p.add_argument("--eval-examples", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=1)
+    args = p.parse_args()
+    result = globals()[args.mode](args)
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
