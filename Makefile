@@ -9,7 +9,7 @@ STAMP := $(VENV)/.bertclf-installed
 # (pipefail keeps pip's own exit status.)
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: venv demo train test test-slow lint golden notebook notebook-html clean help
+.PHONY: venv demo train test test-slow lint golden bench notebook notebook-html clean help
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
@@ -19,6 +19,7 @@ help:
 	@echo "make notebook   execute notebooks/walkthrough.ipynb headless into build/"
 	@echo "make notebook-html  the same, rendered to build/walkthrough.html"
 	@echo "make golden     regenerate tests/golden with the Hugging Face reference (tools/)"
+	@echo "make bench      training and serving speed against the tutorial, Transformers, keras-hub"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,15 +54,22 @@ notebook: venv
 notebook-html: notebook
 	$(VENV)/bin/jupyter nbconvert --to html build/walkthrough.ipynb --output-dir build
 
-# The reference implementation lives in its own virtualenv: torch and transformers are never
-# dependencies of the project or its tests.
-REF_VENV ?= .venv-reference
-golden: venv
-	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
-	$(REF_VENV)/bin/pip install -q -r tools/requirements-reference.txt $(PIP_QUIET)
-	$(REF_VENV)/bin/python tools/make_golden.py \
+# PyTorch and Transformers live in their own virtualenv: the reference implementation for the
+# golden files and the Transformers contender of the benchmark. Never dependencies of the project.
+TORCH_VENV ?= .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.bertclf-installed
+$(TORCH_STAMP): requirements-torch.txt
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install -q -r requirements-torch.txt $(PIP_QUIET)
+	touch $(TORCH_STAMP)
+
+golden: venv $(TORCH_STAMP)
+	$(TORCH_VENV)/bin/python tools/make_golden.py \
 	  --checkpoint "$$($(PY) -c 'from app.encoders import minilm_checkpoint; print(minilm_checkpoint())')" \
 	  --output tests/golden
 
+bench: venv $(TORCH_STAMP)
+	$(PY) bench/run.py --torch-python $(TORCH_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) $(REF_VENV) .pytest_cache
+	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache build

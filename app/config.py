@@ -18,7 +18,7 @@ from app.data import BUNDLED_SAMPLE, TRUNCATIONS
 from app.encoders import DEFAULT_ENCODER
 
 STRATEGIES = ("auto", "tpu", "mirrored", "multi-worker", "one-device", "cpu")
-MIXED_PRECISION = ("none", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "none", "bf16", "fp16")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -53,7 +53,7 @@ class TrainConfig:
     # hardware
     strategy: str = "auto"
     tpu: str | None = None
-    mixed_precision: str = "none"
+    mixed_precision: str = "auto"
     jit_compile: bool | None = None
     steps_per_execution: int = 1
     # outputs
@@ -196,7 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "learning_rate": "peak AdamW learning rate; default by encoder size",
         "strategy": f"tf.distribute strategy: {', '.join(STRATEGIES)}",
         "tpu": "TPU name or grpc:// address for --strategy tpu",
-        "mixed_precision": f"{', '.join(MIXED_PRECISION)}",
+        "mixed_precision": "auto (bf16 where the hardware has it and the encoder can use it), none, "
+                           "bf16 or fp16",
         "jit_compile": "XLA-compile the train step (default: on for TPU/GPU, off on CPU)",
         "run_dir": "run folder (default runs/MODEL_NAME); the same folder resumes a killed run",
         "version": "export version (default: next free number)",

@@ -10,6 +10,7 @@ import glob
 import json
 import logging
 import os
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -81,6 +82,21 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
         if isinstance(strategy, cls):
             return name
     return "default strategy (one device)"
+
+
+def has_fast_bfloat16(strategy: tf.distribute.Strategy) -> bool:
+    """TPUs, Ampere-or-newer GPUs, and CPUs with AVX512-BF16 or AMX compute bfloat16 natively."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    gpus = tf.config.get_visible_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return tuple(capability) >= (8, 0)
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def uses_accelerator(strategy: tf.distribute.Strategy) -> bool:

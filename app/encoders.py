@@ -99,7 +99,7 @@ def resolve(
         if spec.offline:
             out = ensure_offline_encoder(hub_cache, compute_dtype)
             spec = dataclasses.replace(spec, preprocess=str(out / "preprocess"),
-                                       encoder=str(out / "encoder"))
+                                       encoder=str(out / "encoder"), name=out.name)
         return dataclasses.replace(spec, preprocess=preprocess or spec.preprocess)
 
     local = _local_path(encoder)

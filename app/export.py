@@ -161,8 +161,10 @@ def export_model(
         if final.exists():  # another export took this number meanwhile
             raise ValueError(f"{final} appeared during export; not overwriting it")
         staging.rename(final)
-    except OSError as e:
-        raise ValueError(f"export to {base} failed: {e.strerror or e}") from e
+    except (OSError, tf.errors.OpError) as e:
+        # A full disk or an unwritable folder surfaces here, from Python or from TensorFlow's writers.
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
+        raise ValueError(f"export to {base} failed: {reason}") from e
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

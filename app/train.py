@@ -53,6 +53,17 @@ def default_hyperparameters(hidden_size: int) -> tuple[int, float]:
     return 32, 3e-5
 
 
+def choose_precision(requested: str, offline_encoder: bool, fast_bfloat16: bool) -> str:
+    """Resolve `--mixed-precision auto`: bf16 only where it pays and reaches the encoder.
+
+    Keras policies do not reach inside a hub.KerasLayer, so only an encoder with bfloat16 compute
+    baked into its SavedModel gains; the offline encoder has such a variant.
+    """
+    if requested != "auto":
+        return requested
+    return "bf16" if offline_encoder and fast_bfloat16 else "none"
+
+
 def _has_backup(run_dir: Path) -> bool:
     """Whether BackupAndRestore left a checkpoint: a killed run waiting to be resumed."""
     return any((run_dir / "backup").rglob("checkpoint"))
@@ -83,8 +94,20 @@ def _best_so_far(history_csv: Path, monitor: str) -> float | None:
     """Best monitored value of the epochs a resumed run already finished."""
     if not history_csv.exists() or history_csv.stat().st_size == 0:
         return None
-    frame = pd.read_csv(history_csv)
+    frame = _read_history(history_csv)
     return float(frame[monitor].max()) if monitor in frame and len(frame) else None
+
+
+def _read_history(history_csv: Path) -> pd.DataFrame:
+    """history.csv without a row cut short by a kill, rewritten clean so appends stay aligned."""
+    try:
+        frame = pd.read_csv(history_csv, on_bad_lines="skip").dropna()
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        frame = pd.DataFrame()
+    if "epoch" in frame:
+        frame = frame.astype({"epoch": int}).drop_duplicates("epoch", keep="last")
+    frame.to_csv(history_csv, index=False)
+    return frame
 
 
 def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult:
@@ -99,8 +122,17 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     logger.info("strategy %s with %d replica(s): %s", distribute.strategy_name(strategy), replicas, why)
     tf.keras.utils.set_random_seed(cfg.seed)
 
+    registered = encoders.REGISTRY.get(cfg.encoder)
+    offline = bool(registered and registered.offline)
+    precision = choose_precision(cfg.mixed_precision, offline,
+                                 distribute.has_fast_bfloat16(strategy) if cfg.mixed_precision == "auto"
+                                 else False)
     spec = encoders.resolve(cfg.encoder, cfg.preprocess,
-                            compute_dtype="bfloat16" if cfg.mixed_precision == "bf16" else "float32")
+                            compute_dtype="bfloat16" if precision == "bf16" and offline else "float32")
+    if precision != "none" and not (offline and precision == "bf16"):
+        logger.warning("--mixed-precision %s reaches the classifier head only: %s computes in the dtype "
+                       "saved in its SavedModel (app.convert --compute-dtype bfloat16 bakes one in)",
+                       precision, spec.name)
     if cfg.max_seq_length > spec.max_seq_length:
         raise ValueError(f"--max-seq-length {cfg.max_seq_length} is above the encoder's limit "
                          f"of {spec.max_seq_length} positions")
@@ -133,11 +165,10 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     steps_per_epoch = len(train) // batch_size if on_tpu else math.ceil(len(train) / batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
-    if cfg.mixed_precision != "none":
-        policy = "mixed_bfloat16" if cfg.mixed_precision == "bf16" else "mixed_float16"
-        tf.keras.mixed_precision.set_global_policy(policy)
-        logger.info("mixed precision %s for the head; the encoder computes in the dtype baked into "
-                    "its SavedModel (hub.KerasLayer does not apply Keras policies)", policy)
+    logger.info("mixed precision: %s%s", precision, " (auto)" if cfg.mixed_precision == "auto" else "")
+    head_policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}.get(precision, "float32")
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(head_policy)  # for layers built below only
     with strategy.scope():
         model = build_classifier(spec.encoder, len(classes), cfg.dropout, cfg.max_seq_length,
                                  cfg.model_name)
@@ -150,6 +181,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
             jit_compile=jit,
             steps_per_execution=cfg.steps_per_execution,
         )
+    tf.keras.mixed_precision.set_global_policy(previous_policy)
 
     monitor = "val_accuracy"
     history_csv = run_dir / "history.csv"
@@ -175,7 +207,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     if best_path.with_suffix(".index").exists():
         model.load_weights(str(best_path))
-    history = pd.read_csv(history_csv) if history_csv.exists() else pd.DataFrame()
+    history = _read_history(history_csv) if history_csv.exists() else pd.DataFrame()
     (run_dir / "history.json").write_text(history.to_json(orient="records", indent=2))
 
     # Saving can run collective ops under MultiWorkerMirroredStrategy, so every worker exports;

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow: hub.KerasLayer needs Keras 2
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
+from torch_worker import read_texts  # noqa: E402  (plain file reading, no torch import)
 
-import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from app import data, encoders  # noqa: E402
 from app.model import build_classifier  # noqa: E402
 from app.optimization import create_optimizer  # noqa: E402
@@ -67,13 +70,10 @@ def peak(args) -> dict:
     return {"peak_gflops": {"fp32": out["float32"], "bf16": out["bfloat16"]}}
 
 
-def _texts(data_dir: str, n: int, seed: int = 0):
-    ds = data.read_dataset(data_dir)
-    split = ds.splits["train"]
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(split))[:n]
-    labels = ds.label_ids("train")[idx]
-    return [split.texts[i] for i in idx], labels, ds.classes
+def _texts(data_dir: str, n: int):
+    """The same reviews the other workers train on (see torch_worker.read_texts)."""
+    texts, labels = read_texts(Path(data_dir), n)
+    return texts, np.asarray(labels, np.int32), ["neg", "pos"]
 
 
 def bertclf_model(args, classes):

@@ -159,3 +159,43 @@ def minilm_hub_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("hub_cache")
     ensure_offline_encoder(cache)
     return cache
+
+
+def write_class_folders(root: Path, per_class: dict[str, list[str]]) -> Path:
+    for label, texts in per_class.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(texts):
+            (root / label / f"{i}_1.txt").write_text(text)
+    return root
+
+
+def bad_data_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """name -> (path given as --data, text the error must contain)."""
+    cases = {}
+    cases["missing path"] = (str(tmp_path / "nope"), "no such file or directory")
+    (tmp_path / "empty_dir").mkdir()
+    cases["empty directory"] = (str(tmp_path / "empty_dir"), "directory is empty")
+    one = write_class_folders(tmp_path / "one", {"pos": ["good", "great"]})
+    cases["single class"] = (str(one), "single class")
+    hollow = write_class_folders(tmp_path / "hollow", {"pos": ["good"]})
+    (hollow / "neg").mkdir()
+    cases["class folder with no files"] = (str(hollow), "neg: class folder has no files")
+    cols = tmp_path / "cols.csv"
+    cols.write_text("body,rating\nnice,5\n")
+    cases["missing columns"] = (str(cols), "no text column found")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    cases["empty file"] = (str(empty), "empty.csv: file is empty")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    cases["header only"] = (str(header_only), "header.csv: file has no rows")
+    truncated = tmp_path / "truncated.csv"
+    truncated.write_text('text,label\n"good film",pos\n"bad film, cut off')
+    cases["truncated csv"] = (str(truncated), "truncated.csv: cannot parse")
+    jsonl = tmp_path / "broken.jsonl"
+    jsonl.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "lab\n')
+    cases["truncated jsonl"] = (str(jsonl), "broken.jsonl line 2: not valid JSON")
+    unknown = tmp_path / "data.xlsx"
+    unknown.write_text("x")
+    cases["unknown file type"] = (str(unknown), "unknown file type '.xlsx'")
+    return cases

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,16 +14,9 @@ import tensorflow as tf
 
 from app import data
 from app.data import DataError
+from tests.conftest import bad_data_inputs, write_class_folders
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_class_folders(root: Path, per_class: dict[str, list[str]]) -> Path:
-    for label, texts in per_class.items():
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i, text in enumerate(texts):
-            (root / label / f"{i}_1.txt").write_text(text)
-    return root
 
 
 @pytest.fixture
@@ -152,40 +143,8 @@ def test_empty_review_files_are_skipped_with_a_warning(tmp_path):
     assert any("skipped 1 empty file" in w for w in ds.warnings)
 
 
-def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
-    """name -> (path given as --data, text the error must contain)."""
-    cases = {}
-    cases["missing path"] = (str(tmp_path / "nope"), "no such file or directory")
-    (tmp_path / "empty_dir").mkdir()
-    cases["empty directory"] = (str(tmp_path / "empty_dir"), "directory is empty")
-    one = write_class_folders(tmp_path / "one", {"pos": ["good", "great"]})
-    cases["single class"] = (str(one), "single class")
-    hollow = write_class_folders(tmp_path / "hollow", {"pos": ["good"]})
-    (hollow / "neg").mkdir()
-    cases["class folder with no files"] = (str(hollow), "neg: class folder has no files")
-    cols = tmp_path / "cols.csv"
-    cols.write_text("body,rating\nnice,5\n")
-    cases["missing columns"] = (str(cols), "no text column found")
-    empty = tmp_path / "empty.csv"
-    empty.write_text("")
-    cases["empty file"] = (str(empty), "empty.csv: file is empty")
-    header_only = tmp_path / "header.csv"
-    header_only.write_text("text,label\n")
-    cases["header only"] = (str(header_only), "header.csv: file has no rows")
-    truncated = tmp_path / "truncated.csv"
-    truncated.write_text('text,label\n"good film",pos\n"bad film, cut off')
-    cases["truncated csv"] = (str(truncated), "truncated.csv: cannot parse")
-    jsonl = tmp_path / "broken.jsonl"
-    jsonl.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "lab\n')
-    cases["truncated jsonl"] = (str(jsonl), "broken.jsonl line 2: not valid JSON")
-    unknown = tmp_path / "data.xlsx"
-    unknown.write_text("x")
-    cases["unknown file type"] = (str(unknown), "unknown file type '.xlsx'")
-    return cases
-
-
 def test_every_bad_input_gets_one_clear_error(tmp_path):
-    for name, (path, message) in _bad_inputs(tmp_path).items():
+    for name, (path, message) in bad_data_inputs(tmp_path).items():
         with pytest.raises(DataError) as info:
             data.read_dataset(path)
         assert message in str(info.value), name
@@ -195,14 +154,6 @@ def test_unseen_test_label_is_an_error(acl_tree):
     write_class_folders(acl_tree / "test", {"meh": ["so so"]})
     with pytest.raises(DataError, match=r"test split has label\(s\) \['meh'\]"):
         data.read_dataset(str(acl_tree))
-
-
-def test_inspect_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path):
-    for name, (path, message) in list(_bad_inputs(tmp_path).items())[:4]:
-        proc = subprocess.run([sys.executable, "-m", "app.data", "inspect", "--data", path, "--no-tokens"],
-                              capture_output=True, text=True, cwd=ROOT)
-        assert proc.returncode == 2, name
-        assert message in proc.stderr and "Traceback" not in proc.stderr, name
 
 
 def test_imdb_download_uses_get_file_with_hash(acl_tree, tmp_path):

@@ -82,18 +82,7 @@ def test_config_file_errors(tmp_path):
         _parse(["--config", str(tmp_path / "missing.yaml")])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--epochs", "-1"], "--epochs must be at least 1, got -1"),
-    (["--encoder", "bert_nonexistent"], "neither a known encoder name"),
-    (["--data", "/nonexistent/reviews"], "no such file or directory"),
-])
-def test_cli_refuses_bad_input_with_one_message(argv, message, tmp_path):
-    proc = run_cli([*argv, "--run-dir", str(tmp_path / "r"), "--output-dir", str(tmp_path / "m")])
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_seq_length_above_encoder_limit_and_indivisible_batch(tiny_hub, tiny_reviews, tmp_path):
+def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
     with pytest.raises(ValueError, match="above the encoder's limit of 128"):
         train.run(_parse(tiny_train_args(tiny_hub, tiny_reviews, tmp_path, max_seq_length=256)))
 
@@ -125,10 +114,23 @@ def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
     x = Tokenizer(str(tiny_hub / "preprocess"), 16)(tf.constant(["good film", "bad film"] * 4))
     before = model.get_layer("encoder").trainable_weights[0].numpy().copy()
     model.fit(x, np.array([1, 0] * 4), batch_size=8, epochs=1, verbose=0)
-    assert model.train_function is not None
     assert not np.array_equal(before, model.get_layer("encoder").trainable_weights[0].numpy())
-    # The XLA-compiled step is what ran: its HLO exists for these inputs.
-    assert model._jit_compile is True
+    # The same step (forward with dropout, gradients, AdamW update) lowers to one XLA module.
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+    optimizer = model.optimizer
+
+    @tf.function(jit_compile=True)
+    def step(inputs, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    y = tf.constant([1, 0] * 4)
+    hlo = step.experimental_get_compiler_ir(x, y)(stage="hlo")
+    assert "HloModule" in hlo and "rng" in hlo.lower()  # dropout's random numbers are inside
+    assert np.isfinite(step(x, y).numpy())
 
 
 # ----------------------------------------------------------------------------- optimization
@@ -152,6 +154,13 @@ def test_no_weight_decay_on_layer_norm_and_bias():
     opt.apply_gradients([(tf.zeros(2), v) for v in (kernel, bias, gamma)])
     assert kernel.numpy()[0] < 1.0  # decayed
     assert bias.numpy()[0] == 1.0 and gamma.numpy()[0] == 1.0
+
+
+def test_mixed_precision_auto():
+    assert train.choose_precision("auto", offline_encoder=True, fast_bfloat16=True) == "bf16"
+    assert train.choose_precision("auto", offline_encoder=True, fast_bfloat16=False) == "none"
+    assert train.choose_precision("auto", offline_encoder=False, fast_bfloat16=True) == "none"
+    assert train.choose_precision("fp16", offline_encoder=False, fast_bfloat16=False) == "fp16"
 
 
 # ----------------------------------------------------------------------------- distribute

@@ -1,0 +1,232 @@
+"""Training and serving speed of bertclf against the recipes users would pick instead.
+
+    make bench                 # or: python bench/run.py [--quick]
+
+One run, one machine, the same data (the IMDb train split from ../shared/data when present, else
+the bundled sample), the same MiniLM weights, the same sequence lengths and batch size. Each
+contender runs in its own process (Keras 2 and Keras 3 cannot share one; PyTorch lives in its own
+virtualenv). Writes bench/results/<date>-<host>.json and the table in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED_IMDB = ROOT.parent / "shared" / "data" / "aclImdb_train.tar.gz"
+PY = sys.executable
+
+
+def worker(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout)[-1500:]
+        print(f"  failed: {' '.join(cmd[:3])}…\n{tail}", file=sys.stderr)
+        return {"error": tail.strip().splitlines()[-1] if tail.strip() else f"exit {proc.returncode}"}
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def bench_data(scratch: Path) -> tuple[str, str]:
+    """(folder in aclImdb layout, description): the real IMDb train split when it is beside us."""
+    if SHARED_IMDB.exists():
+        target = scratch / "imdb"
+        if not (target / "aclImdb" / "train").is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(SHARED_IMDB) as tar:
+                tar.extractall(target, filter="data")
+        return str(target / "aclImdb"), "IMDb train split (../shared/data)"
+    return str(ROOT / "data" / "sample"), "bundled sample (data/sample)"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer windows, 128 tokens only (a smoke run)")
+    p.add_argument("--seq-lengths", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--torch-python", default=str(ROOT / ".venv-torch" / "bin" / "python"))
+    p.add_argument("--scratch", default="/tmp/bertclf-bench")
+    args = p.parse_args()
+    scratch = Path(args.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from app.encoders import ensure_offline_encoder, minilm_checkpoint
+
+    checkpoint = str(minilm_checkpoint())
+    for dtype in ("float32", "bfloat16"):
+        ensure_offline_encoder(compute_dtype=dtype)
+    data, data_desc = bench_data(scratch)
+    seqs = [128] if args.quick else args.seq_lengths
+    timing = ["--warmup", "2", "--windows", "3", "--window", "2"] if args.quick else []
+    common = ["--data", data, "--batch-size", str(args.batch_size)]
+    tf_worker = [PY, str(HERE / "tf_worker.py")]
+    results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+                     "cpu": _cpu_name(), "cores": os.cpu_count(), "data": data_desc,
+                     "batch_size": args.batch_size, "train": {}, "notes": []}
+
+    print("peak matmul rates …", flush=True)
+    results.update(worker([*tf_worker, "peak"]))
+    for seq in seqs:
+        s = ["--seq-length", str(seq)]
+        row = {}
+        print(f"[{seq} tokens] bertclf (bf16 encoder, the default here) …", flush=True)
+        row["bertclf"] = worker([*tf_worker, "bertclf", *common, *s, *timing, "--compute-dtype", "bfloat16"])
+        print(f"[{seq} tokens] bertclf fp32 encoder …", flush=True)
+        row["bertclf_fp32"] = worker([*tf_worker, "bertclf", *common, *s, *timing])
+        print(f"[{seq} tokens] TF tutorial recipe …", flush=True)
+        row["tutorial"] = worker([*tf_worker, "tutorial", *common, *s, *timing])
+        if Path(args.torch_python).exists():
+            for dt in ("fp32", "bf16"):
+                print(f"[{seq} tokens] Transformers + PyTorch {dt} …", flush=True)
+                row[f"transformers_{dt}"] = worker([args.torch_python, str(HERE / "torch_worker.py"),
+                                                    "--checkpoint", checkpoint, *common, *s, *timing,
+                                                    "--dtype", dt])
+        else:
+            results["notes"].append(f"{args.torch_python} missing: run `make bench` to create it")
+        print(f"[{seq} tokens] keras-hub BertTextClassifier …", flush=True)
+        row["keras_hub"] = worker([PY, str(HERE / "kerashub_worker.py"), "--checkpoint", checkpoint,
+                                   *common, *s, *timing], env={"TF_USE_LEGACY_KERAS": ""})
+        results["train"][str(seq)] = row
+
+    print("accuracy after a fixed budget …", flush=True)
+    budget = ["--train-examples", "256" if args.quick else "1024", "--eval-examples",
+              "256" if args.quick else "1000", "--epochs", "1", "--seq-length", "128"]
+    results["accuracy"] = {
+        "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
+                           "--compute-dtype", "bfloat16"]),
+        "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget]),
+    }
+
+    print("serving …", flush=True)
+    export = _export_for_serving(scratch, data)
+    results["serve"] = worker([*tf_worker, "serve", "--data", data, "--model", export,
+                               "--scratch", str(scratch)]) if export else {"error": "no export"}
+
+    results.update(_ratios(results))
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    name = f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}.json"
+    (out_dir / name).write_text(json.dumps(results, indent=2))
+    table = _table(results)
+    _update_readme(table)
+    print(table)
+    print(f"wrote bench/results/{name} and bench/README.md")
+    return 0
+
+
+def _export_for_serving(scratch: Path, data: str) -> str | None:
+    """A quick bertclf export (one short epoch) to time the serving signature."""
+    out = scratch / "serve_models"
+    cmd = [PY, "-m", "app.train", "--data", data, "--max-train-examples", "64", "--max-eval-examples", "16",
+           "--epochs", "1", "--batch-size", "16", "--run-dir", str(scratch / "serve_run"),
+           "--output-dir", str(out), "--model-name", "bench"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return None
+    versions = sorted((out / "bench").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    return str(versions[-1])
+
+
+def _rate(entry: dict | None) -> float | None:
+    return entry.get("examples_per_second") if isinstance(entry, dict) else None
+
+
+def _ratios(r: dict) -> dict:
+    row = r["train"].get("128", {})
+    ours, tut = _rate(row.get("bertclf")), _rate(row.get("tutorial"))
+    hf = [x for x in (_rate(row.get("transformers_fp32")), _rate(row.get("transformers_bf16"))) if x]
+    peak = r.get("peak_gflops", {}).get("bf16")
+    # Training FLOPs per example ≈ seq × (6 × non-embedding params + 12 × layers × width × seq).
+    layers, width, seq = 6, 384, 128
+    non_embedding = layers * 12 * width * width
+    flops = seq * (6 * non_embedding + 12 * layers * width * seq)
+    serve = r.get("serve", {})
+    s_ours = _rate(serve.get("bertclf", {}).get("batch64"))
+    s_tut = _rate(serve.get("tutorial", {}).get("batch64"))
+    return {
+        "ratios": {
+            "train_vs_tutorial": ours / tut if ours and tut else None,
+            "train_vs_transformers": ours / max(hf) if ours and hf else None,
+            "serve_vs_tutorial": s_ours / s_tut if s_ours and s_tut else None,
+        },
+        "train_flops_per_example_128": flops,
+        "mfu": ours * flops / (peak * 1e9) if ours and peak else None,
+    }
+
+
+def _table(r: dict) -> str:
+    def f(x, d=1):
+        return "—" if x is None else f"{x:.{d}f}"
+
+    lines = [f"Measured {r['date']} on {r['cpu']} ({r['cores']} cores), {r['data']}, "
+             f"batch {r['batch_size']}. Peak matmul: fp32 {f(r['peak_gflops']['fp32'], 0)} GFLOP/s, "
+             f"bf16 {f(r['peak_gflops']['bf16'], 0)} GFLOP/s.", "",
+             "| training, examples/s | " + " | ".join(f"{s} tokens" for s in r["train"]) + " |",
+             "| --- |" + " --- |" * len(r["train"])]
+    names = {"bertclf": "**bertclf** (default: bf16 encoder)", "bertclf_fp32": "bertclf, fp32 encoder",
+             "tutorial": "TF tutorial recipe (fp32)", "transformers_fp32": "Transformers + PyTorch fp32",
+             "transformers_bf16": "Transformers + PyTorch bf16 autocast",
+             "keras_hub": "keras-hub BertTextClassifier"}
+    for key, label in names.items():
+        cells = [f(_rate(row.get(key))) for row in r["train"].values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ratios = r["ratios"]
+    lines += ["", "| ratio (128 tokens) | value |", "| --- | --- |",
+              f"| bertclf / tutorial (training) | {f(ratios['train_vs_tutorial'], 2)} |",
+              f"| bertclf / best Transformers (training) | {f(ratios['train_vs_transformers'], 2)} |",
+              f"| bertclf / tutorial (serving, batch 64) | {f(ratios['serve_vs_tutorial'], 2)} |",
+              f"| model FLOPs utilisation vs bf16 peak | {f((r['mfu'] or 0) * 100, 1)} % |"]
+    serve = r.get("serve", {})
+    if "bertclf" in serve:
+        lines += ["", "| serving | batch 1 ex/s | p50 ms | p99 ms | batch 64 ex/s |",
+                  "| --- | --- | --- | --- | --- |"]
+        for key in ("bertclf", "tutorial"):
+            b1, b64 = serve[key]["batch1"], serve[key]["batch64"]
+            lines.append(f"| {key} | {f(b1['examples_per_second'])} | {f(b1['p50_ms'])} | "
+                         f"{f(b1['p99_ms'])} | {f(b64['examples_per_second'])} |")
+    acc = r.get("accuracy", {})
+    if acc:
+        lines += ["", "| same budget | accuracy | train seconds |", "| --- | --- | --- |"]
+        for key in ("bertclf", "tutorial"):
+            a = acc.get(key, {})
+            lines.append(f"| {key} | {f(a.get('accuracy'), 4)} | {f(a.get('train_seconds'), 0)} |")
+    return "\n".join(lines)
+
+
+def _update_readme(table: str) -> None:
+    readme = HERE / "README.md"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n\n<!-- results -->\n<!-- /results -->\n"
+    new = re.sub(r"<!-- results -->.*<!-- /results -->", f"<!-- results -->\n{table}\n<!-- /results -->",
+                 text, flags=re.S)
+    readme.write_text(new)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
