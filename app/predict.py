@@ -6,8 +6,8 @@
     python -m app.predict --server http://localhost:8501 --model-name bertclf "Great cast"
     python -m app.predict --grpc localhost:8500 --model-name bertclf "Great cast"
 
-The server clients use the `classify` signature, whose reply carries class names with their
-scores. A server's reply is only ever parsed as data and printed.
+The server clients send the texts to `:predict` (REST row format, or gRPC Predict) and learn the
+class names once from the `classify` signature. A server's reply is only parsed as data and printed.
 """
 
 from __future__ import annotations
@@ -42,81 +42,120 @@ def _result(text: str, classes: Sequence[str], probabilities) -> dict:
     return {"text": text, "label": max(probs, key=probs.get), "probabilities": probs}
 
 
-def _classify_results(text_batch: Sequence[str], results) -> list[dict]:
-    """Validate TF Serving's classify reply: per text, a list of [class, score] pairs."""
-    if not isinstance(results, list) or len(results) != len(text_batch):
-        raise ServerError(f"server reply has {len(results) if isinstance(results, list) else 'no'} "
-                          f"results for {len(text_batch)} texts")
+def _check_predictions(text_batch: Sequence[str], rows, classes: Sequence[str]) -> list[dict]:
+    """Validate TF Serving's predict reply (row format) and pair probabilities with class names."""
+    if not isinstance(rows, list) or len(rows) != len(text_batch):
+        raise ServerError(f"server reply has {len(rows) if isinstance(rows, list) else 'no'} "
+                          f"predictions for {len(text_batch)} texts")
     out = []
-    for text, pairs in zip(text_batch, results, strict=True):
+    for text, row in zip(text_batch, rows, strict=True):
         try:
-            classes = [str(c) for c, _ in pairs]
-            scores = [float(s) for _, s in pairs]
-        except (TypeError, ValueError) as e:
-            raise ServerError(f"server reply is not a list of [class, score] pairs: {pairs!r:.200}") from e
-        out.append(_result(text, classes, scores))
+            probabilities = [float(p) for p in row["probabilities"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ServerError(f"server reply has no list of probabilities: {row!r:.200}") from e
+        if len(probabilities) != len(classes):
+            raise ServerError(f"server returned {len(probabilities)} probabilities "
+                              f"for {len(classes)} classes")
+        out.append(_result(text, classes, probabilities))
     return out
+
+
+def _class_names(pairs) -> list[str]:
+    """Class names, in the model's order, from one classify result ([[name, score], ...])."""
+    try:
+        return [str(name) for name, _ in pairs]
+    except (TypeError, ValueError) as e:
+        raise ServerError(f"server reply is not a list of [class, score] pairs: {pairs!r:.200}") from e
+
+
+def _post(url: str, body: dict, timeout: float) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            reply = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", errors="replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+        raise ServerError(f"{url}: HTTP {e.code}: {str(detail)[:500]}") from e
+    except urllib.error.URLError as e:
+        raise ServerError(f"{url}: cannot connect ({e.reason})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ServerError(f"{url}: reply is not JSON ({e})") from e
+    except TimeoutError as e:
+        raise ServerError(f"{url}: no reply within {timeout:g}s") from e
+    if not isinstance(reply, dict):
+        raise ServerError(f"{url}: reply is not a JSON object: {str(reply)[:200]}")
+    return reply
 
 
 def predict_rest(server: str, model_name: str, texts: Sequence[str], batch_size: int = 64,
                  timeout: float = 30.0, version: int | None = None) -> list[dict]:
-    """POST to TF Serving's REST `:classify` API (`/v1/models/NAME[/versions/N]:classify`)."""
+    """TF Serving's REST API: `:predict` in row format for the texts.
+
+    The class names (the order of `probabilities`) come from one `:classify` call, whose reply
+    names every class.
+    """
     base = server.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise ValueError(f"--server must be an http:// or https:// URL, got {server!r}")
-    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "") + ":classify"
+    model = f"{base}/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+    if not texts:
+        return []
+    reply = _post(model + ":classify", {"signature_name": "classify", "examples": [{"text": texts[0]}]},
+                  timeout)
+    results = reply.get("results")
+    if not isinstance(results, list) or not results:
+        raise ServerError(f"{model}:classify: reply has no 'results': {str(reply)[:200]}")
+    classes = _class_names(results[0])
     out = []
     for i in range(0, len(texts), batch_size):
         batch = list(texts[i:i + batch_size])
-        body = json.dumps({"signature_name": "classify", "examples": [{"text": t} for t in batch]})
-        request = urllib.request.Request(base + path, data=body.encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                reply = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", errors="replace")
-            try:
-                detail = json.loads(detail).get("error", detail)
-            except (json.JSONDecodeError, AttributeError):
-                pass
-            raise ServerError(f"{base + path}: HTTP {e.code}: {str(detail)[:500]}") from e
-        except urllib.error.URLError as e:
-            raise ServerError(f"{base + path}: cannot connect ({e.reason})") from e
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ServerError(f"{base + path}: reply is not JSON ({e})") from e
-        except TimeoutError as e:
-            raise ServerError(f"{base + path}: no reply within {timeout:g}s") from e
-        if not isinstance(reply, dict) or "results" not in reply:
-            raise ServerError(f"{base + path}: reply has no 'results': {str(reply)[:200]}")
-        out.extend(_classify_results(batch, reply["results"]))
+        body = {"signature_name": "serving_default", "instances": [{"text": t} for t in batch]}
+        reply = _post(model + ":predict", body, timeout)
+        if "predictions" not in reply:
+            raise ServerError(f"{model}:predict: reply has no 'predictions': {str(reply)[:200]}")
+        out.extend(_check_predictions(batch, reply["predictions"], classes))
     return out
 
 
 def predict_grpc(address: str, model_name: str, texts: Sequence[str], batch_size: int = 64,
                  timeout: float = 30.0) -> list[dict]:
-    """TF Serving's gRPC PredictionService.Classify, through tensorflow-serving-api."""
+    """TF Serving's gRPC PredictionService (tensorflow-serving-api): Predict, names from Classify."""
     import grpc
-    from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
     channel = grpc.insecure_channel(address)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    out = []
+    out: list[dict] = []
     try:
-        for i in range(0, len(texts), batch_size):
-            batch = list(texts[i:i + batch_size])
-            request = classification_pb2.ClassificationRequest()
-            request.model_spec.name = model_name
-            request.model_spec.signature_name = "classify"
-            for text in batch:
-                example = request.input.example_list.examples.add()
-                example.features.feature["text"].bytes_list.value.append(text.encode("utf-8"))
-            try:
-                reply = stub.Classify(request, timeout=timeout)
-            except grpc.RpcError as e:
-                raise ServerError(f"{address}: {e.code().name}: {e.details()}") from e
-            results = [[[c.label, c.score] for c in r.classes] for r in reply.result.classifications]
-            out.extend(_classify_results(batch, results))
+        if not texts:
+            return out
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = "classify"
+        example = request.input.example_list.examples.add()
+        example.features.feature["text"].bytes_list.value.append(texts[0].encode("utf-8"))
+        try:
+            reply = stub.Classify(request, timeout=timeout)
+            classes = [c.label for c in reply.result.classifications[0].classes]
+            for i in range(0, len(texts), batch_size):
+                batch = list(texts[i:i + batch_size])
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = model_name
+                request.model_spec.signature_name = "serving_default"
+                request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+                reply = stub.Predict(request, timeout=timeout)
+                probs = tf.make_ndarray(reply.outputs["probabilities"]).tolist()
+                out.extend(_check_predictions(batch, [{"probabilities": p} for p in probs], classes))
+        except grpc.RpcError as e:
+            raise ServerError(f"{address}: {e.code().name}: {e.details()}") from e
+        except (KeyError, IndexError) as e:
+            raise ServerError(f"{address}: unexpected reply ({e!r})") from e
     finally:
         channel.close()
     return out

@@ -61,7 +61,11 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--torch-python", default=str(ROOT / ".venv-torch" / "bin" / "python"))
     p.add_argument("--scratch", default="/tmp/bertclf-bench")
+    p.add_argument("--only", nargs="+", choices=["train", "accuracy", "serve"],
+                   help="rerun these stages only, updating --results (default: everything)")
+    p.add_argument("--results", help="an earlier results JSON to update with --only")
     args = p.parse_args()
+    stages = set(args.only or ["train", "accuracy", "serve"])
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
@@ -79,10 +83,13 @@ def main() -> int:
     results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                      "cpu": _cpu_name(), "cores": os.cpu_count(), "data": data_desc,
                      "batch_size": args.batch_size, "train": {}, "notes": []}
+    if args.results:
+        results = json.loads(Path(args.results).read_text())
 
-    print("peak matmul rates …", flush=True)
-    results.update(worker([*tf_worker, "peak"]))
-    for seq in seqs:
+    if "train" in stages:
+        print("peak matmul rates …", flush=True)
+        results.update(worker([*tf_worker, "peak"]))
+    for seq in seqs if "train" in stages else []:
         s = ["--seq-length", str(seq)]
         row = {}
         print(f"[{seq} tokens] bertclf (bf16 encoder, the default here) …", flush=True)
@@ -104,30 +111,36 @@ def main() -> int:
                                    *common, *s, *timing], env={"TF_USE_LEGACY_KERAS": ""})
         results["train"][str(seq)] = row
 
-    print("accuracy after a fixed budget …", flush=True)
-    budget = ["--train-examples", "256" if args.quick else "1024", "--eval-examples",
-              "256" if args.quick else "1000", "--epochs", "1", "--seq-length", "128"]
-    results["accuracy"] = {
-        "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
-                           "--compute-dtype", "bfloat16"]),
-        "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget]),
-    }
-
-    print("serving …", flush=True)
-    export = _export_for_serving(scratch, data)
-    results["serve"] = worker([*tf_worker, "serve", "--data", data, "--model", export,
-                               "--scratch", str(scratch)]) if export else {"error": "no export"}
+    if "accuracy" in stages:
+        _accuracy(results, tf_worker, data, args.quick)
+    if "serve" in stages:
+        print("serving …", flush=True)
+        export = _export_for_serving(scratch, data)
+        results["serve"] = worker([*tf_worker, "serve", "--data", data, "--model", export,
+                                   "--scratch", str(scratch)]) if export else {"error": "no export"}
 
     results.update(_ratios(results))
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    name = f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}.json"
+    name = Path(args.results).name if args.results else \
+        f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}.json"
     (out_dir / name).write_text(json.dumps(results, indent=2))
     table = _table(results)
     _update_readme(table)
     print(table)
     print(f"wrote bench/results/{name} and bench/README.md")
     return 0
+
+
+def _accuracy(results: dict, tf_worker: list[str], data: str, quick: bool) -> None:
+    print("accuracy after a fixed budget …", flush=True)
+    budget = ["--train-examples", "256" if quick else "1024", "--eval-examples",
+              "256" if quick else "1000", "--epochs", "1", "--seq-length", "128"]
+    results["accuracy"] = {
+        "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
+                           "--compute-dtype", "bfloat16"]),
+        "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget]),
+    }
 
 
 def _export_for_serving(scratch: Path, data: str) -> str | None:

@@ -94,7 +94,9 @@ def tutorial_model(args, classes):
     outputs = hub.KerasLayer(spec.encoder, trainable=True, name="BERT_encoder")(encoder_inputs)
     net = tf.keras.layers.Dropout(0.1)(outputs["pooled_output"])
     net = tf.keras.layers.Dense(len(classes), activation="softmax", name="classifier")(net)
-    return tf.keras.Model(text, net)
+    model = tf.keras.Model(text, net)
+    model.preprocess_module = pre  # tracked, so model.save() carries its vocabulary table
+    return model
 
 
 def _train_throughput(model, ds, args) -> dict:

@@ -27,7 +27,7 @@ class FakeTFServing:
         versions = sorted(int(p.name) for p in Path(base_dir).iterdir() if p.name.isdigit())
         self.version = versions[-1]
         self.model = tf.saved_model.load(str(Path(base_dir) / str(self.version)))
-        self.requests = 0
+        self.requests = {"predict": 0, "classify": 0}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -103,7 +103,7 @@ class FakeTFServing:
                 verb = self._route()
                 if verb is None:
                     return
-                server.requests += 1
+                server.requests[verb] += 1
                 try:
                     body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                     payload = server._predict(body) if verb == "predict" else server._classify(body)
@@ -123,3 +123,63 @@ def _json(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+class FakeTFServingGrpc:
+    """The same stand-in for TF Serving's gRPC PredictionService (Predict and Classify)."""
+
+    def __init__(self, base_dir: Path, model_name: str):
+        from concurrent import futures
+
+        import grpc
+        from tensorflow_serving.apis import (
+            classification_pb2,
+            predict_pb2,
+            prediction_service_pb2_grpc,
+        )
+
+        rest = FakeTFServing(base_dir, model_name)
+        self.model, self.model_name = rest.model, model_name
+        rest._server.server_close()
+        outer = self
+
+        class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+            def _check(self, request, context):
+                if request.model_spec.name != outer.model_name:
+                    context.abort(grpc.StatusCode.NOT_FOUND,
+                                  f"Servable not found for request: Latest({request.model_spec.name})")
+
+            def Predict(self, request, context):
+                self._check(request, context)
+                texts = tf.make_ndarray(request.inputs["text"])
+                out = outer.model.signatures["serving_default"](text=tf.constant(texts))
+                reply = predict_pb2.PredictResponse()
+                for key, value in out.items():
+                    reply.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+                return reply
+
+            def Classify(self, request, context):
+                self._check(request, context)
+                examples = [e.SerializeToString() for e in request.input.example_list.examples]
+                out = outer.model.signatures["classify"](inputs=tf.constant(examples))
+                reply = classification_pb2.ClassificationResponse()
+                for names, scores in zip(out["classes"].numpy(), out["scores"].numpy(), strict=True):
+                    result = reply.result.classifications.add()
+                    for name, score in zip(names, scores, strict=True):
+                        result.classes.add(label=name.decode(), score=float(score))
+                return reply
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.stop(grace=None)

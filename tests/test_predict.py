@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app import predict
-from tests.rest_server import FakeTFServing
+from tests.rest_server import FakeTFServing, FakeTFServingGrpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def test_rest_client_against_tf_serving_contract(model_base):
     with FakeTFServing(model_base, "tiny") as server:
         remote = predict.predict_rest(server.url, "tiny", ["good great film", "bad awful plot", ""],
                                       batch_size=2)
-        assert server.requests == 2  # batched
+        assert server.requests == {"classify": 1, "predict": 2}  # names once, then batches
     for a, b in zip(local, remote, strict=True):
         assert a["label"] == b["label"]
         for c in a["probabilities"]:
@@ -73,6 +73,17 @@ def test_rest_cli_and_server_errors(model_base):
     assert gone.returncode == 2 and "cannot connect" in gone.stderr
 
 
+def test_grpc_client_against_prediction_service(model_base):
+    local = predict.predict_local(str(model_base), ["good great film", "bad awful plot"])
+    with FakeTFServingGrpc(model_base, "tiny") as server:
+        remote = predict.predict_grpc(server.address, "tiny", ["good great film", "bad awful plot"])
+        with pytest.raises(predict.ServerError, match="NOT_FOUND"):
+            predict.predict_grpc(server.address, "other", ["good"])
+    assert [r["label"] for r in remote] == [r["label"] for r in local]
+    for a, b in zip(local, remote, strict=True):
+        assert a["probabilities"]["pos"] == pytest.approx(b["probabilities"]["pos"], abs=1e-6)
+
+
 class _Hostile(BaseHTTPRequestHandler):
     """A server whose replies are malformed or try to smuggle something in."""
 
@@ -80,11 +91,12 @@ class _Hostile(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        body = {"results": [[["__import__('os').system('touch /tmp/pwned')", "NaN?"]]]}
         if "garbage" in self.path:
             data = b"<html>not json</html>"
+        elif self.path.endswith(":classify"):
+            data = json.dumps({"results": [[["__import__('os').system('touch /tmp/pwned')", 1.0]]]}).encode()
         else:
-            data = json.dumps(body).encode()
+            data = json.dumps({"predictions": [{"probabilities": "rm -rf /"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -96,7 +108,7 @@ def test_malformed_server_replies_are_refused_not_executed(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        with pytest.raises(predict.ServerError, match="not a list of \\[class, score\\] pairs"):
+        with pytest.raises(predict.ServerError, match="no list of probabilities"):
             predict.predict_rest(url, "m", ["text"])
         with pytest.raises(predict.ServerError, match="reply is not JSON"):
             predict.predict_rest(url, "garbage", ["text"])
