@@ -2,8 +2,8 @@
 
 The converter is checked against Hugging Face `tokenizers` (with the checkpoint's
 `tokenizer.json`) and `transformers`' BertModel in PyTorch. Those libraries are not project
-dependencies, so this script runs in its own virtualenv (.venv-torch, requirements-torch.txt) and writes small golden files that the
-tests compare against:
+dependencies, so this script runs in its own virtualenv (.venv-torch, requirements-torch.txt)
+and writes small golden files that the tests compare against:
 
     make golden        # or: python tools/make_golden.py --checkpoint DIR --output tests/golden
 
