@@ -58,14 +58,19 @@ def predict_texts(serve, texts: Sequence[str], batch_size: int = 64) -> tuple[np
 # ----------------------------------------------------------------------------- metrics
 
 
+def _confidence_bins(confidence: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """Index of the equal-width confidence bin (right-closed) of each example."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size.
 
     scikit-learn has no ECE (its calibration_curve is per class), so this is the one metric
     computed here by hand.
     """
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    index = _confidence_bins(confidence, bins)
     total = 0.0
     for b in range(bins):
         mask = index == b
@@ -176,9 +181,8 @@ def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.Dat
     save(fig_roc, "roc_curve.png")
     save(fig_pr, "precision_recall_curve.png")
 
-    edges = np.linspace(0, 1, ECE_BINS + 1)
     centers, accs, counts = [], [], []
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, ECE_BINS - 1)
+    index = _confidence_bins(confidence)
     for b in range(ECE_BINS):
         mask = index == b
         if mask.any():
@@ -251,6 +255,14 @@ def _mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[di
     return rows
 
 
+SUMMARY_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
+                "brier", "ece")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     lines = [f"# Evaluation report: {report['model']}", "",
              f"Data: `{report['data']}` ({report['n_examples']} examples). "
@@ -259,11 +271,9 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
         lines.append(f"> **Note:** {note}")
     if report["notes"]:
         lines.append("")
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     lines += ["| metric | value |", "| --- | --- |"]
-    for key in ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
-                "brier", "ece"):
-        lines.append(f"| {key} | {fmt(report.get(key))} |")
+    for key in SUMMARY_KEYS:
+        lines.append(f"| {key} | {_fmt(report.get(key))} |")
     lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
     for c, m in report["per_class"].items():
         lines.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
@@ -284,18 +294,15 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(markdown_text: str, report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
+def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
     """A self-contained page: the numbers as tables, the plots embedded as base64 PNGs."""
     esc = html.escape
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     parts = [f"<h1>Evaluation report: {esc(report['model'])}</h1>",
              f"<p>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
              f"Throughput: {report['examples_per_second']:.1f} examples/s.</p>"]
     parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
     parts.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
-        f"<tr><td>{k}</td><td>{fmt(report.get(k))}</td></tr>"
-        for k in ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
-                  "brier", "ece")) + "</table>")
+        f"<tr><td>{k}</td><td>{_fmt(report.get(k))}</td></tr>" for k in SUMMARY_KEYS) + "</table>")
     parts.append("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
                  + "".join(f"<tr><td>{esc(c)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
                            f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
@@ -339,9 +346,8 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     report["plots"] = images
     mistakes = _mistakes(pred, classes)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    markdown_text = _markdown(report, images, mistakes)
-    (out / "report.md").write_text(markdown_text, encoding="utf-8")
-    (out / "report.html").write_text(_html(markdown_text, report, images, mistakes, out), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report, images, mistakes), encoding="utf-8")
+    (out / "report.html").write_text(_html(report, images, mistakes, out), encoding="utf-8")
     logger.info("report written to %s (accuracy %.4f)", out, report["accuracy"])
     return report
 

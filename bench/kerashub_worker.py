@@ -18,19 +18,13 @@ os.environ.pop("TF_USE_LEGACY_KERAS", None)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from torch_worker import read_texts  # noqa: E402  (plain file reading, no torch import)
+from common import add_common_args, read_texts, windows_rate  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--seq-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--windows", type=int, default=5)
-    p.add_argument("--window", type=int, default=3)
+    add_common_args(p)
     args = p.parse_args()
 
     import keras
@@ -53,11 +47,8 @@ def main() -> int:
 
     steps = args.warmup + args.windows * args.window
     classifier.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[Timer()], verbose=0)
-    steps_t = np.diff(times)[args.warmup:]
-    rates = [args.batch_size * args.window / steps_t[i:i + args.window].sum()
-             for i in range(0, len(steps_t) - args.window + 1, args.window)]
-    print("RESULT " + json.dumps({"examples_per_second": float(np.median(rates)),
-                                  "windows": [float(r) for r in rates], "keras_hub": keras_hub.__version__}))
+    result = windows_rate(times, args.batch_size, args.warmup, args.window)
+    print("RESULT " + json.dumps({**result, "keras_hub": keras_hub.__version__}))
     return 0
 
 

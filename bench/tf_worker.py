@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
-from torch_worker import read_texts  # noqa: E402  (plain file reading, no torch import)
+from common import read_texts, windows_rate  # noqa: E402
 
 from app import data, encoders  # noqa: E402
 from app.model import build_classifier  # noqa: E402
@@ -40,13 +40,6 @@ class StepTimer(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.times.append(time.perf_counter())
-
-
-def windows_rate(times: list[float], batch: int, warmup: int, window: int) -> dict:
-    """Examples/s per window of `window` steps after `warmup` steps; median and all windows."""
-    steps = np.diff(times)[warmup:]
-    rates = [batch * window / steps[i:i + window].sum() for i in range(0, len(steps) - window + 1, window)]
-    return {"examples_per_second": float(np.median(rates)), "windows": [float(r) for r in rates]}
 
 
 def peak(args) -> dict:
@@ -71,7 +64,7 @@ def peak(args) -> dict:
 
 
 def _texts(data_dir: str, n: int):
-    """The same reviews the other workers train on (see torch_worker.read_texts)."""
+    """The same reviews the other workers train on (see common.read_texts)."""
     texts, labels = read_texts(Path(data_dir), n)
     return texts, np.asarray(labels, np.int32), ["neg", "pos"]
 

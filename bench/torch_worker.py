@@ -11,36 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def read_texts(folder: Path, n: int) -> tuple[list[str], list[int]]:
-    """The first n reviews (balanced, shuffled) of an aclImdb-layout train/ split."""
-    pairs = []
-    train = folder / "train" if (folder / "train").is_dir() else folder
-    for label, name in enumerate(sorted(p.name for p in train.iterdir() if p.is_dir() and p.name != "unsup")):
-        files = sorted((train / name).iterdir())[: n // 2 + 1]
-        pairs += [(f.read_text(encoding="utf-8", errors="replace").replace("<br />", " "), label)
-                  for f in files]
-    random.Random(0).shuffle(pairs)
-    pairs = pairs[:n]
-    return [t for t, _ in pairs], [y for _, y in pairs]
+from common import add_common_args, read_texts, windows_rate
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--seq-length", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--windows", type=int, default=5)
-    p.add_argument("--window", type=int, default=3)
+    add_common_args(p)
     args = p.parse_args()
 
     import torch
@@ -67,11 +48,8 @@ def main() -> int:
         optim.step()
         optim.zero_grad()
         times.append(time.perf_counter())
-    steps_t = np.diff(times)[args.warmup:]
-    rates = [args.batch_size * args.window / steps_t[i:i + args.window].sum()
-             for i in range(0, len(steps_t) - args.window + 1, args.window)]
-    print("RESULT " + json.dumps({"examples_per_second": float(np.median(rates)),
-                                  "windows": [float(r) for r in rates], "torch": torch.__version__,
+    result = windows_rate(times, args.batch_size, args.warmup, args.window)
+    print("RESULT " + json.dumps({**result, "torch": torch.__version__,
                                   "threads": torch.get_num_threads()}))
     return 0
 

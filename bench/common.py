@@ -1,0 +1,41 @@
+"""Shared by the benchmark workers: the same reviews, the same flags, the same windowed rates.
+
+Plain Python and NumPy only, so every worker (TensorFlow, Keras 3, PyTorch) can import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+
+
+def read_texts(folder: Path, n: int) -> tuple[list[str], list[int]]:
+    """The first n reviews (balanced, shuffled) of an aclImdb-layout train/ split."""
+    pairs = []
+    train = folder / "train" if (folder / "train").is_dir() else folder
+    for label, name in enumerate(sorted(p.name for p in train.iterdir() if p.is_dir() and p.name != "unsup")):
+        files = sorted((train / name).iterdir())[: n // 2 + 1]
+        pairs += [(f.read_text(encoding="utf-8", errors="replace").replace("<br />", " "), label)
+                  for f in files]
+    random.Random(0).shuffle(pairs)
+    pairs = pairs[:n]
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--seq-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--windows", type=int, default=5)
+    p.add_argument("--window", type=int, default=3)
+
+
+def windows_rate(times: list[float], batch: int, warmup: int, window: int) -> dict:
+    """Examples/s per window of `window` steps after `warmup` steps; median and all windows."""
+    steps = np.diff(times)[warmup:]
+    rates = [batch * window / steps[i:i + window].sum() for i in range(0, len(steps) - window + 1, window)]
+    return {"examples_per_second": float(np.median(rates)), "windows": [float(r) for r in rates]}
