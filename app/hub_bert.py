@@ -45,6 +45,22 @@ ACTIVATIONS = {
 }
 
 
+def dropout(x: tf.Tensor, rate: float) -> tf.Tensor:
+    """Inverted dropout that draws 16 random bits per element instead of a float32.
+
+    `tf.nn.dropout` draws one float32 per element; on CPUs that random draw was the largest
+    non-matmul cost of a training step (attention-probability dropout alone touches
+    batch x heads x seq^2 values). Here each 32-bit draw decides two elements, compared against
+    an integer threshold, so the drop probability is `rate` to within 2^-16.
+    """
+    n = tf.size(x)
+    bits = tf.random.uniform([(n + 1) // 2], minval=-(2**31), maxval=2**31 - 1, dtype=tf.int32)
+    bits = tf.reshape(tf.bitcast(bits, tf.int16), [-1])[:n]
+    threshold = tf.constant(-(2**15) + round(rate * 2**16), tf.int16)
+    keep = tf.reshape(bits >= threshold, tf.shape(x))
+    return tf.where(keep, x * tf.cast(1.0 / (1.0 - rate), x.dtype), tf.zeros_like(x))
+
+
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
     """The architecture fields of a Hugging Face `config.json` that a BERT encoder needs."""
@@ -199,6 +215,8 @@ class BertEncoder(tf.Module):
         return tf.cast(self.weights[key], self._dtype)
 
     def _dense(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+        # x is [tokens, width]: one 2-D matmul. On a [batch, seq, width] input, the kernel's
+        # gradient would be a batched matmul per example followed by a sum over the batch.
         return tf.matmul(x, self._w(prefix + ".kernel")) + self._w(prefix + ".bias")
 
     def _layer_norm(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
@@ -210,7 +228,7 @@ class BertEncoder(tf.Module):
 
     def _dropout(self, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
         if training and rate > 0:
-            return tf.nn.dropout(x, rate=rate)
+            return dropout(x, rate)
         return x
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict:
@@ -227,7 +245,8 @@ class BertEncoder(tf.Module):
             + tf.gather(self.weights["embeddings.type"], type_ids)
             + self.weights["embeddings.position"][tf.newaxis, :seq]
         )
-        x = tf.cast(x, self._dtype)
+        # The hidden states flow as [batch * seq, width] so every dense layer is one 2-D matmul.
+        x = tf.reshape(tf.cast(x, self._dtype), [-1, cfg.hidden_size])
         x = self._layer_norm(x, "embeddings.norm")
         x = self._dropout(x, cfg.hidden_dropout_prob, training)
         # Additive attention bias: 0 where attended, a large negative number on padding.
@@ -237,6 +256,9 @@ class BertEncoder(tf.Module):
         def split_heads(t):
             t = tf.reshape(t, [batch, seq, heads, head_size])
             return tf.transpose(t, [0, 2, 1, 3])
+
+        def unflatten(t):
+            return tf.reshape(tf.cast(t, tf.float32), [batch, seq, cfg.hidden_size])
 
         encoder_outputs = []
         for i in range(cfg.num_hidden_layers):
@@ -248,17 +270,18 @@ class BertEncoder(tf.Module):
             probs = tf.cast(tf.nn.softmax(scores, axis=-1), self._dtype)
             probs = self._dropout(probs, cfg.attention_probs_dropout_prob, training)
             context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
-            context = tf.reshape(context, [batch, seq, cfg.hidden_size])
+            context = tf.reshape(context, [-1, cfg.hidden_size])
             attn = self._dropout(self._dense(context, p + "attention_output"),
                                  cfg.hidden_dropout_prob, training)
             x = self._layer_norm(x + attn, p + "attention_norm")
             h = self._act(self._dense(x, p + "intermediate"))
             h = self._dropout(self._dense(h, p + "output"), cfg.hidden_dropout_prob, training)
             x = self._layer_norm(x + h, p + "output_norm")
-            encoder_outputs.append(tf.cast(x, tf.float32))
+            encoder_outputs.append(unflatten(x))
 
         sequence_output = encoder_outputs[-1]
-        pooled = tf.tanh(self._dense(x[:, 0, :], "pooler"))
+        first = tf.reshape(x, [batch, seq, cfg.hidden_size])[:, 0, :]
+        pooled = tf.tanh(self._dense(first, "pooler"))
         pooled_output = tf.cast(pooled, tf.float32)
         return {
             "pooled_output": pooled_output,

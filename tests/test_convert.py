@@ -80,6 +80,21 @@ def test_encoder_outputs_and_dropout_only_in_training(tiny_hub):
     assert not np.allclose(out["sequence_output"], trained["sequence_output"])
 
 
+def test_dropout_drops_at_the_rate_and_rescales_the_rest():
+    from app.hub_bert import dropout
+
+    tf.random.set_seed(0)
+    for dtype, rate in ((tf.float32, 0.1), (tf.bfloat16, 0.1), (tf.float32, 0.5)):
+        x = tf.ones([64, 12, 129], dtype)  # odd size: the 16-bit draws cover every element
+        y = dropout(x, rate).numpy().astype(np.float32)
+        assert y.dtype == np.float32 and y.shape == (64, 12, 129)
+        dropped = np.mean(y == 0)
+        assert abs(dropped - rate) < 0.005, (dtype, rate, dropped)
+        np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-2)
+    first, second = dropout(tf.ones([1000]), 0.1).numpy(), dropout(tf.ones([1000]), 0.1).numpy()
+    assert not np.array_equal(first, second)  # a fresh mask on every call
+
+
 def test_padding_does_not_change_unpadded_outputs(tiny_hub):
     pre = tf.saved_model.load(str(tiny_hub / "preprocess"))
     enc = tf.saved_model.load(str(tiny_hub / "encoder"))
