@@ -64,7 +64,12 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=["train", "accuracy", "serve"],
                    help="rerun these stages only, updating --results (default: everything)")
     p.add_argument("--results", help="an earlier results JSON to update with --only")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="print how much every figure of two results files differs, then exit")
     args = p.parse_args()
+    if args.compare:
+        print(compare(*(json.loads(Path(f).read_text()) for f in args.compare)))
+        return 0
     stages = set(args.only or ["train", "accuracy", "serve"])
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -76,6 +81,11 @@ def main() -> int:
     for dtype in ("float32", "bfloat16"):
         ensure_offline_encoder(compute_dtype=dtype)
     data, data_desc = bench_data(scratch)
+    hub_style = worker([PY, str(HERE / "tf_worker.py"), "hub_style_encoder", "--output",
+                        str(scratch / "hub-style-minilm")])
+    if "error" in hub_style:
+        raise SystemExit(f"could not build the tutorial recipe's encoder: {hub_style['error']}")
+    tutorial_encoder = ["--tutorial-encoder", hub_style["encoder"]]
     seqs = [128] if args.quick else args.seq_lengths
     timing = ["--warmup", "2", "--windows", "3", "--window", "2"] if args.quick else []
     common = ["--data", data, "--batch-size", str(args.batch_size)]
@@ -97,7 +107,7 @@ def main() -> int:
         print(f"[{seq} tokens] bertclf fp32 encoder …", flush=True)
         row["bertclf_fp32"] = worker([*tf_worker, "bertclf", *common, *s, *timing])
         print(f"[{seq} tokens] TF tutorial recipe …", flush=True)
-        row["tutorial"] = worker([*tf_worker, "tutorial", *common, *s, *timing])
+        row["tutorial"] = worker([*tf_worker, "tutorial", *common, *s, *timing, *tutorial_encoder])
         if Path(args.torch_python).exists():
             for dt in ("fp32", "bf16"):
                 print(f"[{seq} tokens] Transformers + PyTorch {dt} …", flush=True)
@@ -112,18 +122,18 @@ def main() -> int:
         results["train"][str(seq)] = row
 
     if "accuracy" in stages:
-        _accuracy(results, tf_worker, data, args.quick)
+        _accuracy(results, tf_worker, tutorial_encoder, data, args.quick)
     if "serve" in stages:
         print("serving …", flush=True)
         export = _export_for_serving(scratch, data)
         results["serve"] = worker([*tf_worker, "serve", "--data", data, "--model", export,
-                                   "--scratch", str(scratch)]) if export else {"error": "no export"}
+                                   "--scratch", str(scratch), *tutorial_encoder]) \
+            if export else {"error": "no export"}
 
     results.update(_ratios(results))
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    name = Path(args.results).name if args.results else \
-        f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}.json"
+    name = Path(args.results).name if args.results else _new_name(out_dir)
     (out_dir / name).write_text(json.dumps(results, indent=2))
     table = _table(results)
     _update_readme(table)
@@ -132,14 +142,16 @@ def main() -> int:
     return 0
 
 
-def _accuracy(results: dict, tf_worker: list[str], data: str, quick: bool) -> None:
+def _accuracy(results: dict, tf_worker: list[str], tutorial_encoder: list[str], data: str,
+              quick: bool) -> None:
     print("accuracy after a fixed budget …", flush=True)
     budget = ["--train-examples", "256" if quick else "1024", "--eval-examples",
               "256" if quick else "1000", "--epochs", "1", "--seq-length", "128"]
     results["accuracy"] = {
         "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
                            "--compute-dtype", "bfloat16"]),
-        "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget]),
+        "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget,
+                            *tutorial_encoder]),
     }
 
 
@@ -155,6 +167,42 @@ def _export_for_serving(scratch: Path, data: str) -> str | None:
         return None
     versions = sorted((out / "bench").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
     return str(versions[-1])
+
+
+def _new_name(out_dir: Path) -> str:
+    """<date>-<host>.json, or -2, -3 … when this machine already ran today (reruns are kept)."""
+    base = f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}"
+    n = 1
+    while (out_dir / (base + ("" if n == 1 else f"-{n}") + ".json")).exists():
+        n += 1
+    return base + ("" if n == 1 else f"-{n}") + ".json"
+
+
+def _figures(r: dict) -> dict[str, float]:
+    """Every throughput of a results file, by name."""
+    out = {f"train {seq} {name}": _rate(v)
+           for seq, row in r.get("train", {}).items() for name, v in row.items()}
+    for name, v in r.get("serve", {}).items():
+        if isinstance(v, dict):
+            out.update({f"serve {name} {b}": _rate(v.get(b)) for b in ("batch1", "batch64")})
+    out.update({f"ratio {k}": v for k, v in r.get("ratios", {}).items()})
+    return {k: v for k, v in out.items() if v}
+
+
+def compare(a: dict, b: dict) -> str:
+    """A table of each figure in two runs and their difference relative to the first run."""
+    fa, fb = _figures(a), _figures(b)
+    lines = [f"| figure | {a['date']} | {b['date']} | difference |", "| --- | --- | --- | --- |"]
+    diffs = []
+    for key in [k for k in fa if k in fb]:
+        d = fb[key] / fa[key] - 1
+        diffs.append(abs(d))
+        lines.append(f"| {key} | {fa[key]:.2f} | {fb[key]:.2f} | {d * 100:+.1f} % |")
+    if diffs:
+        median = sorted(diffs)[len(diffs) // 2]
+        lines.append(f"\n{len(diffs)} figures; median |difference| {median * 100:.1f} %, "
+                     f"largest {max(diffs) * 100:.1f} %, {sum(d > 0.10 for d in diffs)} over 10 %")
+    return "\n".join(lines)
 
 
 def _rate(entry: dict | None) -> float | None:

@@ -1,6 +1,7 @@
 """TensorFlow measurements for bench/run.py, one per process (prints one JSON line).
 
     python bench/tf_worker.py peak
+    python bench/tf_worker.py hub_style_encoder --output DIR
     python bench/tf_worker.py bertclf --data DIR --seq-length 128 --batch-size 32
     python bench/tf_worker.py tutorial --data DIR --seq-length 128 --batch-size 32
     python bench/tf_worker.py serve --model saved_models/NAME/VERSION --data DIR
@@ -63,6 +64,22 @@ def peak(args) -> dict:
     return {"peak_gflops": {"fp32": out["float32"], "bf16": out["bfloat16"]}}
 
 
+def hub_style_encoder(args) -> dict:
+    """The MiniLM weights in the graph a TF-Hub BERT export runs, for the tutorial recipe.
+
+    TF-Hub's BERT encoders are Keras models whose Dropout layers draw one float32 per element
+    (`tf.nn.dropout`); bertclf's converter draws 16 bits per element instead. Everything else
+    (2-D matmuls, exact GELU, fp32) is what `app.convert` writes by default.
+    """
+    from app import convert, hub_bert
+
+    hub_bert.dropout = lambda x, rate: tf.nn.dropout(x, rate=rate)
+    out = Path(args.output)
+    if not (out / "bertclf_convert.json").exists():
+        convert.convert(encoders.minilm_checkpoint(), out)
+    return {"encoder": str(out)}
+
+
 def _texts(data_dir: str, n: int):
     """The same reviews the other workers train on (see common.read_texts)."""
     texts, labels = read_texts(Path(data_dir), n)
@@ -78,7 +95,7 @@ def bertclf_model(args, classes):
 
 def tutorial_model(args, classes):
     """The "Classify text with BERT" recipe: preprocessing inside the model, fp32, fixed length."""
-    spec = encoders.resolve(args.encoder)
+    spec = encoders.resolve(args.tutorial_encoder or args.encoder)
     text = tf.keras.layers.Input(shape=(), dtype=tf.string, name="text")
     pre = hub.load(spec.preprocess)
     tokenize = hub.KerasLayer(pre.tokenize, name="tokenize")
@@ -180,7 +197,9 @@ def serve(args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["peak", "bertclf", "tutorial", "serve", "accuracy"])
+    p.add_argument("mode", choices=["peak", "hub_style_encoder", "bertclf", "tutorial", "serve", "accuracy"])
+    p.add_argument("--output")
+    p.add_argument("--tutorial-encoder", help="encoder for the tutorial recipe (default: --encoder)")
     p.add_argument("--data")
     p.add_argument("--encoder", default=encoders.DEFAULT_ENCODER)
     p.add_argument("--compute-dtype", default="float32")
