@@ -45,8 +45,9 @@ _NORM_SUFFIX = {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "be
 _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow BertModel
 
 # Bumped whenever the saved encoder graph changes, so cached conversions are redone
-# (2: hidden states as [tokens, width] 2-D matmuls, 16-bit dropout draws).
-FORMAT_VERSION = 2
+# (2: hidden states as [tokens, width] 2-D matmuls, 16-bit dropout draws; 3: attention scores
+# without float32 round trips, the 1/sqrt(d) scale folded into the query weights).
+FORMAT_VERSION = 3
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be converted; the message names the file and the problem."""

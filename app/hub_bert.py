@@ -211,13 +211,13 @@ class BertEncoder(tf.Module):
                 for key, value in sorted(weights.items())
             }
 
-    def _w(self, key: str) -> tf.Tensor:
-        return tf.cast(self.weights[key], self._dtype)
-
-    def _dense(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
+    def _dense(self, x: tf.Tensor, prefix: str, scale: float | None = None) -> tf.Tensor:
         # x is [tokens, width]: one 2-D matmul. On a [batch, seq, width] input, the kernel's
         # gradient would be a batched matmul per example followed by a sum over the batch.
-        return tf.matmul(x, self._w(prefix + ".kernel")) + self._w(prefix + ".bias")
+        kernel, bias = self.weights[prefix + ".kernel"], self.weights[prefix + ".bias"]
+        if scale is not None:  # (x W + b) * s, computed as x (W s) + b s on the small weights
+            kernel, bias = kernel * scale, bias * scale
+        return tf.matmul(x, tf.cast(kernel, self._dtype)) + tf.cast(bias, self._dtype)
 
     def _layer_norm(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
         x = tf.cast(x, tf.float32)
@@ -250,7 +250,7 @@ class BertEncoder(tf.Module):
         x = self._layer_norm(x, "embeddings.norm")
         x = self._dropout(x, cfg.hidden_dropout_prob, training)
         # Additive attention bias: 0 where attended, a large negative number on padding.
-        bias = (1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * -1e9
+        bias = tf.cast((1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * -1e9, self._dtype)
         scale = 1.0 / math.sqrt(head_size)
 
         def split_heads(t):
@@ -263,11 +263,13 @@ class BertEncoder(tf.Module):
         encoder_outputs = []
         for i in range(cfg.num_hidden_layers):
             p = f"layer_{i}."
-            q = split_heads(self._dense(x, p + "query"))
+            q = split_heads(self._dense(x, p + "query", scale=scale))
             k = split_heads(self._dense(x, p + "key"))
             v = split_heads(self._dense(x, p + "value"))
-            scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * scale + bias
-            probs = tf.cast(tf.nn.softmax(scores, axis=-1), self._dtype)
+            # The scores are batch x heads x seq^2: no extra pass over them for the 1/sqrt(d)
+            # scale (folded into the query weights above) or for dtype casts. oneDNN's and
+            # cuDNN's softmax accumulate bfloat16 inputs in float32.
+            probs = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + bias, axis=-1)
             probs = self._dropout(probs, cfg.attention_probs_dropout_prob, training)
             context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
             context = tf.reshape(context, [-1, cfg.hidden_size])

@@ -5,6 +5,9 @@ The slow part (ten random kill points) runs in `make test-slow`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import random
@@ -33,6 +36,15 @@ def run(module: str, *args, preexec=None, timeout: int = 600):
                           text=True, cwd=ROOT, env=ENV, timeout=timeout, preexec_fn=preexec)
 
 
+def run_in_process(module: str, *args):
+    """`python -m app.MODULE ARGS` as a call of its `main(argv)`: the same code path, without
+    the ~4 s TensorFlow import of a new process. Each test keeps one real subprocess too."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = importlib.import_module(f"app.{module}").main([*map(str, args)])
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_clear_failure(proc, message: str):
     """Non-zero exit, the message on stderr, and no Python traceback."""
     assert proc.returncode != 0, proc.stdout[-1000:]
@@ -48,8 +60,9 @@ def no_export(base: Path) -> bool:
 
 
 def test_data_cli_refuses_every_bad_input(tmp_path):
-    for path, message in bad_data_inputs(tmp_path).values():
-        assert_clear_failure(run("data", "inspect", "--data", path, "--no-tokens"), message)
+    for i, (path, message) in enumerate(bad_data_inputs(tmp_path).values()):
+        cli = run if i == 0 else run_in_process
+        assert_clear_failure(cli("data", "inspect", "--data", path, "--no-tokens"), message)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +84,7 @@ def test_train_cli_refuses_bad_flags_and_leaves_nothing(bad_train_cases, tiny_hu
     tmp, cases = bad_train_cases
     for i, (name, (flags, message)) in enumerate(cases.items()):
         base = tiny_train_args(tiny_hub, tiny_reviews, tmp / str(i))
-        proc = run("train", *base, *flags)
+        proc = (run if i == 0 else run_in_process)("train", *base, *flags)
         assert_clear_failure(proc, message)
         assert no_export(tmp / str(i) / "models" / "tiny"), name
 
