@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -172,10 +173,8 @@ def _export_for_serving(scratch: Path, data: str) -> str | None:
 def _new_name(out_dir: Path) -> str:
     """<date>-<host>.json, or -2, -3 … when this machine already ran today (reruns are kept)."""
     base = f"{datetime.date.today().isoformat()}-{platform.node() or 'host'}"
-    n = 1
-    while (out_dir / (base + ("" if n == 1 else f"-{n}") + ".json")).exists():
-        n += 1
-    return base + ("" if n == 1 else f"-{n}") + ".json"
+    names = (base + ("" if n == 1 else f"-{n}") + ".json" for n in itertools.count(1))
+    return next(name for name in names if not (out_dir / name).exists())
 
 
 def _figures(r: dict) -> dict[str, float]:

@@ -21,12 +21,16 @@ import tensorflow_text  # noqa: F401
 _ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(?::(predict|classify))?$")
 
 
+def load_latest(base_dir: Path):
+    """(version, loaded SavedModel) of the highest numbered version, as TF Serving picks it."""
+    version = max(int(p.name) for p in Path(base_dir).iterdir() if p.name.isdigit())
+    return version, tf.saved_model.load(str(Path(base_dir) / str(version)))
+
+
 class FakeTFServing:
     def __init__(self, base_dir: Path, model_name: str):
         self.model_name = model_name
-        versions = sorted(int(p.name) for p in Path(base_dir).iterdir() if p.name.isdigit())
-        self.version = versions[-1]
-        self.model = tf.saved_model.load(str(Path(base_dir) / str(self.version)))
+        self.version, self.model = load_latest(base_dir)
         self.requests = {"predict": 0, "classify": 0}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -138,9 +142,8 @@ class FakeTFServingGrpc:
             prediction_service_pb2_grpc,
         )
 
-        rest = FakeTFServing(base_dir, model_name)
-        self.model, self.model_name = rest.model, model_name
-        rest._server.server_close()
+        _, self.model = load_latest(base_dir)
+        self.model_name = model_name
         outer = self
 
         class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
