@@ -45,8 +45,13 @@ def create_optimizer(
     warmup_fraction: float = 0.1,
     weight_decay: float = 0.01,
     clip_norm: float = 1.0,
+    xla_updates: bool = False,
 ) -> tf.keras.optimizers.Optimizer:
-    """Build inside `strategy.scope()`, like the model."""
+    """Build inside `strategy.scope()`, like the model.
+
+    `xla_updates` compiles each variable's AdamW update with XLA, which Keras only does when it
+    sees a GPU. On CPU it pays together with CPU fusion (`app.cpu_fusion_enabled`), not alone.
+    """
     schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
     optimizer = tf.keras.optimizers.AdamW(
         learning_rate=schedule,
@@ -57,4 +62,6 @@ def create_optimizer(
         global_clipnorm=clip_norm,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    if xla_updates:
+        optimizer.jit_compile = True
     return optimizer

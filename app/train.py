@@ -26,7 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from app import config as config_mod
-from app import configure_logging, data, distribute, encoders
+from app import configure_logging, cpu_fusion_enabled, data, distribute, encoders
 from app.evaluate import evaluate_export
 from app.export import export_model
 from app.model import build_classifier
@@ -143,8 +143,10 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
         raise ValueError(f"--batch-size {batch_size} is global and must divide by the "
                          f"{replicas} replicas of the {distribute.strategy_name(strategy)}")
     jit = cfg.jit_compile if cfg.jit_compile is not None else distribute.uses_accelerator(strategy)
-    logger.info("encoder %s; batch %d, learning rate %g, seq length %d, jit_compile %s",
-                spec.name, batch_size, learning_rate, cfg.max_seq_length, jit)
+    # Without jit_compile, XLA still fuses the element-wise ops (see app/__init__.py).
+    fusion = not jit and cpu_fusion_enabled()
+    logger.info("encoder %s; batch %d, learning rate %g, seq length %d, jit_compile %s, CPU fusion %s",
+                spec.name, batch_size, learning_rate, cfg.max_seq_length, jit, fusion)
 
     dataset = data.load_dataset(
         cfg.data_source, cfg.test_data, cfg.text_column, cfg.label_column, cfg.validation_split,
@@ -173,7 +175,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
         model = build_classifier(spec.encoder, len(classes), cfg.dropout, cfg.max_seq_length,
                                  cfg.model_name)
         optimizer = create_optimizer(learning_rate, total_steps, cfg.warmup_fraction, cfg.weight_decay,
-                                     cfg.clip_norm)
+                                     cfg.clip_norm, xla_updates=fusion)
         model.compile(
             optimizer=optimizer,
             loss=tf.keras.losses.SparseCategoricalCrossentropy(),

@@ -27,6 +27,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED_IMDB = ROOT.parent / "shared" / "data" / "aclImdb_train.tar.gz"
 PY = sys.executable
+# The contenders run as their users would run them: without bertclf's CPU fusion flags (which
+# this process inherited by importing app; see app/__init__.py).
+PLAIN_TF = {"TF_XLA_FLAGS": "", "BERTCLF_CPU_FUSION": "0"}
 
 
 def worker(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
@@ -107,8 +110,13 @@ def main() -> int:
         row["bertclf"] = worker([*tf_worker, "bertclf", *common, *s, *timing, "--compute-dtype", "bfloat16"])
         print(f"[{seq} tokens] bertclf fp32 encoder …", flush=True)
         row["bertclf_fp32"] = worker([*tf_worker, "bertclf", *common, *s, *timing])
+        if seq == 128:  # what CPU fusion buys, in the same run
+            print(f"[{seq} tokens] bertclf bf16 without CPU fusion …", flush=True)
+            row["bertclf_no_fusion"] = worker([*tf_worker, "bertclf", *common, *s, *timing,
+                                               "--compute-dtype", "bfloat16"], env=PLAIN_TF)
         print(f"[{seq} tokens] TF tutorial recipe …", flush=True)
-        row["tutorial"] = worker([*tf_worker, "tutorial", *common, *s, *timing, *tutorial_encoder])
+        row["tutorial"] = worker([*tf_worker, "tutorial", *common, *s, *timing, *tutorial_encoder],
+                                 env=PLAIN_TF)
         if Path(args.torch_python).exists():
             for dt in ("fp32", "bf16"):
                 print(f"[{seq} tokens] Transformers + PyTorch {dt} …", flush=True)
@@ -119,7 +127,7 @@ def main() -> int:
             results["notes"].append(f"{args.torch_python} missing: run `make bench` to create it")
         print(f"[{seq} tokens] keras-hub BertTextClassifier …", flush=True)
         row["keras_hub"] = worker([PY, str(HERE / "kerashub_worker.py"), "--checkpoint", checkpoint,
-                                   *common, *s, *timing], env={"TF_USE_LEGACY_KERAS": ""})
+                                   *common, *s, *timing], env={**PLAIN_TF, "TF_USE_LEGACY_KERAS": ""})
         results["train"][str(seq)] = row
 
     if "accuracy" in stages:
@@ -127,9 +135,16 @@ def main() -> int:
     if "serve" in stages:
         print("serving …", flush=True)
         export = _export_for_serving(scratch, data)
-        results["serve"] = worker([*tf_worker, "serve", "--data", data, "--model", export,
-                                   "--scratch", str(scratch), *tutorial_encoder]) \
-            if export else {"error": "no export"}
+        results["serve"] = {"error": "no export"}
+        if export:
+            serve = ["serve", "--data", data, "--model", export, "--scratch", str(scratch), *tutorial_encoder]
+            ours = worker([*tf_worker, *serve, "--recipe", "bertclf"])
+            # As TF Serving runs the export: without the CPU fusion flags.
+            plain = worker([*tf_worker, *serve, "--recipe", "bertclf"], env=PLAIN_TF)
+            tut = worker([*tf_worker, *serve, "--recipe", "tutorial"], env=PLAIN_TF)
+            results["serve"] = {"bertclf": ours.get("bertclf", ours),
+                                "bertclf_no_fusion": plain.get("bertclf", plain),
+                                "tutorial": tut.get("tutorial", tut)}
 
     results.update(_ratios(results))
     out_dir = HERE / "results"
@@ -152,7 +167,7 @@ def _accuracy(results: dict, tf_worker: list[str], tutorial_encoder: list[str], 
         "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
                            "--compute-dtype", "bfloat16"]),
         "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget,
-                            *tutorial_encoder]),
+                            *tutorial_encoder], env=PLAIN_TF),
     }
 
 
@@ -220,11 +235,13 @@ def _ratios(r: dict) -> dict:
     serve = r.get("serve", {})
     s_ours = _rate(serve.get("bertclf", {}).get("batch64"))
     s_tut = _rate(serve.get("tutorial", {}).get("batch64"))
+    s_plain = _rate(serve.get("bertclf_no_fusion", {}).get("batch64"))
     return {
         "ratios": {
             "train_vs_tutorial": ours / tut if ours and tut else None,
             "train_vs_transformers": ours / max(hf) if ours and hf else None,
             "serve_vs_tutorial": s_ours / s_tut if s_ours and s_tut else None,
+            "serve_no_fusion_vs_tutorial": s_plain / s_tut if s_plain and s_tut else None,
         },
         "train_flops_per_example_128": flops,
         "mfu": ours * flops / (peak * 1e9) if ours and peak else None,
@@ -240,7 +257,9 @@ def _table(r: dict) -> str:
              f"bf16 {f(r['peak_gflops']['bf16'], 0)} GFLOP/s.", "",
              "| training, examples/s | " + " | ".join(f"{s} tokens" for s in r["train"]) + " |",
              "| --- |" + " --- |" * len(r["train"])]
-    names = {"bertclf": "**bertclf** (default: bf16 encoder)", "bertclf_fp32": "bertclf, fp32 encoder",
+    names = {"bertclf": "**bertclf** (default: bf16 encoder, CPU fusion)",
+             "bertclf_no_fusion": "bertclf, bf16 encoder, CPU fusion off",
+             "bertclf_fp32": "bertclf, fp32 encoder",
              "tutorial": "TF tutorial recipe (fp32)", "transformers_fp32": "Transformers + PyTorch fp32",
              "transformers_bf16": "Transformers + PyTorch bf16 autocast",
              "keras_hub": "keras-hub BertTextClassifier"}
@@ -252,12 +271,16 @@ def _table(r: dict) -> str:
               f"| bertclf / tutorial (training) | {f(ratios['train_vs_tutorial'], 2)} |",
               f"| bertclf / best Transformers (training) | {f(ratios['train_vs_transformers'], 2)} |",
               f"| bertclf / tutorial (serving, batch 64) | {f(ratios['serve_vs_tutorial'], 2)} |",
+              f"| the same, CPU fusion off (as TF Serving runs it) | "
+              f"{f(ratios.get('serve_no_fusion_vs_tutorial'), 2)} |",
               f"| model FLOPs utilisation vs bf16 peak | {f((r['mfu'] or 0) * 100, 1)} % |"]
     serve = r.get("serve", {})
-    if "bertclf" in serve:
+    if all("batch1" in serve.get(k, {}) for k in ("bertclf", "tutorial")):
         lines += ["", "| serving | batch 1 ex/s | p50 ms | p99 ms | batch 64 ex/s |",
                   "| --- | --- | --- | --- | --- |"]
-        for key in ("bertclf", "tutorial"):
+        for key in ("bertclf", "bertclf_no_fusion", "tutorial"):
+            if "batch1" not in serve.get(key, {}):
+                continue
             b1, b64 = serve[key]["batch1"], serve[key]["batch64"]
             lines.append(f"| {key} | {f(b1['examples_per_second'])} | {f(b1['p50_ms'])} | "
                          f"{f(b1['p99_ms'])} | {f(b64['examples_per_second'])} |")

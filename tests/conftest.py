@@ -6,13 +6,19 @@ Everything here is made on the fly, so the suite needs neither the network nor .
 from __future__ import annotations
 
 import json
+import os
 import string
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import app  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+# CPU fusion (app/__init__.py) compiles XLA clusters in every process for every new shape: on
+# the suite's many tiny models and subprocesses that cost minutes and bought nothing. It is off
+# here except in the tests that run it explicitly (test_train.py: "CPU fusion").
+os.environ.setdefault("BERTCLF_CPU_FUSION", "0")
+
+import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 TINY = {
     "model_type": "bert",

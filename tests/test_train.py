@@ -21,6 +21,9 @@ from tests.conftest import tiny_train_args
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+# The default outside the suite (conftest.py turns CPU fusion off for the other tests).
+FUSION_ENV = {**{k: v for k, v in ENV.items() if k not in ("TF_XLA_FLAGS", "BERTCLF_CPU_FUSION")},
+              "BERTCLF_CPU_FUSION": "1"}
 
 
 def run_cli(args: list[str], timeout: int = 300, env: dict | None = None, script: str | None = None):
@@ -133,6 +136,59 @@ def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
     assert np.isfinite(step(x, y).numpy())
 
 
+# ----------------------------------------------------------------------------- CPU fusion
+
+_FLAGS_PROBE = "import app, os, sys; print(os.environ.get('TF_XLA_FLAGS'), app.cpu_fusion_enabled(), " \
+               "'tensorflow' in sys.modules)"
+
+
+@pytest.mark.parametrize("env, flags, enabled", [
+    ({}, "default", True),
+    ({"BERTCLF_CPU_FUSION": "0"}, "None", False),
+    ({"TF_XLA_FLAGS": "--tf_xla_auto_jit=1"}, "--tf_xla_auto_jit=1", False),  # the user's own win
+    ({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}}'}, "None", False),  # multi-worker
+])
+def test_cpu_fusion_flags_are_set_before_tensorflow(env, flags, enabled):
+    import app
+
+    proc = run_cli([], env={**FUSION_ENV, **env}, script=_FLAGS_PROBE)
+    expected = app.CPU_FUSION_FLAGS if flags == "default" else flags
+    assert proc.stdout.strip() == f"{expected} {enabled} False", proc.stderr
+
+
+_FUSION_PROBE = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+import app
+enc = hub.KerasLayer(sys.argv[1])
+ids = tf.constant(np.arange(64, dtype=np.int32).reshape(4, 16) % 50 + 5)
+inputs = dict(input_word_ids=ids, input_mask=tf.ones_like(ids), input_type_ids=tf.zeros_like(ids))
+f = tf.function(lambda x: enc(x)["sequence_output"])
+for _ in range(3):  # XLA compiles a cluster once it has run before
+    out = f(inputs)
+np.save(sys.argv[2], out.numpy())
+"""
+
+
+def test_cpu_fusion_compiles_element_wise_clusters_with_the_same_results(tiny_hub, tmp_path):
+    """The flags still mean what they meant (a renamed flag would silently do nothing), and the
+    fused graph computes what the unfused one does."""
+    import numpy as np
+
+    base = {**FUSION_ENV, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    outputs = {}
+    for name, env in (("fused", {}), ("plain", {"BERTCLF_CPU_FUSION": "0"})):
+        path = tmp_path / f"{name}.npy"
+        proc = run_cli([str(tiny_hub / "encoder"), str(path)], env={**base, **env}, script=_FUSION_PROBE)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert ("Compiled cluster using XLA" in proc.stderr) == (name == "fused")
+        outputs[name] = np.load(path)
+    assert outputs["fused"].shape == (4, 16, 32)
+    np.testing.assert_allclose(outputs["fused"], outputs["plain"], atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- optimization
 
 
@@ -154,6 +210,26 @@ def test_no_weight_decay_on_layer_norm_and_bias():
     opt.apply_gradients([(tf.zeros(2), v) for v in (kernel, bias, gamma)])
     assert kernel.numpy()[0] < 1.0  # decayed
     assert bias.numpy()[0] == 1.0 and gamma.numpy()[0] == 1.0
+
+
+def test_xla_updates_compute_the_plain_adamw_update():
+    """The XLA-compiled AdamW update that goes with CPU fusion takes the same steps."""
+    import numpy as np
+
+    from app.optimization import create_optimizer
+
+    after = []
+    for xla in (False, True):
+        kernel = tf.Variable([[1.0, -2.0], [0.5, 3.0]], name="layer_0/query/kernel")
+        bias = tf.Variable([1.0, -1.0], name="layer_0/query/bias")
+        opt = create_optimizer(0.1, total_steps=10, warmup_fraction=0.0, weight_decay=0.5, xla_updates=xla)
+        assert opt.jit_compile is xla
+        grads = [tf.constant([[0.3, -0.1], [2.0, 0.0]]), tf.constant([0.5, -0.5])]
+        for _ in range(3):
+            opt.apply_gradients(zip(grads, (kernel, bias), strict=True))
+        after.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))
+    assert not np.allclose(after[0], [1.0, -2.0, 0.5, 3.0, 1.0, -1.0])
+    np.testing.assert_allclose(after[1], after[0], rtol=1e-6)
 
 
 def test_mixed_precision_auto():
@@ -250,9 +326,10 @@ MIRRORED = textwrap.dedent("""
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_hub, tiny_reviews, tmp_path):
     args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, strategy="mirrored", epochs=1)
-    proc = run_cli(args, script=MIRRORED)
+    proc = run_cli(args, script=MIRRORED, env=FUSION_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in proc.stderr
+    assert "CPU fusion True" in proc.stderr
     assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     odd = run_cli(tiny_train_args(tiny_hub, tiny_reviews, tmp_path / "odd", strategy="mirrored",
                                   batch_size=7), script=MIRRORED)
@@ -274,7 +351,7 @@ def test_two_workers_train_together_with_tf_config(tiny_hub, tiny_reviews, tmp_p
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**ENV, "TF_CONFIG": json.dumps(tf_config)}
+        env = {**FUSION_ENV, "TF_CONFIG": json.dumps(tf_config)}  # CPU fusion stays off
         args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, epochs=1,
                                run_dir=tmp_path / f"run{index}")
         procs.append(subprocess.Popen([sys.executable, "-m", "app.train", *args], cwd=ROOT, env=env,
