@@ -13,10 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # CPU fusion: XLA auto-clustering of element-wise, reduction and data-movement ops only (GELU,
 # layer norms, dropout masks, softmax, casts), so each chain of them runs as one compiled loop
 # while matmuls stay on TensorFlow's oneDNN kernels (XLA's own CPU matmuls train ~14x slower
-# here). It trained MiniLM 1.26x faster together with XLA-compiled AdamW updates (see
-# bench/README.md). XLA reads these flags once, at its first use in the process, so they are set
-# here, before TensorFlow; `BERTCLF_CPU_FUSION=0` or a TF_XLA_FLAGS of your own turns it off.
-# Not in multi-worker clusters (TF_CONFIG): TF 2.21's collective runtime then fails with
+# here). In alternated runs it trained MiniLM about 1.07x faster and ran batch-64 inference about
+# 1.7x faster (bench/README.md). TensorFlow reads these flags once, when it first sets up its
+# devices, so they are set here; `BERTCLF_CPU_FUSION=0` or a TF_XLA_FLAGS of your own turns it
+# off. Not in multi-worker clusters (TF_CONFIG): TF 2.21's collective runtime then fails with
 # "Multiple CPU devices" when it starts the input pipeline.
 CPU_FUSION_FLAGS = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 if os.environ.get("BERTCLF_CPU_FUSION", "1") != "0" and not os.environ.get("TF_CONFIG"):

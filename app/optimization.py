@@ -49,8 +49,9 @@ def create_optimizer(
 ) -> tf.keras.optimizers.Optimizer:
     """Build inside `strategy.scope()`, like the model.
 
-    `xla_updates` compiles each variable's AdamW update with XLA, which Keras only does when it
-    sees a GPU. On CPU it pays together with CPU fusion (`app.cpu_fusion_enabled`), not alone.
+    `xla_updates` compiles each variable's AdamW update with XLA (Keras does it only when it
+    sees a GPU): app.train turns it on with CPU fusion (`app.cpu_fusion_enabled`), which fuses the
+    rest of the step's element-wise work. On its own its effect was within the noise here.
     """
     schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
     optimizer = tf.keras.optimizers.AdamW(
