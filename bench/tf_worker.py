@@ -123,9 +123,8 @@ def bertclf(args) -> dict:
     spec, tokenizer, model = bertclf_model(args, classes)
     ds = data.make_tf_dataset(texts, labels, tokenizer, args.batch_size, shuffle=True, seed=0,
                               drop_remainder=True)
-    # As app.train does on CPU: XLA-compiled AdamW updates when the process has CPU fusion.
-    return {**_train_throughput(model, ds, args, xla_updates=cpu_fusion_enabled()),
-            "cpu_fusion": cpu_fusion_enabled()}
+    fusion = cpu_fusion_enabled()  # as app.train on CPU: XLA-compiled AdamW updates go with it
+    return {**_train_throughput(model, ds, args, xla_updates=fusion), "cpu_fusion": fusion}
 
 
 def tutorial(args) -> dict:
