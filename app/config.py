@@ -37,6 +37,7 @@ class TrainConfig:
     max_eval_examples: int | None = None
     max_seq_length: int = 128
     truncation: str = "head+tail"
+    length_buckets: bool | None = None
     # model
     encoder: str = DEFAULT_ENCODER
     preprocess: str | None = None
@@ -202,6 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "run_dir": "run folder (default runs/MODEL_NAME); the same folder resumes a killed run",
         "version": "export version (default: next free number)",
         "truncation": "which tokens long texts keep: head, tail or head+tail",
+        "length_buckets": "pad each batch only to the multiple of 32 tokens (at most 8 lengths) "
+                          "above its longest text, texts of similar length batched together "
+                          "(default: on, off on TPU)",
     }
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")

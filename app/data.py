@@ -49,6 +49,14 @@ TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".parquet"}
 TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
 LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
 TRUNCATIONS = ("head", "tail", "head+tail")
+# Length buckets: a batch is padded to the next multiple of the bucket width above its longest
+# text (at most the sequence length). The width is BUCKET_MULTIPLE, or a multiple of it that
+# keeps to MAX_BUCKETS shapes: XLA's CPU fusion compiles each shape, and stops compiling a
+# cluster that has seen more than about ten. Texts are sorted by length inside windows of
+# BUCKET_WINDOW batches of the shuffled stream.
+BUCKET_MULTIPLE = 32
+MAX_BUCKETS = 8
+BUCKET_WINDOW = 32
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -449,15 +457,38 @@ class Tokenizer(tf.Module):
         tokens = self.preprocessor.tokenize(tf.constant(texts))
         return tokens.merge_dims(1, 2).row_lengths().numpy()
 
-    def __call__(self, texts):
-        """`[batch]` strings to the encoder's three `[batch, seq_length]` int32 inputs."""
+    def tokens(self, texts) -> tf.RaggedTensor:
+        """`[batch]` strings to truncated word pieces, `[batch, (tokens)]` int32, no [CLS]/[SEP]."""
         tokens = self.preprocessor.tokenize(texts)
         if tokens.shape.rank == 3:
             tokens = tokens.merge_dims(1, 2)
         tokens = truncate_tokens(tf.cast(tokens, tf.int64), self.seq_length - 2, self.truncation)
-        packed = self.preprocessor.bert_pack_inputs([tf.cast(tokens, tf.int32)],
-                                                    seq_length=tf.constant(self.seq_length))
-        return {k: tf.ensure_shape(v, [None, self.seq_length]) for k, v in packed.items()}
+        return tf.cast(tokens, tf.int32)
+
+    def pack(self, tokens: tf.RaggedTensor, seq_length=None) -> dict[str, tf.Tensor]:
+        """Add [CLS]/[SEP] and pad to `seq_length` (default: this tokenizer's, else a tensor)."""
+        length = self.seq_length if seq_length is None else seq_length
+        packed = self.preprocessor.bert_pack_inputs(
+            [tokens], seq_length=tf.convert_to_tensor(length, tf.int32))
+        static = self.seq_length if seq_length is None else None
+        return {k: tf.ensure_shape(v, [None, static]) for k, v in packed.items()}
+
+    @property
+    def bucket_width(self) -> int:
+        """`BUCKET_MULTIPLE`, or the smallest multiple of it giving at most `MAX_BUCKETS` lengths."""
+        per_bucket = -(-self.seq_length // MAX_BUCKETS)
+        return -(-per_bucket // BUCKET_MULTIPLE) * BUCKET_MULTIPLE
+
+    def bucket_length(self, tokens: tf.RaggedTensor) -> tf.Tensor:
+        """The padded length for a batch: its longest row plus [CLS]/[SEP], rounded up to
+        `bucket_width`, never above `seq_length`."""
+        width = self.bucket_width
+        longest = tf.cast(tf.reduce_max(tokens.row_lengths()), tf.int32) + 2
+        return tf.minimum((longest + width - 1) // width * width, self.seq_length)
+
+    def __call__(self, texts):
+        """`[batch]` strings to the encoder's three `[batch, seq_length]` int32 inputs."""
+        return self.pack(self.tokens(texts))
 
 
 def make_tf_dataset(
@@ -469,12 +500,22 @@ def make_tf_dataset(
     seed: int = 42,
     drop_remainder: bool = False,
     cache: bool = False,
+    length_buckets: bool = False,
 ):
     """A batched `tf.data` pipeline of `(inputs, label)`; tokenization runs in parallel maps.
 
     Batching before tokenizing lets the preprocessor work on whole batches; the model itself
     only ever sees integer tensors, which is what TPUs need.
+
+    With `length_buckets`, texts are sorted by length inside windows of `BUCKET_WINDOW`
+    batches and each batch is padded only to its bucket (see `Tokenizer.bucket_length`), so
+    short texts don't pay for padding; the order of the batches is then shuffled (with
+    `shuffle`). Every example is still used once per pass and the number of batches is
+    unchanged; only the sequence dimension varies. It needs labels: predictions must keep the
+    order of their texts.
     """
+    if length_buckets and labels is None:
+        raise ValueError("length_buckets=True reorders examples and needs labels; got labels=None")
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
     else:
@@ -482,16 +523,40 @@ def make_tf_dataset(
                                                  tf.constant(labels, tf.int32)))
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if length_buckets:
+        ds = _length_bucketed(ds, tokenizer, batch_size, len(texts), shuffle, seed, drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    def tokenize_with_label(text, label):
-        return tokenizer(text), label
+        def tokenize_with_label(text, label):
+            return tokenizer(text), label
 
-    ds = ds.map(tokenizer if labels is None else tokenize_with_label,
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(tokenizer if labels is None else tokenize_with_label,
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle: bool, seed: int,
+                     drop_remainder: bool):
+    def sorted_tokens(text, label):
+        tokens = tokenizer.tokens(text)
+        order = tf.argsort(tokens.row_lengths(), stable=True)
+        return tf.gather(tokens, order), tf.gather(label, order)
+
+    def pack(tokens, label):
+        return tokenizer.pack(tokens, tokenizer.bucket_length(tokens)), label
+
+    # Windows are whole numbers of batches, so no batch straddles two windows.
+    ds = ds.batch(batch_size * BUCKET_WINDOW)
+    ds = ds.map(sorted_tokens, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch().ragged_batch(batch_size, drop_remainder=drop_remainder)
+    if shuffle:
+        ds = ds.shuffle(BUCKET_WINDOW, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 # ----------------------------------------------------------------------------- inspect CLI

@@ -157,13 +157,18 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     (run_dir / "classes.json").write_text(json.dumps(classes))
     tokenizer = data.Tokenizer(spec.preprocess, cfg.max_seq_length, cfg.truncation)
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    # TPUs want one static shape; elsewhere short texts should not pay for padding.
+    buckets = cfg.length_buckets if cfg.length_buckets is not None else not on_tpu
+    logger.info("length buckets %s", buckets)
     train = dataset.splits["train"]
     if len(train) < batch_size:
         raise ValueError(f"--batch-size {batch_size} is larger than the {len(train)} training examples")
     train_ds = data.make_tf_dataset(train.texts, dataset.label_ids("train"), tokenizer, batch_size,
-                                    shuffle=True, seed=cfg.seed, drop_remainder=on_tpu)
+                                    shuffle=True, seed=cfg.seed, drop_remainder=on_tpu,
+                                    length_buckets=buckets)
     val_ds = data.make_tf_dataset(dataset.splits["validation"].texts, dataset.label_ids("validation"),
-                                  tokenizer, batch_size, drop_remainder=on_tpu, cache=True)
+                                  tokenizer, batch_size, drop_remainder=on_tpu, cache=True,
+                                  length_buckets=buckets)
     steps_per_epoch = len(train) // batch_size if on_tpu else math.ceil(len(train) / batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -172,8 +177,8 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     previous_policy = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(head_policy)  # for layers built below only
     with strategy.scope():
-        model = build_classifier(spec.encoder, len(classes), cfg.dropout, cfg.max_seq_length,
-                                 cfg.model_name)
+        model = build_classifier(spec.encoder, len(classes), cfg.dropout,
+                                 None if buckets else cfg.max_seq_length, cfg.model_name)
         optimizer = create_optimizer(learning_rate, total_steps, cfg.warmup_fraction, cfg.weight_decay,
                                      cfg.clip_norm, xla_updates=fusion)
         model.compile(

@@ -210,6 +210,73 @@ def test_pipeline_batches_of_packed_int_inputs(tiny_hub):
     assert [vocab[i] for i in full[-3:]] == ["the", "plot", "[SEP]"]
 
 
+def _bucket_texts(n: int = 70) -> tuple[list[str], np.ndarray]:
+    """Texts of 1 to 70 words (most longer than the buckets' 32-token multiple), labelled by index."""
+    words = ["good", "film", "bad", "plot", "the", "great"]
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 37) % 70)) for i in range(n)]
+    return texts, np.arange(n, dtype=np.int32)
+
+
+def test_length_buckets_pad_each_batch_to_its_bucket_and_lose_nothing(tiny_hub, monkeypatch):
+    monkeypatch.setattr(data, "BUCKET_WINDOW", 2)  # windows of 2 batches: several windows here
+    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=80, truncation="head")
+    texts, ids = _bucket_texts()
+    ds = data.make_tf_dataset(texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)
+    assert ds.cardinality().numpy() == 9  # ceil(70 / 8), as without buckets
+    assert ds.element_spec[0]["input_word_ids"].shape.as_list() == [None, None]
+    plain = {int(i): row for x, y in data.make_tf_dataset(texts, ids, tok, batch_size=8)
+             for i, row in zip(y.numpy(), x["input_word_ids"].numpy(), strict=True)}
+    seen, lengths = [], set()
+    for x, y in ds:
+        word_ids, mask = x["input_word_ids"].numpy(), x["input_mask"].numpy()
+        width = word_ids.shape[1]
+        lengths.add(width)
+        real = mask.sum(axis=1)
+        assert width == min(80, -(-real.max() // 32) * 32)
+        np.testing.assert_array_equal(mask, (np.arange(width) < real[:, None]).astype(np.int32))
+        for i, row in zip(y.numpy(), word_ids, strict=True):
+            # The same tokens as the fixed-length pipeline, only less padding.
+            np.testing.assert_array_equal(row, plain[int(i)][:width])
+            assert not plain[int(i)][width:].any()
+        seen.extend(int(i) for i in y.numpy())
+    assert sorted(seen) == list(range(70))  # every example exactly once
+    assert lengths == {32, 64, 80}
+    # Seeded: the same batches again; a new pass reshuffles.
+    again = [y.numpy().tolist() for _, y in data.make_tf_dataset(
+        texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)]
+    first = [y.numpy().tolist() for _, y in ds]
+    assert len(first) == 9 and seen != [i for b in first for i in b]
+    assert [y.numpy().tolist() for _, y in data.make_tf_dataset(
+        texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)] == again
+
+
+def test_length_buckets_group_similar_lengths(tiny_hub):
+    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=128, truncation="head")
+    texts, ids = _bucket_texts(64)
+    lengths = np.array([len(t.split()) for t in texts])
+    ds = data.make_tf_dataset(texts, ids, tok, batch_size=8, shuffle=True, seed=1, length_buckets=True,
+                              drop_remainder=True)
+    spreads = [np.ptp(lengths[y.numpy()]) for _, y in ds]
+    # One window holds all 64 texts: each batch is 8 neighbours in length order.
+    assert len(spreads) == 8 and max(spreads) <= 12
+    padded = sum(x["input_word_ids"].shape[1] * 8 for x, _ in ds)
+    assert padded < 0.75 * 64 * 128
+
+
+@pytest.mark.parametrize("seq_length, width", [(16, 32), (128, 32), (256, 32), (257, 64), (512, 64),
+                                               (1024, 128)])
+def test_length_buckets_keep_to_eight_shapes(tiny_hub, seq_length, width):
+    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length)
+    assert tok.bucket_width == width
+    assert len(range(0, seq_length, width)) <= data.MAX_BUCKETS
+
+
+def test_length_buckets_need_labels(tiny_hub):
+    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=16)
+    with pytest.raises(ValueError, match="length_buckets=True.*labels=None"):
+        data.make_tf_dataset(["a", "b"], None, tok, batch_size=2, length_buckets=True)
+
+
 def test_inspect_reports_counts_and_token_lengths(acl_tree, tiny_hub):
     ds = data.read_dataset(str(acl_tree))
     report = data.inspect(ds, data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=8))

@@ -53,6 +53,8 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     json_file.write_text(json.dumps({"jit_compile": True, "max_seq_length": 256}))
     cfg = _parse(["--config", str(json_file)])
     assert cfg.jit_compile is True and cfg.max_seq_length == 256
+    assert cfg.length_buckets is None  # auto: on, off on TPU
+    assert _parse(["--no-length-buckets"]).length_buckets is False
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.epochs = 3  # type: ignore[misc]
 
@@ -325,11 +327,14 @@ MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_hub, tiny_reviews, tmp_path):
-    args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, strategy="mirrored", epochs=1)
+    # 64 tokens: the ~10-token reviews get batches padded to 32 only (length buckets).
+    args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, strategy="mirrored", epochs=1,
+                           max_seq_length=64)
     proc = run_cli(args, script=MIRRORED, env=FUSION_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in proc.stderr
     assert "CPU fusion True" in proc.stderr
+    assert "length buckets True" in proc.stderr  # batches of varying length, split across replicas
     assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     odd = run_cli(tiny_train_args(tiny_hub, tiny_reviews, tmp_path / "odd", strategy="mirrored",
                                   batch_size=7), script=MIRRORED)
