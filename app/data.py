@@ -51,9 +51,10 @@ LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "cate
 TRUNCATIONS = ("head", "tail", "head+tail")
 # Length buckets: a batch is padded to the next multiple of the bucket width above its longest
 # text (at most the sequence length). The width is BUCKET_MULTIPLE, or a multiple of it that
-# keeps to MAX_BUCKETS shapes: XLA's CPU fusion compiles each shape, and stops compiling a
-# cluster that has seen more than about ten. Texts are sorted by length inside windows of
-# BUCKET_WINDOW batches of the shuffled stream.
+# keeps to MAX_BUCKETS shapes: XLA's CPU fusion compiles each shape, and marks a cluster
+# compiled more than ten times (with fewer than 50 runs per compile) "megamorphic", never to be
+# compiled again. Texts are sorted by length inside windows of BUCKET_WINDOW batches of the
+# shuffled stream.
 BUCKET_MULTIPLE = 32
 MAX_BUCKETS = 8
 BUCKET_WINDOW = 32
@@ -483,7 +484,8 @@ class Tokenizer(tf.Module):
         """The padded length for a batch: its longest row plus [CLS]/[SEP], rounded up to
         `bucket_width`, never above `seq_length`."""
         width = self.bucket_width
-        longest = tf.cast(tf.reduce_max(tokens.row_lengths()), tf.int32) + 2
+        # (A padded zero keeps an empty batch at one bucket, not at reduce_max's lowest int.)
+        longest = tf.cast(tf.reduce_max(tf.pad(tokens.row_lengths(), [[0, 1]])), tf.int32) + 2
         return tf.minimum((longest + width - 1) // width * width, self.seq_length)
 
     def __call__(self, texts):

@@ -44,9 +44,15 @@ class ServingModel(tf.Module):
         self.tokenizer = tokenizer
         self.class_names = tf.Variable(list(classes), trainable=False, name="class_names")
         self.assets = {name: tf.saved_model.Asset(path) for name, path in assets.items()}
+        # A classifier built for any length (trained with length buckets) gets each request
+        # padded to its bucket only: short texts don't pay for max_seq_length positions.
+        self._buckets = classifier.inputs[0].shape[-1] is None
 
     def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.classifier(self.tokenizer(text), training=False), tf.float32)
+        tokens = self.tokenizer.tokens(text)
+        length = self.tokenizer.bucket_length(tokens) if self._buckets else None
+        inputs = self.tokenizer.pack(tokens, length)
+        return tf.cast(self.classifier(inputs, training=False), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):

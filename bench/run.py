@@ -201,7 +201,7 @@ def _figures(r: dict) -> dict[str, float]:
            for seq, row in r.get("train", {}).items() for name, v in row.items()}
     for name, v in r.get("serve", {}).items():
         if isinstance(v, dict):
-            out.update({f"serve {name} {b}": _rate(v.get(b)) for b in ("batch1", "batch64")})
+            out.update({f"serve {name} {b}": _rate(v.get(b)) for b in ("batch1", "batch64", "batch1_short")})
     out.update({f"ratio {k}": v for k, v in r.get("ratios", {}).items()})
     return {k: v for k, v in out.items() if v}
 
@@ -284,14 +284,17 @@ def _table(r: dict) -> str:
               f"{f(r.get('mean_padded_length_128'))}) | {f((r['mfu'] or 0) * 100, 1)} % |"]
     serve = r.get("serve", {})
     if all("batch1" in serve.get(k, {}) for k in ("bertclf", "tutorial")):
-        lines += ["", "| serving | batch 1 ex/s | p50 ms | p99 ms | batch 64 ex/s |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += ["", "| serving | batch 1 ex/s | p50 ms | p99 ms | batch 64 ex/s | "
+                      "12-word texts, batch 1: p50 ms | p99 ms |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for key in ("bertclf", "bertclf_no_fusion", "tutorial"):
             if "batch1" not in serve.get(key, {}):
                 continue
             b1, b64 = serve[key]["batch1"], serve[key]["batch64"]
+            short = serve[key].get("batch1_short", {})
             lines.append(f"| {key} | {f(b1['examples_per_second'])} | {f(b1['p50_ms'])} | "
-                         f"{f(b1['p99_ms'])} | {f(b64['examples_per_second'])} |")
+                         f"{f(b1['p99_ms'])} | {f(b64['examples_per_second'])} | "
+                         f"{f(short.get('p50_ms'))} | {f(short.get('p99_ms'))} |")
     acc = r.get("accuracy", {})
     if acc:
         lines += ["", "| same budget | accuracy | train seconds |", "| --- | --- | --- |"]

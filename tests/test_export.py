@@ -108,6 +108,26 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     np.testing.assert_allclose(fresh, in_memory, atol=1e-5)
 
 
+def test_requests_are_padded_to_their_length_bucket_with_the_same_results(trained_tiny, tmp_path):
+    from app.data import Tokenizer
+    from app.model import build_classifier
+
+    result, cfg = trained_tiny
+    tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 96)
+    fixed = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=96)
+    assert not export.ServingModel(fixed, tok, ["neg", "pos"], {})._buckets
+    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)  # as app.train
+    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    out = export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m")
+    sig = tf.saved_model.load(str(out)).signatures["serving_default"]
+    texts = ["good great film", "bad awful plot " * 40, ""]
+    reference = model(tok(tf.constant(texts)), training=False).numpy()  # every row padded to 96
+    assert reference[0, 1] > 0.5 > reference[1, 1]
+    for batch in ([0], [2], [0, 2], [0, 1, 2]):  # padded to 32, 32, 32 and 96
+        probs = sig(text=tf.constant([texts[i] for i in batch]))["probabilities"].numpy()
+        np.testing.assert_allclose(probs, reference[batch], atol=1e-5)
+
+
 def test_versions_are_never_overwritten(trained_tiny, tmp_path):
     from app.data import Tokenizer
     from app.model import build_classifier
