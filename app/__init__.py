@@ -13,11 +13,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # CPU fusion: XLA auto-clustering of element-wise, reduction and data-movement ops only (GELU,
 # layer norms, dropout masks, softmax, casts), so each chain of them runs as one compiled loop
 # while matmuls stay on TensorFlow's oneDNN kernels (XLA's own CPU matmuls train ~14x slower
-# here). In alternated runs it trained MiniLM about 1.07x faster and ran batch-64 inference about
-# 1.7x faster (bench/README.md). TensorFlow reads these flags once, when it first sets up its
-# devices, so they are set here; `BERTCLF_CPU_FUSION=0` or a TF_XLA_FLAGS of your own turns it
-# off. Not in multi-worker clusters (TF_CONFIG): TF 2.21's collective runtime then fails with
-# "Multiple CPU devices" when it starts the input pipeline.
+# here). It ran batch-64 inference 1.3-1.9x faster; on training its effect was within the
+# noise, at the price of compiling each new shape (bench/README.md). TensorFlow reads these
+# flags once, when it first sets up its devices, so they are set here; `BERTCLF_CPU_FUSION=0` or
+# a TF_XLA_FLAGS of your own turns it off. Not in multi-worker clusters (TF_CONFIG): TF 2.21's
+# collective runtime then fails with "Multiple CPU devices" when it starts the input pipeline.
 CPU_FUSION_FLAGS = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 if os.environ.get("BERTCLF_CPU_FUSION", "1") != "0" and not os.environ.get("TF_CONFIG"):
     os.environ.setdefault("TF_XLA_FLAGS", CPU_FUSION_FLAGS)

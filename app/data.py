@@ -466,12 +466,12 @@ class Tokenizer(tf.Module):
         tokens = truncate_tokens(tf.cast(tokens, tf.int64), self.seq_length - 2, self.truncation)
         return tf.cast(tokens, tf.int32)
 
-    def pack(self, tokens: tf.RaggedTensor, seq_length=None) -> dict[str, tf.Tensor]:
-        """Add [CLS]/[SEP] and pad to `seq_length` (default: this tokenizer's, else a tensor)."""
-        length = self.seq_length if seq_length is None else seq_length
+    def pack(self, tokens: tf.RaggedTensor, bucket: bool = False) -> dict[str, tf.Tensor]:
+        """Add [CLS]/[SEP] and pad to `seq_length`, or with `bucket` to the batch's length bucket."""
+        length = self.bucket_length(tokens) if bucket else self.seq_length
         packed = self.preprocessor.bert_pack_inputs(
             [tokens], seq_length=tf.convert_to_tensor(length, tf.int32))
-        static = self.seq_length if seq_length is None else None
+        static = None if bucket else self.seq_length
         return {k: tf.ensure_shape(v, [None, static]) for k, v in packed.items()}
 
     @property
@@ -488,9 +488,10 @@ class Tokenizer(tf.Module):
         longest = tf.cast(tf.reduce_max(tf.pad(tokens.row_lengths(), [[0, 1]])), tf.int32) + 2
         return tf.minimum((longest + width - 1) // width * width, self.seq_length)
 
-    def __call__(self, texts):
-        """`[batch]` strings to the encoder's three `[batch, seq_length]` int32 inputs."""
-        return self.pack(self.tokens(texts))
+    def __call__(self, texts, bucket: bool = False):
+        """`[batch]` strings to the encoder's three int32 inputs, `[batch, seq_length]`, or with
+        `bucket` `[batch, length bucket of the longest text]`."""
+        return self.pack(self.tokens(texts), bucket)
 
 
 def make_tf_dataset(
@@ -548,7 +549,7 @@ def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle:
         return tf.gather(tokens, order), tf.gather(label, order)
 
     def pack(tokens, label):
-        return tokenizer.pack(tokens, tokenizer.bucket_length(tokens)), label
+        return tokenizer.pack(tokens, bucket=True), label
 
     # Windows are whole numbers of batches, so no batch straddles two windows.
     ds = ds.batch(batch_size * BUCKET_WINDOW)

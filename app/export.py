@@ -49,9 +49,7 @@ class ServingModel(tf.Module):
         self._buckets = classifier.inputs[0].shape[-1] is None
 
     def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
-        tokens = self.tokenizer.tokens(text)
-        length = self.tokenizer.bucket_length(tokens) if self._buckets else None
-        inputs = self.tokenizer.pack(tokens, length)
+        inputs = self.tokenizer(text, bucket=self._buckets)
         return tf.cast(self.classifier(inputs, training=False), tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

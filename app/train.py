@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import shutil
 import sys
 import tempfile
@@ -169,7 +168,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     val_ds = data.make_tf_dataset(dataset.splits["validation"].texts, dataset.label_ids("validation"),
                                   tokenizer, batch_size, drop_remainder=on_tpu, cache=True,
                                   length_buckets=buckets)
-    steps_per_epoch = len(train) // batch_size if on_tpu else math.ceil(len(train) / batch_size)
+    steps_per_epoch = int(train_ds.cardinality())
     total_steps = steps_per_epoch * cfg.epochs
 
     logger.info("mixed precision: %s%s", precision, " (auto)" if cfg.mixed_precision == "auto" else "")

@@ -132,9 +132,11 @@ def bertclf(args) -> dict:
     spec, tokenizer, model = bertclf_model(args, classes)
     ds = data.make_tf_dataset(texts, labels, tokenizer, args.batch_size, shuffle=True, seed=0,
                               drop_remainder=True, length_buckets=args.length_buckets)
-    batches = {x["input_word_ids"].shape[1]: (x, y) for x, y in ds}  # one per padded length
-    # The mean padded length of a batch, for the FLOPs the MFU counts.
-    mean_length = float(np.mean([x["input_word_ids"].shape[1] for x, _ in ds]))
+    lengths, batches = [], {}  # every batch's padded length; one batch of each length
+    for x, y in ds:
+        lengths.append(x["input_word_ids"].shape[1])
+        batches[lengths[-1]] = (x, y)
+    mean_length = float(np.mean(lengths))  # for the FLOPs the MFU counts
     fusion = cpu_fusion_enabled()  # as app.train on CPU: XLA-compiled AdamW updates go with it
     start = time.perf_counter()
     rate = _train_throughput(model, ds, args, xla_updates=fusion, shapes=list(batches.values()))
