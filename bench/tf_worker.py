@@ -13,6 +13,7 @@ Every throughput is the median of several timed windows after warm-up steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 from common import read_texts, windows_rate  # noqa: E402
 
-from app import cpu_fusion_enabled, data, encoders  # noqa: E402
+from app import cpu_fusion, data, encoders  # noqa: E402
 from app.model import build_classifier  # noqa: E402
 from app.optimization import create_optimizer  # noqa: E402
 
@@ -110,11 +111,11 @@ def tutorial_model(args, classes):
     return model
 
 
-def _train_throughput(model, ds, args, xla_updates: bool = False, shapes=()) -> dict:
+def _train_throughput(model, ds, args, shapes=()) -> dict:
     """`shapes`: one batch of each padded length, trained on first, so that the timed windows
     measure the steady state and not XLA compiling each new shape once (CPU fusion)."""
     steps = args.warmup + args.windows * args.window
-    model.compile(optimizer=create_optimizer(args.learning_rate, 1000, xla_updates=xla_updates),
+    model.compile(optimizer=create_optimizer(args.learning_rate, 1000),
                   loss="sparse_categorical_crossentropy", jit_compile=False)
     if shapes:  # through fit, with the timed dataset's element spec: the same traced graph. XLA
         # compiles a cluster's new shapes lazily (on the second request), so each shape 3 times.
@@ -137,9 +138,10 @@ def bertclf(args) -> dict:
         lengths.append(x["input_word_ids"].shape[1])
         batches[lengths[-1]] = (x, y)
     mean_length = float(np.mean(lengths))  # for the FLOPs the MFU counts
-    fusion = cpu_fusion_enabled()  # as app.train on CPU: XLA-compiled AdamW updates go with it
     start = time.perf_counter()
-    rate = _train_throughput(model, ds, args, xla_updates=fusion, shapes=list(batches.values()))
+    # app.train runs without CPU fusion; --train-fusion measures what it would cost.
+    with cpu_fusion() if args.train_fusion else contextlib.nullcontext(False) as fusion:
+        rate = _train_throughput(model, ds, args, shapes=list(batches.values()))
     return {**rate, "cpu_fusion": fusion, "length_buckets": args.length_buckets,
             "mean_padded_length": mean_length, "padded_lengths": sorted(batches),
             "train_seconds_with_compile": time.perf_counter() - start}
@@ -175,14 +177,13 @@ def accuracy(args) -> dict:
         train_ds = tf.data.Dataset.from_tensor_slices((tf.constant(tr_texts), y[train_idx]))
         train_ds = train_ds.shuffle(len(tr_texts), seed=0).batch(args.batch_size, drop_remainder=True)
         eval_ds = tf.data.Dataset.from_tensor_slices((tf.constant(ev_texts), y[eval_idx])).batch(64)
-    xla_updates = args.recipe == "bertclf" and cpu_fusion_enabled()
-    model.compile(optimizer=create_optimizer(args.learning_rate, total, xla_updates=xla_updates),
+    model.compile(optimizer=create_optimizer(args.learning_rate, total),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(train_ds, epochs=args.epochs, verbose=0)
     train_seconds = time.perf_counter() - start
     _, acc = model.evaluate(eval_ds, verbose=0)
     return {"accuracy": float(acc), "train_examples": len(train_idx), "eval_examples": len(eval_idx),
-            "epochs": args.epochs, "train_seconds": train_seconds, "cpu_fusion": cpu_fusion_enabled(),
+            "epochs": args.epochs, "train_seconds": train_seconds,
             "length_buckets": args.recipe == "bertclf" and args.length_buckets}
 
 
@@ -222,8 +223,10 @@ def serve(args) -> dict:
 
         def fn(t):
             return reloaded(t, training=False)
-    return {args.recipe: {"batch1": bench(fn, 1, 100), "batch64": bench(fn, 64, 6),
-                          "batch1_short": bench(fn, 1, 100, short), "cpu_fusion": cpu_fusion_enabled()}}
+    # bertclf as app.predict and app.evaluate run it: with CPU fusion where the flags are set.
+    with cpu_fusion() if args.recipe == "bertclf" else contextlib.nullcontext(False) as fusion:
+        return {args.recipe: {"batch1": bench(fn, 1, 100), "batch64": bench(fn, 64, 6),
+                              "batch1_short": bench(fn, 1, 100, short), "cpu_fusion": fusion}}
 
 
 def main() -> int:
@@ -248,6 +251,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=True,
                    help="bertclf: pad batches to their length bucket, as app.train does off TPU")
+    p.add_argument("--train-fusion", action="store_true",
+                   help="bertclf: train with CPU fusion (app.train trains without it)")
     args = p.parse_args()
     result = globals()[args.mode](args)
     print("RESULT " + json.dumps(result))

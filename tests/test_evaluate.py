@@ -72,6 +72,30 @@ def _predictions(true, probs):
     return Predictions([f"id{i}" for i in range(len(true))], texts, np.asarray(true), np.asarray(probs), 0.5)
 
 
+@pytest.mark.parametrize("flags, expected", [("default", "autoclustering"), ("", "")])
+def test_predictions_run_with_cpu_fusion_where_the_flags_are_set(flags, expected, monkeypatch):
+    """app.predict and app.evaluate go through predict_texts: inference runs fused (training does
+    not), and the setting is back to what it was afterwards. Every text is predicted once, in order."""
+    import tensorflow as tf
+
+    import app
+    from app.evaluate import predict_texts
+
+    monkeypatch.setenv("TF_XLA_FLAGS", app.CPU_FUSION_FLAGS if flags == "default" else flags)
+    seen, jit = [], []
+
+    def serve(text):
+        seen.extend(t.decode() for t in text.numpy())
+        jit.append(tf.config.optimizer.get_jit())
+        return {"probabilities": tf.fill([len(text), 2], 0.5)}
+
+    before = tf.config.optimizer.get_jit()
+    probabilities, _ = predict_texts(serve, ["a", "b", "c"], batch_size=2)
+    assert seen == ["a", "b", "c"] and probabilities.shape == (3, 2)
+    assert jit == [expected, expected]
+    assert tf.config.optimizer.get_jit() == before == ""
+
+
 def test_report_files_and_accuracy_from_csv(tmp_path):
     history = pd.DataFrame({"epoch": [0, 1], "loss": [0.7, 0.4], "accuracy": [0.5, 0.8],
                             "val_loss": [0.6, 0.5], "val_accuracy": [0.6, 0.7]})

@@ -159,6 +159,7 @@ def test_cpu_fusion_flags_are_set_before_tensorflow(env, flags, enabled):
 
 
 _FUSION_PROBE = """
+import contextlib
 import sys
 import numpy as np
 import tensorflow as tf
@@ -168,27 +169,39 @@ enc = hub.KerasLayer(sys.argv[1])
 ids = tf.constant(np.arange(64, dtype=np.int32).reshape(4, 16) % 50 + 5)
 inputs = dict(input_word_ids=ids, input_mask=tf.ones_like(ids), input_type_ids=tf.zeros_like(ids))
 f = tf.function(lambda x: enc(x)["sequence_output"])
-for _ in range(3):  # XLA compiles a cluster once it has run before
-    out = f(inputs)
+out = f(inputs)  # traced and run outside cpu_fusion(), as training is
+with app.cpu_fusion() if sys.argv[3] == "inside" else contextlib.nullcontext(False) as fused:
+    for _ in range(3):  # XLA compiles a cluster once it has run before
+        out = f(inputs)
+print(fused, repr(tf.config.optimizer.get_jit()))
 np.save(sys.argv[2], out.numpy())
 """
 
 
-def test_cpu_fusion_compiles_element_wise_clusters_with_the_same_results(tiny_hub, tmp_path):
-    """The flags still mean what they meant (a renamed flag would silently do nothing), and the
+@pytest.mark.parametrize("case, env, where, fused", [
+    ("inference", {}, "inside", True),
+    ("training", {}, "outside", False),  # the flags alone fuse nothing
+    ("off", {"BERTCLF_CPU_FUSION": "0"}, "inside", False),
+])
+def test_cpu_fusion_compiles_element_wise_clusters_with_the_same_results(case, env, where, fused,
+                                                                         tiny_hub, tmp_path):
+    """The flags and the switch still mean what they meant (a renamed flag would silently do
+    nothing), only calls inside `cpu_fusion()` are fused, the setting is restored after it, and the
     fused graph computes what the unfused one does."""
     import numpy as np
 
-    base = {**FUSION_ENV, "TF_CPP_MIN_LOG_LEVEL": "0"}
-    outputs = {}
-    for name, env in (("fused", {}), ("plain", {"BERTCLF_CPU_FUSION": "0"})):
-        path = tmp_path / f"{name}.npy"
-        proc = run_cli([str(tiny_hub / "encoder"), str(path)], env={**base, **env}, script=_FUSION_PROBE)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert ("Compiled cluster using XLA" in proc.stderr) == (name == "fused")
-        outputs[name] = np.load(path)
-    assert outputs["fused"].shape == (4, 16, 32)
-    np.testing.assert_allclose(outputs["fused"], outputs["plain"], atol=1e-4)
+    path = tmp_path / f"{case}.npy"
+    proc = run_cli([str(tiny_hub / "encoder"), str(path), where],
+                   env={**FUSION_ENV, "TF_CPP_MIN_LOG_LEVEL": "0", **env}, script=_FUSION_PROBE)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("Compiled cluster using XLA" in proc.stderr) is fused
+    assert proc.stdout.split("\n")[-2] == f"{fused} ''"
+    plain = run_cli([str(tiny_hub / "encoder"), str(tmp_path / "plain.npy"), "outside"],
+                    env={**ENV, "BERTCLF_CPU_FUSION": "0"}, script=_FUSION_PROBE)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    out = np.load(path)
+    assert out.shape == (4, 16, 32)
+    np.testing.assert_allclose(out, np.load(tmp_path / "plain.npy"), atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- optimization
@@ -212,26 +225,6 @@ def test_no_weight_decay_on_layer_norm_and_bias():
     opt.apply_gradients([(tf.zeros(2), v) for v in (kernel, bias, gamma)])
     assert kernel.numpy()[0] < 1.0  # decayed
     assert bias.numpy()[0] == 1.0 and gamma.numpy()[0] == 1.0
-
-
-def test_xla_updates_compute_the_plain_adamw_update():
-    """The XLA-compiled AdamW update that goes with CPU fusion takes the same steps."""
-    import numpy as np
-
-    from app.optimization import create_optimizer
-
-    after = []
-    for xla in (False, True):
-        kernel = tf.Variable([[1.0, -2.0], [0.5, 3.0]], name="layer_0/query/kernel")
-        bias = tf.Variable([1.0, -1.0], name="layer_0/query/bias")
-        opt = create_optimizer(0.1, total_steps=10, warmup_fraction=0.0, weight_decay=0.5, xla_updates=xla)
-        assert opt.jit_compile is xla
-        grads = [tf.constant([[0.3, -0.1], [2.0, 0.0]]), tf.constant([0.5, -0.5])]
-        for _ in range(3):
-            opt.apply_gradients(zip(grads, (kernel, bias), strict=True))
-        after.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))
-    assert not np.allclose(after[0], [1.0, -2.0, 0.5, 3.0, 1.0, -1.0])
-    np.testing.assert_allclose(after[1], after[0], rtol=1e-6)
 
 
 def test_mixed_precision_auto():
@@ -333,7 +326,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_hub, tiny_reviews, tmp_path)
     proc = run_cli(args, script=MIRRORED, env=FUSION_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in proc.stderr
-    assert "CPU fusion True" in proc.stderr
+    assert "CPU fusion for inference True" in proc.stderr
     assert "length buckets True" in proc.stderr  # batches of varying length, split across replicas
     assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     odd = run_cli(tiny_train_args(tiny_hub, tiny_reviews, tmp_path / "odd", strategy="mirrored",
