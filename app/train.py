@@ -13,6 +13,7 @@ exported to `OUTPUT_DIR/MODEL_NAME/VERSION/` for TF Serving and evaluated on the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,7 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from app import config as config_mod
-from app import configure_logging, cpu_fusion_enabled, data, distribute, encoders
+from app import configure_logging, cpu_fusion, cpu_fusion_enabled, data, distribute, encoders
 from app.evaluate import evaluate_export
 from app.export import export_model
 from app.model import build_classifier
@@ -142,10 +143,10 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
         raise ValueError(f"--batch-size {batch_size} is global and must divide by the "
                          f"{replicas} replicas of the {distribute.strategy_name(strategy)}")
     jit = cfg.jit_compile if cfg.jit_compile is not None else distribute.uses_accelerator(strategy)
-    # Training runs unfused; the evaluation at the end runs with CPU fusion (app/__init__.py).
-    logger.info("encoder %s; batch %d, learning rate %g, seq length %d, jit_compile %s, "
-                "CPU fusion for inference %s", spec.name, batch_size, learning_rate, cfg.max_seq_length,
-                jit, cpu_fusion_enabled())
+    # Without jit_compile, XLA still fuses the element-wise ops (app/__init__.py, app.cpu_fusion).
+    fusion = not jit and cpu_fusion_enabled()
+    logger.info("encoder %s; batch %d, learning rate %g, seq length %d, jit_compile %s, CPU fusion %s",
+                spec.name, batch_size, learning_rate, cfg.max_seq_length, jit, fusion)
 
     dataset = data.load_dataset(
         cfg.data_source, cfg.test_data, cfg.text_column, cfg.label_column, cfg.validation_split,
@@ -206,8 +207,9 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     ]
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(train), steps_per_epoch, cfg.epochs, len(dataset.splits["validation"]))
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=all_callbacks,
-              verbose=1 if sys.stdout.isatty() else 2)
+    with cpu_fusion() if fusion else contextlib.nullcontext():
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=all_callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2)
 
     # BackupAndRestore deleted its checkpoint when fit ended normally; drop the empty folder.
     shutil.rmtree(run_dir / "backup", ignore_errors=True)

@@ -139,7 +139,7 @@ def bertclf(args) -> dict:
         batches[lengths[-1]] = (x, y)
     mean_length = float(np.mean(lengths))  # for the FLOPs the MFU counts
     start = time.perf_counter()
-    # app.train runs without CPU fusion; --train-fusion measures what it would cost.
+    # As app.train: with CPU fusion where the flags are set (--no-train-fusion: without).
     with cpu_fusion() if args.train_fusion else contextlib.nullcontext(False) as fusion:
         rate = _train_throughput(model, ds, args, shapes=list(batches.values()))
     return {**rate, "cpu_fusion": fusion, "length_buckets": args.length_buckets,
@@ -251,8 +251,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=True,
                    help="bertclf: pad batches to their length bucket, as app.train does off TPU")
-    p.add_argument("--train-fusion", action="store_true",
-                   help="bertclf: train with CPU fusion (app.train trains without it)")
+    p.add_argument("--train-fusion", action=argparse.BooleanOptionalAction, default=True,
+                   help="bertclf: train with CPU fusion, as app.train does where the flags are set")
     args = p.parse_args()
     result = globals()[args.mode](args)
     print("RESULT " + json.dumps(result))

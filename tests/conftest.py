@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# CPU fusion (app/__init__.py) compiles XLA clusters for inference in every process for every new
-# shape: on the suite's many tiny models and subprocesses that costs time and buys nothing. It is
-# off here except in the tests that run it explicitly (test_train.py: "CPU fusion").
+# CPU fusion (app/__init__.py) compiles XLA clusters in every process for every new shape: on
+# the suite's many tiny models and subprocesses that costs time and buys nothing. It is off
+# here except in the tests that run it explicitly (test_train.py: "CPU fusion").
 os.environ.setdefault("BERTCLF_CPU_FUSION", "0")
 
 import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)

@@ -74,8 +74,8 @@ def _predictions(true, probs):
 
 @pytest.mark.parametrize("flags, expected", [("default", "autoclustering"), ("", "")])
 def test_predictions_run_with_cpu_fusion_where_the_flags_are_set(flags, expected, monkeypatch):
-    """app.predict and app.evaluate go through predict_texts: inference runs fused (training does
-    not), and the setting is back to what it was afterwards. Every text is predicted once, in order."""
+    """app.predict and app.evaluate go through predict_texts: inference runs fused, and the setting
+    is back to what it was afterwards. Every text is predicted once, in order."""
     import tensorflow as tf
 
     import app
