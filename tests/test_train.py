@@ -179,7 +179,7 @@ np.save(sys.argv[2], out.numpy())
 
 
 @pytest.mark.parametrize("case, env, where, fused", [
-    ("inference", {}, "inside", True),
+    ("inside", {}, "inside", True),
     ("outside", {}, "outside", False),  # the flags alone fuse nothing
     ("off", {"BERTCLF_CPU_FUSION": "0"}, "inside", False),
 ])
