@@ -35,11 +35,11 @@ def cpu_fusion_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def cpu_fusion() -> Iterator[bool]:
-    """Auto-cluster (fuse) the TensorFlow functions called inside, if this process has the CPU
-    fusion flags; yields whether it does. TensorFlow applies the setting per call, so a function
-    traced before still runs fused inside and unfused outside."""
-    if not cpu_fusion_enabled():
+def cpu_fusion(enabled: bool = True) -> Iterator[bool]:
+    """Auto-cluster (fuse) the TensorFlow functions called inside, if `enabled` and this process
+    has the CPU fusion flags; yields whether it does. TensorFlow applies the setting per call, so a
+    function traced before still runs fused inside and unfused outside."""
+    if not (enabled and cpu_fusion_enabled()):
         yield False
         return
     import tensorflow as tf

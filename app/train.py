@@ -13,7 +13,6 @@ exported to `OUTPUT_DIR/MODEL_NAME/VERSION/` for TF Serving and evaluated on the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -207,7 +206,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     ]
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(train), steps_per_epoch, cfg.epochs, len(dataset.splits["validation"]))
-    with cpu_fusion() if fusion else contextlib.nullcontext():
+    with cpu_fusion(fusion):
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=all_callbacks,
                   verbose=1 if sys.stdout.isatty() else 2)
 
