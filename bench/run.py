@@ -238,7 +238,7 @@ def _figures(r: dict) -> dict[str, float]:
     for name, v in r.get("serve", {}).items():
         if isinstance(v, dict):
             out.update({f"serve {name} {b}": _rate(v.get(b)) for b in ("batch1", "batch64", "batch1_short")})
-    out.update({f"ratio {k}": v for k, v in r.get("ratios", {}).items()})
+    out.update({f"ratio {k}": v for k, v in r.get("ratios", {}).items() if isinstance(v, float)})
     return {k: v for k, v in out.items() if v}
 
 

@@ -1,0 +1,83 @@
+"""bench/run.py's bookkeeping: rows measured in several passes, their ratios, the table, --compare.
+
+The measurements themselves need the real weights and minutes per worker (`make bench`); what is
+checked here is what the harness makes of their results, on made-up figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(rate: float, windows: list[float], **extra) -> dict:
+    return {"examples_per_second": rate, "windows": windows, "wall_seconds": 10.0, **extra}
+
+
+def results(run, bertclf: list[dict], tutorial: list[dict]) -> dict:
+    hf = [row(10.0, [10.0]), row(11.0, [11.0])]
+    train = {"128": {"bertclf": run._pooled(bertclf), "tutorial": run._pooled(tutorial),
+                     "transformers_fp32": run._pooled([row(8.0, [8.0]), row(9.0, [9.0])]),
+                     "transformers_bf16": run._pooled(hf)}}
+    r = {"date": "2026-11-26T00:00:00", "cpu": "test CPU", "cores": 2, "data": "sample", "batch_size": 32,
+         "train": train, "peak_gflops": {"fp32": 100.0, "bf16": 200.0}}
+    r.update(run._ratios(r))
+    return r
+
+
+def test_a_row_of_several_passes_is_the_median_of_all_their_windows(run):
+    pooled = run._pooled([row(2.0, [1.0, 2.0, 3.0], cpu_fusion=True), row(5.0, [4.0, 5.0, 6.0, 7.0])])
+    assert pooled["examples_per_second"] == 4.0
+    assert pooled["windows"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    assert pooled["passes"] == [2.0, 5.0]
+    assert pooled["wall_seconds"] == 20.0
+    assert pooled["cpu_fusion"] is True  # the first pass's other fields
+
+
+def test_a_failed_pass_is_left_out_and_a_single_pass_kept_as_is(run):
+    failed = {"error": "killed"}
+    assert run._pooled([failed, row(3.0, [3.0]), row(5.0, [5.0])])["passes"] == [3.0, 5.0]
+    single = row(3.0, [2.0, 3.0, 4.0])
+    assert run._pooled([single]) is single
+    assert run._pooled([failed]) is failed
+
+
+def test_ratios_are_taken_from_the_pooled_rows_and_within_each_pass(run):
+    r = results(run, [row(20.0, [20.0]), row(30.0, [30.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    ratios = r["ratios"]
+    assert ratios["train_vs_tutorial"] == pytest.approx(25.0 / 11.0)
+    assert ratios["train_vs_tutorial_by_pass"] == pytest.approx([2.0, 2.5])
+    # the best Transformers figure of each pass: bf16 10 then 11
+    assert ratios["train_vs_transformers"] == pytest.approx(25.0 / 10.5)
+    assert ratios["train_vs_transformers_by_pass"] == pytest.approx([2.0, 30.0 / 11.0])
+
+
+def test_the_table_shows_each_pass_and_how_far_the_passes_moved(run):
+    r = results(run, [row(20.0, [20.0]), row(30.0, [30.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    table = run._table(r)
+    assert "| 25.0 (20.0, 30.0) |" in table
+    assert "| 11.0 (10.0, 12.0) |" in table
+    assert "| bertclf / tutorial (training) | 2.27 (2.00, 2.50) |" in table
+    assert "of 2 passes" in table and "differ by 10–50 %" in table
+    assert "keras-hub" not in table  # rows a run did not measure are left out
+
+
+def test_compare_reads_runs_with_per_pass_ratios(run):
+    a = results(run, [row(20.0, [20.0]), row(30.0, [30.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    b = results(run, [row(22.0, [22.0]), row(33.0, [33.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    out = run.compare(a, b)
+    assert "| train 128 bertclf | 25.00 | 27.50 | +10.0 % |" in out
+    assert "| ratio train_vs_tutorial | 2.27 | 2.50 | +10.0 % |" in out
+    assert "by_pass" not in out
