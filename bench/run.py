@@ -112,8 +112,7 @@ def main() -> int:
     tutorial_encoder = ["--tutorial-encoder", hub_style["encoder"]]
     seqs = [128] if args.quick else args.seq_lengths
     timing = ["--warmup", "2", "--windows", "3", "--window", "2"] if args.quick else ["--windows", "4"]
-    if args.quick:
-        args.passes = 1
+    n_passes = 1 if args.quick else args.passes
     common = ["--data", data, "--batch-size", str(args.batch_size)]
     tf_worker = [PY, str(HERE / "tf_worker.py")]
     results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
@@ -122,10 +121,11 @@ def main() -> int:
     if args.results:
         results = json.loads(Path(args.results).read_text())
 
-    # bertclf's workers share XLA's compilation cache, so that its rows measured twice compile each
-    # shape once per run (about 25 s at 128 tokens); emptied here, so each run's first compiles.
+    # bertclf's workers: app's CPU fusion flags plus a shared XLA compilation cache, so that its rows
+    # measured twice compile each shape once per run (about 25 s at 128 tokens); emptied here, so
+    # each run's first worker compiles.
     cache = f"--tf_xla_persistent_cache_directory={scratch / 'xla_cache'}"
-    fused = {"TF_XLA_FLAGS": f"{CPU_FUSION_FLAGS} {cache}"}
+    bertclf_env = {"TF_XLA_FLAGS": f"{CPU_FUSION_FLAGS} {cache}"}
     if "train" in stages:
         shutil.rmtree(scratch / "xla_cache", ignore_errors=True)
     for seq in seqs if "train" in stages else []:
@@ -133,14 +133,14 @@ def main() -> int:
         bert = [*tf_worker, "bertclf", *common, *s, *timing]
         bf16 = [*bert, "--compute-dtype", "bfloat16"]
         jobs = {  # name: (description, command, environment), in the order of the first pass
-            "bertclf": ("bertclf (bf16 encoder, the default here)", bf16, fused)}
+            "bertclf": ("bertclf (bf16 encoder, the default here)", bf16, bertclf_env)}
         if seq == 128:  # what bf16 and CPU fusion buy (at 256 they would add minutes to the run)
-            jobs["bertclf_fp32"] = ("bertclf fp32 encoder", bert, fused)
+            jobs["bertclf_fp32"] = ("bertclf fp32 encoder", bert, bertclf_env)
             jobs["bertclf_no_fusion"] = ("bertclf bf16 trained without CPU fusion",
-                                         [*bf16, "--no-train-fusion"], fused)
+                                         [*bf16, "--no-train-fusion"], bertclf_env)
         else:  # IMDb reviews fill 128 tokens: buckets matter at 256
             jobs["bertclf_no_buckets"] = ("bertclf bf16 without length buckets",
-                                          [*bf16, "--no-length-buckets"], fused)
+                                          [*bf16, "--no-length-buckets"], bertclf_env)
         jobs["tutorial"] = ("TF tutorial recipe", [*tf_worker, "tutorial", *common, *s, *timing,
                                                    *tutorial_encoder], PLAIN_TF)
         if Path(args.torch_python).exists():
@@ -157,7 +157,7 @@ def main() -> int:
         # has only the first place (slower) or only the last; each row is the median of both passes.
         passes = [list(jobs)]
         again = [n for n in jobs if n in RATIO_ROWS] if seq == 128 else []
-        passes += [again[::-1] if k % 2 == 0 else again for k in range(2, args.passes + 1) if again]
+        passes += [again[::-1] if k % 2 == 0 else again for k in range(2, n_passes + 1) if again]
         runs: dict[str, list[dict]] = {}
         for i, names in enumerate(passes, 1):
             for name in names:
