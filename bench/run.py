@@ -184,7 +184,7 @@ def main() -> int:
 
     if "train" in stages:  # last: right after its AMX-heavy matmuls the next worker trained 7-11 % slower
         print("peak matmul rates …", flush=True)
-        results.update(worker([*tf_worker, "peak"]))
+        results.update(worker([*tf_worker, "peak", "--probe-seconds", "4" if args.quick else "20"]))
     results.update(_ratios(results))
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
@@ -255,6 +255,10 @@ def compare(a: dict, b: dict) -> str:
         median = sorted(diffs)[len(diffs) // 2]
         lines.append(f"\n{len(diffs)} figures; median |difference| {median * 100:.1f} %, "
                      f"largest {max(diffs) * 100:.1f} %, {sum(d > 0.10 for d in diffs)} over 10 %")
+    peaks = [k for k in a.get("peak_gflops", {}) if k in b.get("peak_gflops", {})]
+    if peaks:  # not a figure of ours, but the machine's own speed in each run
+        lines.append("machine's peak matmul GFLOP/s: " + ", ".join(
+            f"{k} {a['peak_gflops'][k]:.0f} → {b['peak_gflops'][k]:.0f}" for k in peaks))
     return "\n".join(lines)
 
 
@@ -299,9 +303,17 @@ def _table(r: dict) -> str:
     def f(x, d=1):
         return "—" if x is None else f"{x:.{d}f}"
 
+    peak, spread = r["peak_gflops"], r.get("peak_gflops_p10_p90", {})
+
+    def peak_cell(k):  # the median, and the 10th-90th percentile of the windows where recorded
+        lo_hi = spread.get(k)
+        return f(peak[k], 0) + (f" ({f(lo_hi[0], 0)}–{f(lo_hi[1], 0)})" if lo_hi else "")
+
     lines = [f"Measured {r['date']} on {r['cpu']} ({r['cores']} cores), {r['data']}, "
-             f"batch {r['batch_size']}. Peak matmul: fp32 {f(r['peak_gflops']['fp32'], 0)} GFLOP/s, "
-             f"bf16 {f(r['peak_gflops']['bf16'], 0)} GFLOP/s.", "",
+             f"batch {r['batch_size']}. Peak matmul: fp32 {peak_cell('fp32')} GFLOP/s, "
+             f"bf16 {peak_cell('bf16')} GFLOP/s"
+             + (f" (median of short windows over {f(r['peak_probe_seconds'], 0)} s; in brackets the "
+                "10th–90th percentile: how far the machine's own speed moved)." if spread else "."), "",
              "| training, examples/s | " + " | ".join(f"{s} tokens" for s in r["train"]) + " |",
              "| --- |" + " --- |" * len(r["train"])]
     names = {"bertclf": "**bertclf** (default: bf16 encoder, length buckets, CPU fusion)",

@@ -81,3 +81,20 @@ def test_compare_reads_runs_with_per_pass_ratios(run):
     assert "| train 128 bertclf | 25.00 | 27.50 | +10.0 % |" in out
     assert "| ratio train_vs_tutorial | 2.27 | 2.50 | +10.0 % |" in out
     assert "by_pass" not in out
+
+
+def test_the_table_shows_how_far_the_machines_own_matmul_rate_moved(run):
+    r = results(run, [row(20.0, [20.0])], [row(10.0, [10.0])])
+    assert "bf16 200 GFLOP/s." in run._table(r)  # results from before the range was recorded
+    r.update(peak_gflops_p10_p90={"fp32": [90.0, 110.0], "bf16": [120.0, 260.0]}, peak_probe_seconds=20)
+    table = run._table(r)
+    assert "fp32 100 (90–110) GFLOP/s, bf16 200 (120–260) GFLOP/s" in table
+    assert "over 20 s" in table
+
+
+def test_compare_shows_the_machines_peak_apart_from_the_figures(run):
+    a = results(run, [row(20.0, [20.0])], [row(10.0, [10.0])])
+    b = {**a, "peak_gflops": {"fp32": 100.0, "bf16": 400.0}}
+    out = run.compare(a, b)
+    assert "median |difference| 0.0 %" in out  # the machine's speed is not one of our figures
+    assert "machine's peak matmul GFLOP/s: fp32 100 → 100, bf16 200 → 400" in out
