@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # inference 1.3-1.9x faster and training at 128 tokens 5-8 % faster in steady state, at the price
 # of compiling each new shape once (bench/README.md). The flags below only make CPU clusters
 # possible; `cpu_fusion()` turns clustering on for the calls inside it: app.train's fit, and the
-# inference app.predict and app.evaluate run. TensorFlow reads these flags once, when it first
+# inference app.predict and app.evaluate run when it has enough texts to pay for the compiling
+# (app.evaluate.FUSION_MIN_TEXTS). TensorFlow reads these flags once, when it first
 # sets up its devices, so they are set here; `BERTCLF_CPU_FUSION=0` or a TF_XLA_FLAGS of your own
 # turns it off. Not in multi-worker clusters (TF_CONFIG): TF 2.21's collective runtime then fails
 # with "Multiple CPU devices" when it starts the input pipeline.

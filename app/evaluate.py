@@ -42,14 +42,20 @@ class Predictions:
     seconds: float = 0.0
 
 
+# CPU fusion ran batch-64 inference 1.5-1.9x faster here, but compiling its clusters cost a fresh
+# process 3.4-3.9 s: 2, 64 and 256 texts took 5.1-10.0 s fused against 1.8-6.9 s unfused, 1,024
+# texts 17.4 s against 19.6 s (bench/README.md). Below this many texts fusion does not pay.
+FUSION_MIN_TEXTS = 640
+
+
 def predict_texts(serve, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
     """Run a `serving_default` signature over texts in batches; (probabilities, seconds).
-    With CPU fusion (`app.cpu_fusion`), which ran batch-64 inference 1.3-1.9x faster here."""
+    With CPU fusion (`app.cpu_fusion`) from `FUSION_MIN_TEXTS` texts on."""
     import tensorflow as tf
 
     outputs = []
     start = time.perf_counter()
-    with cpu_fusion():
+    with cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
         for i in range(0, len(texts), batch_size):
             batch = tf.constant(list(texts[i:i + batch_size]), tf.string)
             outputs.append(serve(text=batch)["probabilities"].numpy())

@@ -72,15 +72,23 @@ def _predictions(true, probs):
     return Predictions([f"id{i}" for i in range(len(true))], texts, np.asarray(true), np.asarray(probs), 0.5)
 
 
-@pytest.mark.parametrize("flags, expected", [("default", "autoclustering"), ("", "")])
-def test_predictions_run_with_cpu_fusion_where_the_flags_are_set(flags, expected, monkeypatch):
-    """app.predict and app.evaluate go through predict_texts: inference runs fused, and the setting
-    is back to what it was afterwards. Every text is predicted once, in order."""
+@pytest.mark.parametrize("flags, min_texts, expected", [
+    ("default", 3, "autoclustering"),
+    ("default", 4, ""),  # fewer texts than pay for compiling the fused clusters
+    ("", 3, ""),
+])
+def test_predictions_run_with_cpu_fusion_where_the_flags_are_set_and_texts_are_many(
+        flags, min_texts, expected, monkeypatch):
+    """app.predict and app.evaluate go through predict_texts: inference runs fused when the flags
+    are set and there are at least FUSION_MIN_TEXTS texts, and the setting is back to what it was
+    afterwards. Every text is predicted once, in order."""
     import tensorflow as tf
 
     import app
+    from app import evaluate
     from app.evaluate import predict_texts
 
+    monkeypatch.setattr(evaluate, "FUSION_MIN_TEXTS", min_texts)
     monkeypatch.setenv("TF_XLA_FLAGS", app.CPU_FUSION_FLAGS if flags == "default" else flags)
     seen, jit = [], []
 
