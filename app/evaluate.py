@@ -42,7 +42,7 @@ class Predictions:
     seconds: float = 0.0
 
 
-# CPU fusion ran batch-64 inference 1.5-1.9x faster here, but compiling its clusters cost a fresh
+# CPU fusion ran batch-64 inference 1.3-1.9x faster here, but compiling its clusters cost a fresh
 # process 3.4-3.9 s: 2, 64 and 256 texts took 5.1-10.0 s fused against 1.8-6.9 s unfused, 1,024
 # texts 17.4 s against 19.6 s (bench/README.md). Below this many texts fusion does not pay.
 FUSION_MIN_TEXTS = 640
