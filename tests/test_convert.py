@@ -151,6 +151,23 @@ def test_bfloat16_compute_is_close_to_float32(tiny_checkpoint, tiny_hub, tmp_pat
     assert all(v.dtype == tf.float32 for v in bf16_enc.variables)
     np.testing.assert_allclose(bf16, fp32, atol=3e-2)
     assert not np.array_equal(bf16, fp32)
+    # Matmuls in bfloat16; softmax and GELU in float32 (XLA's CPU fusion computes them faster so).
+    for training in (False, True):
+        dtypes = _op_dtypes(lambda inputs, t=training: bf16_enc(inputs, training=t), x)
+        assert "bfloat16" in dtypes["MatMul"] and "bfloat16" in dtypes["BatchMatMulV2"], training
+        assert dtypes["Softmax"] == {"float32"}, training
+        assert dtypes["Erfc"] == {"float32"}, training  # exact GELU: 0.5 x erfc(-x / sqrt(2))
+
+
+def _op_dtypes(fn, *args) -> dict[str, set[str]]:
+    """{op type: the dtypes (attr T) it runs in} over a traced function and the functions it calls."""
+    graph_def = tf.function(fn).get_concrete_function(*args).graph.as_graph_def()
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    found: dict[str, set[str]] = {}
+    for node in nodes:
+        if "T" in node.attr:
+            found.setdefault(node.op, set()).add(tf.dtypes.as_dtype(node.attr["T"].type).name)
+    return found
 
 
 @pytest.mark.parametrize(
