@@ -90,6 +90,9 @@ def test_the_table_shows_how_far_the_machines_own_matmul_rate_moved(run):
     table = run._table(r)
     assert "fp32 100 (90–110) GFLOP/s, bf16 200 (120–260) GFLOP/s" in table
     assert "over 20 s" in table
+    assert "The run took" not in table  # results from before the run's time was recorded
+    r["run_seconds"] = 1751
+    assert "moved). The run took 29 m 11 s." in run._table(r)
 
 
 def test_compare_shows_the_machines_peak_apart_from_the_figures(run):
