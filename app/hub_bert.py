@@ -279,7 +279,8 @@ class BertEncoder(tf.Module):
             attn = self._dropout(self._dense(context, p + "attention_output"),
                                  cfg.hidden_dropout_prob, training)
             x = self._layer_norm(x + attn, p + "attention_norm")
-            h = tf.cast(self._act(tf.cast(self._dense(x, p + "intermediate"), tf.float32)), self._dtype)
+            h = self._dense(x, p + "intermediate")
+            h = tf.cast(self._act(tf.cast(h, tf.float32)), self._dtype)
             h = self._dropout(self._dense(h, p + "output"), cfg.hidden_dropout_prob, training)
             x = self._layer_norm(x + h, p + "output_norm")
             encoder_outputs.append(unflatten(x))
