@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # CPU fusion: XLA auto-clustering of element-wise, reduction and data-movement ops only (GELU,
 # layer norms, softmax, casts), so each chain of them runs as one compiled loop while matmuls stay
 # on TensorFlow's oneDNN kernels (XLA's own CPU matmuls train ~14x slower here). It ran batch-64
-# inference 1.3-1.9x faster and training at 128 tokens 5-8 % faster in steady state, at the price
+# inference 1.13-1.35x faster and training at 128 tokens 5-8 % faster in steady state, at the price
 # of compiling each new shape once (bench/README.md). The flags below only make CPU clusters
 # possible; `cpu_fusion()` turns clustering on for the calls inside it: app.train's fit, and the
 # inference app.predict and app.evaluate run when it has enough texts to pay for the compiling

@@ -42,10 +42,11 @@ class Predictions:
     seconds: float = 0.0
 
 
-# CPU fusion ran batch-64 inference 1.3-1.9x faster here, but compiling its clusters cost a fresh
-# process 3.4-3.9 s: 2, 64 and 256 texts took 5.1-10.0 s fused against 1.8-6.9 s unfused, 1,024
-# texts 17.4 s against 19.6 s (bench/README.md). Below this many texts fusion does not pay.
-FUSION_MIN_TEXTS = 640
+# With converter format 4 CPU fusion runs batch-64 inference 1.13-1.35x faster in steady state,
+# but compiling its clusters costs a fresh process several seconds: 640 texts took 14.7-16.8 s
+# fused against 13.0-13.4 s unfused, 1,024 and 2,048 texts broke even, 4,096 took 65.6-69.5 s
+# against 73.2-73.4 s (bench/README.md). Below this many texts fusion does not pay.
+FUSION_MIN_TEXTS = 2048
 
 
 def predict_texts(serve, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
