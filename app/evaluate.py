@@ -42,10 +42,9 @@ class Predictions:
     seconds: float = 0.0
 
 
-# With converter format 4 CPU fusion runs batch-64 inference 1.13-1.35x faster in steady state,
-# but compiling its clusters costs a fresh process several seconds: 640 texts took 14.7-16.8 s
-# fused against 13.0-13.4 s unfused, 1,024 and 2,048 texts broke even, 4,096 took 65.6-69.5 s
-# against 73.2-73.4 s (bench/README.md). Below this many texts fusion does not pay.
+# CPU fusion runs batch-64 inference 1.13-1.35x faster in steady state, but compiling its clusters
+# costs a fresh process seconds: fused and unfused predictions broke even at 1,024-2,048 texts
+# (bench/README.md, the `predict_texts` rows). Below this many texts fusion does not pay.
 FUSION_MIN_TEXTS = 2048
 
 
