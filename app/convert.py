@@ -47,8 +47,9 @@ _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow 
 # Bumped whenever the saved encoder graph changes, so cached conversions are redone
 # (2: hidden states as [tokens, width] 2-D matmuls, 16-bit dropout draws; 3: attention scores
 # without float32 round trips, the 1/sqrt(d) scale folded into the query weights; 4: softmax and
-# the activation in float32 in bfloat16 encoders).
-FORMAT_VERSION = 4
+# the activation in float32 in bfloat16 encoders; 5: `__call__` also traced with
+# `pooled_only=True`, the classifier's call).
+FORMAT_VERSION = 5
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be converted; the message names the file and the problem."""

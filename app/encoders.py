@@ -36,6 +36,9 @@ class EncoderSpec:
     hidden_size: int
     max_seq_length: int = 512
     offline: bool = False  # built locally by app.convert, not fetched
+    # The encoder's __call__ takes pooled_only=True (app.convert's, format 5 on): the
+    # classifier then skips the last layer's work on every token but [CLS].
+    pooled_only: bool = False
 
 
 def _registry() -> dict[str, EncoderSpec]:
@@ -100,7 +103,8 @@ def resolve(
         if spec.offline:
             out = ensure_offline_encoder(hub_cache, compute_dtype)
             spec = dataclasses.replace(spec, preprocess=str(out / "preprocess"),
-                                       encoder=str(out / "encoder"), name=out.name)
+                                       encoder=str(out / "encoder"), name=out.name,
+                                       pooled_only=True)
         return dataclasses.replace(spec, preprocess=preprocess or spec.preprocess)
 
     local = _local_path(encoder)
@@ -124,14 +128,17 @@ def _from_converted(folder: Path, preprocess: str | None) -> EncoderSpec:
     import json
 
     meta_path = folder / "bertclf_convert.json"
-    layers = width = 0
+    layers = width = version = 0
     max_len = 512
     if meta_path.exists():
-        cfg = json.loads(meta_path.read_text())["config"]
+        meta = json.loads(meta_path.read_text())
+        cfg = meta["config"]
         layers, width = cfg["num_hidden_layers"], cfg["hidden_size"]
         max_len = cfg["max_position_embeddings"]
+        version = meta.get("format_version", 0)
     return EncoderSpec(str(folder), preprocess or str(folder / "preprocess"), str(folder / "encoder"),
-                       num_layers=layers, hidden_size=width, max_seq_length=max_len)
+                       num_layers=layers, hidden_size=width, max_seq_length=max_len,
+                       pooled_only=version >= 5)
 
 
 def minilm_checkpoint() -> Path:

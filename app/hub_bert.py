@@ -9,7 +9,8 @@ loads ours and theirs the same way:
   `bert_pack_inputs(segments, seq_length) -> dict`.
 * encoder: `__call__(inputs, training=False) -> {pooled_output, sequence_output,
   encoder_outputs, default}` and the reusable-SavedModel attributes `variables`,
-  `trainable_variables` and `regularization_losses` as plain lists.
+  `trainable_variables` and `regularization_losses` as plain lists. Ours also takes
+  `pooled_only=True`, for classifiers (`BertEncoder.call`).
 
 The encoder is written with plain TensorFlow ops rather than Keras layers so that the saved
 graph is small, compiles under XLA and can bake a compute dtype (bfloat16) into the graph:
@@ -232,7 +233,17 @@ class BertEncoder(tf.Module):
             return dropout(x, rate)
         return x
 
-    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> dict:
+    def call(
+        self, inputs: dict[str, tf.Tensor], training: bool = False, pooled_only: bool = False
+    ) -> dict:
+        """TF-Hub's encoder outputs; with `pooled_only`, just `pooled_output` (and `default`).
+
+        A classifier reads only the pooled [CLS] vector, and in the last layer that depends on
+        the [CLS] row alone (keys and values still span the sequence), so `pooled_only` computes
+        the last layer for that row: the same pooled output for about 1/num_layers less work,
+        which graph pruning does not find by itself (the gradient still runs through an unused
+        `sequence_output`). `hub.KerasLayer(..., arguments={"pooled_only": True})` passes it.
+        """
         cfg = self.config
         word_ids = tf.cast(inputs["input_word_ids"], tf.int32)
         mask = tf.cast(inputs["input_mask"], tf.int32)
@@ -254,8 +265,8 @@ class BertEncoder(tf.Module):
         bias = (1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * -1e9
         scale = 1.0 / math.sqrt(head_size)
 
-        def split_heads(t):
-            t = tf.reshape(t, [batch, seq, heads, head_size])
+        def split_heads(t):  # [batch * length, width] -> [batch, heads, length, head_size]
+            t = tf.reshape(t, [batch, -1, heads, head_size])
             return tf.transpose(t, [0, 2, 1, 3])
 
         def unflatten(t):
@@ -264,9 +275,11 @@ class BertEncoder(tf.Module):
         encoder_outputs = []
         for i in range(cfg.num_hidden_layers):
             p = f"layer_{i}."
-            q = split_heads(self._dense(x, p + "query", scale=scale))
             k = split_heads(self._dense(x, p + "key"))
             v = split_heads(self._dense(x, p + "value"))
+            if pooled_only and i == cfg.num_hidden_layers - 1:
+                x = tf.reshape(x, [batch, seq, cfg.hidden_size])[:, 0, :]  # queries: [CLS] only
+            q = split_heads(self._dense(x, p + "query", scale=scale))
             # The scores are batch x heads x seq^2: no extra pass over them for the 1/sqrt(d)
             # scale (folded into the query weights above). Softmax and the activation compute in
             # float32: under CPU fusion XLA computed them 1.6-2.6x slower in bfloat16 than with
@@ -283,15 +296,16 @@ class BertEncoder(tf.Module):
             h = tf.cast(self._act(tf.cast(h, tf.float32)), self._dtype)
             h = self._dropout(self._dense(h, p + "output"), cfg.hidden_dropout_prob, training)
             x = self._layer_norm(x + h, p + "output_norm")
-            encoder_outputs.append(unflatten(x))
+            if not pooled_only:
+                encoder_outputs.append(unflatten(x))
 
-        sequence_output = encoder_outputs[-1]
-        first = tf.reshape(x, [batch, seq, cfg.hidden_size])[:, 0, :]
-        pooled = tf.tanh(self._dense(first, "pooler"))
-        pooled_output = tf.cast(pooled, tf.float32)
+        first = x if pooled_only else tf.reshape(x, [batch, seq, cfg.hidden_size])[:, 0, :]
+        pooled_output = tf.cast(tf.tanh(self._dense(first, "pooler")), tf.float32)
+        if pooled_only:
+            return {"pooled_output": pooled_output, "default": pooled_output}
         return {
             "pooled_output": pooled_output,
-            "sequence_output": sequence_output,
+            "sequence_output": encoder_outputs[-1],
             "encoder_outputs": encoder_outputs,
             "default": pooled_output,
         }
@@ -309,8 +323,8 @@ def encoder_savable(encoder: BertEncoder) -> tf.Module:
 
     `hub.KerasLayer` reads `variables`, `trainable_variables` and `regularization_losses` as
     saved children of the root, so they are assigned as plain lists (a tf.Module's properties
-    of those names are not saved). `__call__` is traced once for `training=True` and once for
-    `training=False` instead of branching on it: a `tf.cond` around random dropout does not
+    of those names are not saved). `__call__` is traced for each value of `training` (and of
+    `pooled_only`) instead of branching on it: a `tf.cond` around random dropout does not
     compile under XLA.
     """
     root = tf.__internal__.tracking.AutoTrackable()
@@ -320,7 +334,10 @@ def encoder_savable(encoder: BertEncoder) -> tf.Module:
     root.regularization_losses = []
     root.__call__ = tf.function(encoder.call)
     for training in (False, True):
-        root.__call__.get_concrete_function(encoder_input_spec(), training=training)
+        for pooled_only in (False, True):
+            root.__call__.get_concrete_function(
+                encoder_input_spec(), training=training, pooled_only=pooled_only
+            )
     return root
 
 

@@ -19,12 +19,18 @@ def build_classifier(
     dropout: float = 0.1,
     seq_length: int | None = None,
     name: str = "bertclf",
+    pooled_only: bool = False,
 ) -> tf.keras.Model:
-    """Build inside `strategy.scope()`: the encoder's variables belong to the strategy."""
+    """Build inside `strategy.scope()`: the encoder's variables belong to the strategy.
+
+    `pooled_only` asks the encoder for the pooled output alone, which `app.convert`'s encoders
+    compute with less work (`EncoderSpec.pooled_only` says whether an encoder takes it).
+    """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
-    encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder")
+    encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder",
+                             arguments={"pooled_only": True} if pooled_only else None)
     pooled = encoder(inputs)["pooled_output"]
     x = tf.keras.layers.Dropout(dropout, name="dropout")(pooled)
     probs = tf.keras.layers.Dense(

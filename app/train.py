@@ -177,7 +177,8 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     tf.keras.mixed_precision.set_global_policy(head_policy)  # for layers built below only
     with strategy.scope():
         model = build_classifier(spec.encoder, len(classes), cfg.dropout,
-                                 None if buckets else cfg.max_seq_length, cfg.model_name)
+                                 None if buckets else cfg.max_seq_length, cfg.model_name,
+                                 pooled_only=spec.pooled_only)
         optimizer = create_optimizer(learning_rate, total_steps, cfg.warmup_fraction, cfg.weight_decay,
                                      cfg.clip_norm)
         model.compile(

@@ -97,7 +97,7 @@ def bertclf_model(args, classes):
     spec = encoders.resolve(args.encoder, compute_dtype=args.compute_dtype)
     tokenizer = data.Tokenizer(spec.preprocess, args.seq_length, "head+tail")
     seq_length = None if args.length_buckets else args.seq_length  # as app.train builds it
-    model = build_classifier(spec.encoder, len(classes), 0.1, seq_length)
+    model = build_classifier(spec.encoder, len(classes), 0.1, seq_length, pooled_only=spec.pooled_only)
     return spec, tokenizer, model
 
 

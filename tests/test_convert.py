@@ -80,6 +80,20 @@ def test_encoder_outputs_and_dropout_only_in_training(tiny_hub):
     assert not np.allclose(out["sequence_output"], trained["sequence_output"])
 
 
+def test_pooled_only_call_gives_the_same_pooled_output(tiny_hub):
+    enc = tf.saved_model.load(str(tiny_hub / "encoder"))
+    pre = tf.saved_model.load(str(tiny_hub / "preprocess"))
+    tokens = pre.tokenize(tf.constant(["good film", "bad film, very bad", "the story was great"]))
+    inputs = pre.bert_pack_inputs([tokens], seq_length=tf.constant(12))  # padded rows too
+    full = enc(inputs, training=False)
+    short = enc(inputs, training=False, pooled_only=True)
+    assert sorted(short) == ["default", "pooled_output"]
+    assert short["pooled_output"].shape == (3, 32)
+    np.testing.assert_allclose(short["pooled_output"], full["pooled_output"], atol=1e-6, rtol=0)
+    trained = enc(inputs, training=True, pooled_only=True)["pooled_output"]
+    assert trained.shape == (3, 32) and not np.allclose(trained, full["pooled_output"])
+
+
 def test_dropout_drops_at_the_rate_and_rescales_the_rest():
     from app.hub_bert import dropout
 
@@ -105,10 +119,12 @@ def test_padding_does_not_change_unpadded_outputs(tiny_hub):
     np.testing.assert_allclose(short["sequence_output"][:, :6], long["sequence_output"][:, :6], atol=1e-5)
 
 
-def test_hub_keras_layer_trains_every_encoder_weight(tiny_hub):
+@pytest.mark.parametrize("pooled_only", [False, True])
+def test_hub_keras_layer_trains_every_encoder_weight(tiny_hub, pooled_only):
     import tf_keras
 
-    layer = hub.KerasLayer(str(tiny_hub / "encoder"), trainable=True, name="encoder")
+    layer = hub.KerasLayer(str(tiny_hub / "encoder"), trainable=True, name="encoder",
+                           arguments={"pooled_only": True} if pooled_only else None)
     names = ("input_word_ids", "input_mask", "input_type_ids")
     inputs = {n: tf_keras.Input([None], dtype=tf.int32, name=n) for n in names}
     probs = tf_keras.layers.Dense(2, activation="softmax", name="head")(layer(inputs)["pooled_output"])
@@ -131,13 +147,14 @@ def test_encoder_compiles_under_xla(tiny_hub):
     inputs = pre(tf.constant(["good film"]))
 
     @tf.function(jit_compile=True)
-    def run(x, training):
-        return enc(x, training=training)["pooled_output"]
+    def run(x, training, pooled_only):
+        return enc(x, training=training, pooled_only=pooled_only)["pooled_output"]
 
     for training in (False, True):
-        assert run(inputs, training).shape == (1, 32)
-        graph = run.experimental_get_compiler_ir(inputs, training)(stage="hlo")
-        assert "HloModule" in graph
+        for pooled_only in (False, True):
+            assert run(inputs, training, pooled_only).shape == (1, 32)
+            graph = run.experimental_get_compiler_ir(inputs, training, pooled_only)(stage="hlo")
+            assert "HloModule" in graph
 
 
 def test_bfloat16_compute_is_close_to_float32(tiny_checkpoint, tiny_hub, tmp_path):
@@ -266,6 +283,8 @@ def test_minilm_outputs_match_reference(minilm_hub):
     np.testing.assert_array_equal(inputs["input_word_ids"].numpy(), golden["input_word_ids"])
     out = enc(inputs, training=False)
     np.testing.assert_allclose(out["pooled_output"].numpy(), golden["pooled_output"], atol=1e-5, rtol=0)
+    short = enc(inputs, training=False, pooled_only=True)["pooled_output"].numpy()
+    np.testing.assert_allclose(short, golden["pooled_output"], atol=1e-5, rtol=0)
     seq = out["sequence_output"].numpy()
     ours = np.concatenate([seq[i, :n] for i, n in enumerate(golden["sequence_lengths"])])
     np.testing.assert_allclose(ours, golden["sequence_output"], atol=1e-4, rtol=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app import encoders
@@ -35,13 +37,24 @@ def test_converted_folder_path_and_file_url(tiny_hub):
         assert spec.encoder == str(tiny_hub / "encoder")
         assert spec.preprocess == str(tiny_hub / "preprocess")
         assert (spec.num_layers, spec.hidden_size, spec.max_seq_length) == (2, 32, 128)
+        assert spec.pooled_only  # converted by this version: its encoder takes pooled_only=True
+
+
+def test_only_format_5_conversions_are_called_pooled_only(tiny_hub, tmp_path):
+    old = tmp_path / "old"
+    for sub in ("encoder", "preprocess"):
+        (old / sub).mkdir(parents=True)
+    meta = json.loads((tiny_hub / "bertclf_convert.json").read_text())
+    (old / "bertclf_convert.json").write_text(json.dumps({**meta, "format_version": 4}))
+    assert not encoders.resolve(str(old)).pooled_only
+    assert not encoders.resolve("bert_en_uncased_L-12_H-768_A-12").pooled_only  # TF Hub's
 
 
 def test_bare_encoder_handle_needs_a_preprocessor(tiny_hub):
     with pytest.raises(ValueError, match="--preprocess"):
         encoders.resolve(str(tiny_hub / "encoder"))
     spec = encoders.resolve("https://example.invalid/encoder/1", preprocess=str(tiny_hub / "preprocess"))
-    assert spec.encoder == "https://example.invalid/encoder/1"
+    assert spec.encoder == "https://example.invalid/encoder/1" and not spec.pooled_only
 
 
 @pytest.mark.minilm
@@ -55,4 +68,4 @@ def test_offline_encoder_is_converted_once_and_cached(tmp_path, monkeypatch):
     again = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
     assert spec.encoder == again.encoder == str(tmp_path / "minilm-l6-h384-uncased" / "encoder")
     assert len(calls) == 1
-    assert (spec.num_layers, spec.hidden_size) == (6, 384)
+    assert (spec.num_layers, spec.hidden_size) == (6, 384) and spec.pooled_only

@@ -106,6 +106,21 @@ def test_classifier_takes_integer_inputs_only(tiny_hub):
     assert not any(type(layer).__name__ == "Lambda" for layer in model.layers)
 
 
+def test_pooled_only_classifier_predicts_the_same(tiny_hub):
+    import numpy as np
+
+    from app.data import Tokenizer
+    from app.model import build_classifier
+
+    full = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None)
+    short = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None,
+                             pooled_only=True)
+    assert short.get_layer("encoder").get_config()["arguments"] == {"pooled_only": True}
+    short.set_weights(full.get_weights())
+    x = Tokenizer(str(tiny_hub / "preprocess"), 16)(tf.constant(["good film", "bad plot", ""]))
+    np.testing.assert_allclose(short(x).numpy(), full(x).numpy(), atol=1e-6, rtol=0)
+
+
 def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
     import numpy as np
 
@@ -113,7 +128,8 @@ def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
     from app.model import build_classifier
     from app.optimization import create_optimizer
 
-    model = build_classifier(str(tiny_hub / "encoder"), num_classes=2, seq_length=16)
+    model = build_classifier(str(tiny_hub / "encoder"), num_classes=2, seq_length=16,
+                             pooled_only=True)  # as app.train builds it
     model.compile(optimizer=create_optimizer(1e-3, 10), loss="sparse_categorical_crossentropy",
                   jit_compile=True)
     x = Tokenizer(str(tiny_hub / "preprocess"), 16)(tf.constant(["good film", "bad film"] * 4))
