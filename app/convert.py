@@ -50,6 +50,7 @@ _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow 
 # the activation in float32 in bfloat16 encoders; 5: `__call__` also traced with
 # `pooled_only=True`, the classifier's call).
 FORMAT_VERSION = 5
+POOLED_ONLY_SINCE = 5  # conversions of this format and later take `pooled_only=True`
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be converted; the message names the file and the problem."""

@@ -36,7 +36,7 @@ class EncoderSpec:
     hidden_size: int
     max_seq_length: int = 512
     offline: bool = False  # built locally by app.convert, not fetched
-    # The encoder's __call__ takes pooled_only=True (app.convert's, format 5 on): the
+    # The encoder's __call__ takes pooled_only=True (app.convert's, POOLED_ONLY_SINCE on): the
     # classifier then skips the last layer's work on every token but [CLS].
     pooled_only: bool = False
 
@@ -125,7 +125,7 @@ def resolve(
 
 
 def _from_converted(folder: Path, preprocess: str | None) -> EncoderSpec:
-    import json
+    from app.convert import POOLED_ONLY_SINCE
 
     meta_path = folder / "bertclf_convert.json"
     layers = width = version = 0
@@ -138,7 +138,7 @@ def _from_converted(folder: Path, preprocess: str | None) -> EncoderSpec:
         version = meta.get("format_version", 0)
     return EncoderSpec(str(folder), preprocess or str(folder / "preprocess"), str(folder / "encoder"),
                        num_layers=layers, hidden_size=width, max_seq_length=max_len,
-                       pooled_only=version >= 5)
+                       pooled_only=version >= POOLED_ONLY_SINCE)
 
 
 def minilm_checkpoint() -> Path:
