@@ -75,7 +75,7 @@ def hub_style_encoder(args) -> dict:
     """The MiniLM weights in the graph a TF-Hub BERT export runs, for the tutorial recipe.
 
     TF-Hub's BERT encoders are Keras models whose Dropout layers draw one float32 per element
-    (`tf.nn.dropout`); bertclf's converter draws 16 bits per element instead. Everything else
+    (`tf.nn.dropout`); bertclf's converter hashes each element's index instead. Everything else
     (2-D matmuls, exact GELU, fp32) is what `app.convert` writes by default.
     """
     from app import convert, hub_bert

@@ -99,14 +99,33 @@ def test_dropout_drops_at_the_rate_and_rescales_the_rest():
 
     tf.random.set_seed(0)
     for dtype, rate in ((tf.float32, 0.1), (tf.bfloat16, 0.1), (tf.float32, 0.5)):
-        x = tf.ones([64, 12, 129], dtype)  # odd size: the 16-bit draws cover every element
+        x = tf.ones([64, 12, 129], dtype)
         y = dropout(x, rate).numpy().astype(np.float32)
         assert y.dtype == np.float32 and y.shape == (64, 12, 129)
         dropped = np.mean(y == 0)
         assert abs(dropped - rate) < 0.005, (dtype, rate, dropped)
         np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-2)
-    first, second = dropout(tf.ones([1000]), 0.1).numpy(), dropout(tf.ones([1000]), 0.1).numpy()
-    assert not np.array_equal(first, second)  # a fresh mask on every call
+
+
+def test_dropout_masks_are_independent_fresh_and_seeded():
+    """The mask is a hash of the element index: neighbours, calls and rows must not be related."""
+    from app.hub_bert import dropout
+
+    def masks(calls):
+        tf.random.set_seed(7)
+        return [dropout(tf.ones([256, 512]), 0.5).numpy() == 0 for _ in range(calls)]
+
+    first, second, third = masks(3)
+    for a, b in ((first, second), (second, third), (first, third)):
+        assert abs(np.mean(a == b) - 0.5) < 0.01  # a fresh mask on every call
+    flat = first.ravel()
+    for lag in (1, 2, 512):  # the next element, the one after, the same column in the next row
+        assert abs(np.mean(flat[:-lag] & flat[lag:]) - 0.25) < 0.01, lag
+    # Every row drops about half; a row repeating another would show here.
+    assert np.all(np.abs(first.mean(axis=1) - 0.5) < 0.1)
+    assert len({row.tobytes() for row in first}) == 256
+    again = masks(3)  # tf.random.set_seed makes the masks repeatable
+    assert all(np.array_equal(a, b) for a, b in zip(again, (first, second, third), strict=True))
 
 
 def test_padding_does_not_change_unpadded_outputs(tiny_hub):
