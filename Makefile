@@ -69,7 +69,7 @@ golden: venv $(TORCH_STAMP)
 	  --output tests/golden
 
 bench: venv $(TORCH_STAMP)
-	$(PY) bench/run.py --torch-python $(TORCH_VENV)/bin/python
+	$(PY) bench/run.py --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache build

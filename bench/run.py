@@ -82,6 +82,9 @@ def main() -> int:
     p.add_argument("--passes", type=int, default=2,
                    help="at 128 tokens, measure the rows of the ratios this many times, order reversed "
                         "each pass (default 2; --quick: 1)")
+    p.add_argument("--variants", action="store_true",
+                   help="also train bertclf without one technique each (fp32 encoder and no CPU fusion "
+                        "at 128 tokens, no length buckets at 256): 4-5 minutes more")
     p.add_argument("--torch-python", default=str(ROOT / ".venv-torch" / "bin" / "python"))
     p.add_argument("--scratch", default="/tmp/bertclf-bench")
     p.add_argument("--only", nargs="+", choices=["train", "accuracy", "serve"],
@@ -139,11 +142,13 @@ def main() -> int:
         bf16 = [*bert, "--compute-dtype", "bfloat16"]
         jobs = {  # name: (description, command, environment), in the order of the first pass
             "bertclf": ("bertclf (bf16 encoder, the default here)", bf16, bertclf_env)}
-        if seq == 128:  # what bf16 and CPU fusion buy (at 256 they would add minutes to the run)
+        # What bf16, CPU fusion and buckets buy, single workers within the machine's swing, so
+        # opt-in: with them a run in the machine's slow state took 32 minutes (run -21).
+        if args.variants and seq == 128:
             jobs["bertclf_fp32"] = ("bertclf fp32 encoder", bert, bertclf_env)
             jobs["bertclf_no_fusion"] = ("bertclf bf16 trained without CPU fusion",
                                          [*bf16, "--no-train-fusion"], bertclf_env)
-        else:  # IMDb reviews fill 128 tokens: buckets matter at 256
+        elif args.variants:  # IMDb reviews fill 128 tokens: buckets matter at 256
             jobs["bertclf_no_buckets"] = ("bertclf bf16 without length buckets",
                                           [*bf16, "--no-length-buckets"], bertclf_env)
         jobs["tutorial"] = ("TF tutorial recipe", [*tf_worker, "tutorial", *common, *s, *timing,
