@@ -121,7 +121,7 @@ def test_dropout_masks_are_independent_fresh_and_seeded():
     flat = first.ravel()
     for lag in (1, 2, 512):  # the next element, the one after, the same column in the next row
         assert abs(np.mean(flat[:-lag] & flat[lag:]) - 0.25) < 0.01, lag
-    # Every row drops about half; a row repeating another would show here.
+    # Every row drops about half, and no row repeats another.
     assert np.all(np.abs(first.mean(axis=1) - 0.5) < 0.1)
     assert len({row.tobytes() for row in first}) == 256
     again = masks(3)  # tf.random.set_seed makes the masks repeatable
