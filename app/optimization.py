@@ -39,6 +39,22 @@ class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
+@tf.keras.utils.register_keras_serializable(package="bertclf")
+class DenseAdamW(tf.keras.optimizers.AdamW):
+    """`tf_keras`' AdamW with sparse gradients (an embedding lookup's) applied as dense ones.
+
+    The update is the same: `tf_keras`' AdamW is not lazy, momentum and weight decay reach every
+    row either way. But its sparse path scatters into the two slots, which puts them in
+    TensorFlow's copy-on-read mode, so each later dense read of a slot copies it: for MiniLM's
+    word table 47 MB, several times a step (bench/README.md).
+    """
+
+    def update_step(self, gradient, variable):
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        return super().update_step(gradient, variable)
+
+
 def create_optimizer(
     learning_rate: float,
     total_steps: int,
@@ -52,7 +68,7 @@ def create_optimizer(
     them bought nothing measurable (bench/README.md), so they run as plain TensorFlow ops.
     """
     schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
-    optimizer = tf.keras.optimizers.AdamW(
+    optimizer = DenseAdamW(
         learning_rate=schedule,
         weight_decay=weight_decay,
         beta_1=0.9,

@@ -160,6 +160,28 @@ def test_hub_keras_layer_trains_every_encoder_weight(tiny_hub, pooled_only):
     assert all(changed), f"{changed.count(False)} encoder weights did not change"
 
 
+def test_word_table_is_only_read_whole(tiny_checkpoint):
+    # A sparse read of a variable (ResourceGather) switches TensorFlow to copying it at every
+    # later dense read, and AdamW reads the table several times a step.
+    from app.convert import _expected_shapes, read_bert_config
+    from app.hub_bert import BertEncoder
+
+    config = read_bert_config(tiny_checkpoint / "config.json")
+    rng = np.random.default_rng(0)
+    enc = BertEncoder(config, {k: rng.normal(size=s).astype(np.float32)
+                               for k, s in _expected_shapes(config).items()})
+    spec = {n: tf.TensorSpec([None, None], tf.int32)
+            for n in ("input_word_ids", "input_mask", "input_type_ids")}
+    for training in (False, True):
+        graph = tf.function(lambda x, t=training: enc.call(x, training=t)).get_concrete_function(spec).graph
+        handles = {id(outer): inner.name for outer, inner in graph.captures}
+        uses = {name: {op.type for op in graph.get_operations()
+                       if handles[id(var.handle)] in {t.name for t in op.inputs}}
+                for name, var in enc.weights.items() if name.startswith("embeddings.")}
+        assert uses["embeddings.word"] == {"ReadVariableOp"}, (training, uses)
+        assert "ResourceGather" in uses["embeddings.type"]  # the check sees sparse reads
+
+
 def test_encoder_compiles_under_xla(tiny_hub):
     enc = tf.saved_model.load(str(tiny_hub / "encoder"))
     pre = tf.saved_model.load(str(tiny_hub / "preprocess"))
