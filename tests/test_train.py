@@ -108,8 +108,6 @@ def test_classifier_takes_integer_inputs_only(tiny_hub):
 
 
 def test_pooled_only_classifier_predicts_the_same(tiny_hub):
-    import numpy as np
-
     from app.data import Tokenizer
     from app.model import build_classifier
 
@@ -123,8 +121,6 @@ def test_pooled_only_classifier_predicts_the_same(tiny_hub):
 
 
 def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
-    import numpy as np
-
     from app.data import Tokenizer
     from app.model import build_classifier
     from app.optimization import create_optimizer
@@ -204,7 +200,6 @@ def test_cpu_fusion_compiles_element_wise_clusters_with_the_same_results(case, e
     """The flags and the switch still mean what they meant (a renamed flag would silently do
     nothing), only calls inside `cpu_fusion()` are fused, the setting is restored after it, and the
     fused graph computes what the unfused one does."""
-    import numpy as np
 
     path = tmp_path / f"{case}.npy"
     proc = run_cli([str(tiny_hub / "encoder"), str(path), where],
@@ -263,8 +258,8 @@ def test_adamw_updates_as_tf_keras_adamw_does_in_one_kernel(sparse):
         step = tf.function(lambda: optimizer.apply_gradients([(grad, table)]))
         return {op.type for op in step.get_concrete_function().graph.get_operations()}
 
-    # Ours: one fused Adam kernel, and no scatter into the slots (which would put them in
-    # copy-on-read mode), where the stock optimizer has neither.
+    # Ours: one fused Adam kernel and no scatter into the slots (which would put them in
+    # copy-on-read mode); the stock optimizer has no fused kernel and scatters sparse gradients.
     ours_ops, stock_ops = op_types(ours, ours_table), op_types(stock, stock_table)
     assert "ResourceApplyAdam" in ours_ops and "ResourceApplyAdam" not in stock_ops
     assert not any("Scatter" in t for t in ours_ops)
