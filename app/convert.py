@@ -49,8 +49,9 @@ _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow 
 # without float32 round trips, the 1/sqrt(d) scale folded into the query weights; 4: softmax and
 # the activation in float32 in bfloat16 encoders; 5: `__call__` also traced with
 # `pooled_only=True`, the classifier's call; 6: dropout masks hashed from the element index, fused;
-# 7: the word-embedding table read densely, so training never puts it in copy-on-read mode).
-FORMAT_VERSION = 7
+# 7: the word-embedding table read densely, so training never puts it in copy-on-read mode;
+# 8: GELU and layer norm with gradients that recompute from their bfloat16 input).
+FORMAT_VERSION = 8
 POOLED_ONLY_SINCE = 5  # conversions of this format and later take `pooled_only=True`
 
 class CheckpointError(ValueError):
