@@ -200,7 +200,6 @@ def test_cpu_fusion_compiles_element_wise_clusters_with_the_same_results(case, e
     """The flags and the switch still mean what they meant (a renamed flag would silently do
     nothing), only calls inside `cpu_fusion()` are fused, the setting is restored after it, and the
     fused graph computes what the unfused one does."""
-
     path = tmp_path / f"{case}.npy"
     proc = run_cli([str(tiny_hub / "encoder"), str(path), where],
                    env={**FUSION_ENV, "TF_CPP_MIN_LOG_LEVEL": "0", **env}, script=_FUSION_PROBE)
