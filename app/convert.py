@@ -1,15 +1,20 @@
 """Convert a Hugging Face BERT-family checkpoint into TF-Hub preprocess + encoder SavedModels.
 
     python -m app.convert --checkpoint DIR --output OUT [--seq-length 128] [--compute-dtype bfloat16]
+                          [--implementation fast|plain]
 
 DIR holds `config.json`, `model.safetensors` and `vocab.txt` (optionally `tokenizer_config.json`
 or `tokenizer.json`, which decide lower-casing). OUT receives `preprocess/` and `encoder/`, which
-`hub.KerasLayer` loads exactly like the published TF-Hub BERT models.
+`hub.KerasLayer` loads exactly like the published TF-Hub BERT models, and `bertclf_convert.json`,
+which records the options and a fingerprint of the converter's code: a cached conversion whose
+fingerprint differs from what this converter would write is redone (`app.encoders`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app import configure_logging
+from app import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +49,24 @@ _SUFFIXES = ("weight", "bias", "gamma", "beta")
 _NORM_SUFFIX = {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "beta"}
 _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow BertModel
 
-# Bumped whenever the saved encoder graph changes, so cached conversions are redone
-# (2: hidden states as [tokens, width] 2-D matmuls, 16-bit dropout draws; 3: attention scores
-# without float32 round trips, the 1/sqrt(d) scale folded into the query weights; 4: softmax and
-# the activation in float32 in bfloat16 encoders; 5: `__call__` also traced with
-# `pooled_only=True`, the classifier's call; 6: dropout masks hashed from the element index, fused;
-# 7: the word-embedding table read densely, so training never puts it in copy-on-read mode;
-# 8: GELU and layer norm with gradients that recompute from their bfloat16 input).
-FORMAT_VERSION = 8
-POOLED_ONLY_SINCE = 5  # conversions of this format and later take `pooled_only=True`
+IMPLEMENTATIONS = ("fast", "plain")  # app.bert_fast.FastBertEncoder, app.bert.BertEncoder
+COMPUTE_DTYPES = ("float32", "bfloat16")
+_CODE = Path(__file__).resolve().parent
+_CODE_FILES = {"plain": ("convert.py", "bert.py"), "fast": ("convert.py", "bert.py", "bert_fast.py")}
+
+
+def fingerprint(checkpoint: str | os.PathLike, seq_length: int, compute_dtype: str,
+                implementation: str) -> str:
+    """What a conversion depends on: the converter's code (its syntax tree, so comments and
+    layout do not count), the options, and the checkpoint's files (path and size)."""
+    digest = hashlib.sha256()
+    for name in _CODE_FILES[implementation]:
+        digest.update(ast.dump(ast.parse((_CODE / name).read_text(encoding="utf-8"))).encode())
+    checkpoint = Path(checkpoint).resolve()
+    files = {n: (checkpoint / n).stat().st_size for n in REQUIRED_FILES if (checkpoint / n).is_file()}
+    digest.update(json.dumps([str(checkpoint), files, seq_length, compute_dtype, implementation]).encode())
+    return digest.hexdigest()[:16]
+
 
 class CheckpointError(ValueError):
     """The checkpoint folder cannot be converted; the message names the file and the problem."""
@@ -60,7 +74,7 @@ class CheckpointError(ValueError):
 
 def read_bert_config(path: Path):
     """Read `config.json` into a `BertConfig`, refusing configs that are not BERT-like."""
-    from app.hub_bert import ACTIVATIONS, BertConfig
+    from app.bert import ACTIVATIONS, BertConfig
 
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -202,8 +216,12 @@ def convert(
     output: str | os.PathLike,
     seq_length: int = 128,
     compute_dtype: str = "float32",
+    implementation: str = "fast",
 ) -> Path:
-    """Write `output/preprocess` and `output/encoder`; returns `output`.
+    """Write `output/preprocess`, `output/encoder` and `output/bertclf_convert.json`; returns `output`.
+
+    `implementation` picks the encoder graph: `fast` (the CPU speed techniques of `app.bert_fast`)
+    or `plain` (`app.bert`'s reference); both compute the same function of the same weights.
 
     Both are written to a temporary folder beside `output` first and moved into place at the
     end, so an interrupted conversion never leaves a half-written model where one is expected.
@@ -217,8 +235,10 @@ def convert(
     for name in REQUIRED_FILES:
         if not (checkpoint / name).is_file():
             raise CheckpointError(f"--checkpoint {checkpoint}: missing {name}")
-    if compute_dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"compute_dtype must be float32 or bfloat16, got {compute_dtype!r}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"--compute-dtype must be one of {list(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"--implementation must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
     config = read_bert_config(checkpoint / "config.json")
     if not 8 <= seq_length <= config.max_position_embeddings:
         raise ValueError(
@@ -246,23 +266,28 @@ def convert(
 
     import tensorflow as tf
 
-    from app.hub_bert import BertEncoder, BertPreprocessor, encoder_savable, preprocessor_savable
+    from app.bert import BertEncoder, BertPreprocessor, encoder_savable, preprocessor_savable
+    from app.bert_fast import FastBertEncoder
 
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        logger.info("converting %s (%d layers, width %d, lower_case=%s) to %s",
-                    checkpoint, config.num_hidden_layers, config.hidden_size, lower_case, output)
+        logger.info("converting %s (%d layers, width %d, lower_case=%s, %s %s encoder) to %s",
+                    checkpoint, config.num_hidden_layers, config.hidden_size, lower_case, implementation,
+                    compute_dtype, output)
         pre = BertPreprocessor(vocab, lower_case, strip_accents, str(checkpoint / "vocab.txt"),
                                default_seq_length=seq_length)
         tf.saved_model.save(preprocessor_savable(pre), str(staging / "preprocess"))
-        enc = BertEncoder(config, weights, compute_dtype=compute_dtype)
+        encoder_class = FastBertEncoder if implementation == "fast" else BertEncoder
+        enc = encoder_class(config, weights, compute_dtype=compute_dtype)
         tf.saved_model.save(encoder_savable(enc), str(staging / "encoder"))
         (staging / "bertclf_convert.json").write_text(json.dumps({
             "checkpoint": str(checkpoint.resolve()),
             "seq_length": seq_length,
             "compute_dtype": compute_dtype,
-            "format_version": FORMAT_VERSION,
+            "implementation": implementation,
+            "pooled_only": enc.supports_pooled_only,
+            "fingerprint": fingerprint(checkpoint, seq_length, compute_dtype, implementation),
             "lower_case": lower_case,
             "strip_accents": strip_accents,
             "config": vars(config),
@@ -283,12 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder for preprocess/ and encoder/")
     parser.add_argument("--seq-length", type=int, default=128,
                         help="sequence length of the preprocessor's default call (default 128)")
-    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="dtype the encoder computes in; weights stay float32")
+    parser.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
+                        help="dtype the encoder computes in; weights stay float32 (default float32)")
+    parser.add_argument("--implementation", choices=IMPLEMENTATIONS, default="fast",
+                        help="encoder graph: fast (CPU speed techniques, docs/speed.md) or plain "
+                             "(the reference), the same function (default fast)")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
     args = parser.parse_args(argv)
-    configure_logging()
+    runtime.setup(args.verbose)
     try:
-        out = convert(args.checkpoint, args.output, args.seq_length, args.compute_dtype)
+        out = convert(args.checkpoint, args.output, args.seq_length, args.compute_dtype,
+                      args.implementation)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

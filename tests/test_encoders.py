@@ -31,22 +31,15 @@ def test_unknown_name_lists_the_known_ones():
     assert "bert_huge" in message and "electra_small" in message and "minilm-l6-h384-uncased" in message
 
 
-def test_converted_folder_path_and_file_url(tiny_hub):
+def test_converted_folder_path_and_file_url(tiny_hub, tiny_hub_plain):
     for handle in (str(tiny_hub), tiny_hub.as_uri()):
         spec = encoders.resolve(handle)
         assert spec.encoder == str(tiny_hub / "encoder")
         assert spec.preprocess == str(tiny_hub / "preprocess")
         assert (spec.num_layers, spec.hidden_size, spec.max_seq_length) == (2, 32, 128)
-        assert spec.pooled_only  # converted by this version: its encoder takes pooled_only=True
-
-
-def test_only_format_5_conversions_are_called_pooled_only(tiny_hub, tmp_path):
-    old = tmp_path / "old"
-    for sub in ("encoder", "preprocess"):
-        (old / sub).mkdir(parents=True)
-    meta = json.loads((tiny_hub / "bertclf_convert.json").read_text())
-    (old / "bertclf_convert.json").write_text(json.dumps({**meta, "format_version": 4}))
-    assert not encoders.resolve(str(old)).pooled_only
+        assert (spec.implementation, spec.compute_dtype, spec.pooled_only) == ("fast", "float32", True)
+    plain = encoders.resolve(str(tiny_hub_plain))
+    assert (plain.implementation, plain.pooled_only) == ("plain", False)  # its __call__ has no pooled_only
     assert not encoders.resolve("bert_en_uncased_L-12_H-768_A-12").pooled_only  # TF Hub's
 
 
@@ -57,15 +50,29 @@ def test_bare_encoder_handle_needs_a_preprocessor(tiny_hub):
     assert spec.encoder == "https://example.invalid/encoder/1" and not spec.pooled_only
 
 
-@pytest.mark.minilm
-def test_offline_encoder_is_converted_once_and_cached(tmp_path, monkeypatch):
-    calls = []
+def test_offline_encoder_is_converted_once_and_redone_when_the_converter_changes(
+        tiny_checkpoint, tmp_path, monkeypatch):
     import app.convert
 
-    real = app.convert.convert
-    monkeypatch.setattr(app.convert, "convert", lambda *a, **k: calls.append(a) or real(*a, **k))
+    calls = []
+
+    def convert(checkpoint, out, compute_dtype, implementation):  # what matters here: the record
+        calls.append(out)
+        for sub in ("encoder", "preprocess"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        record = {"fingerprint": app.convert.fingerprint(checkpoint, 128, compute_dtype, implementation),
+                  "config": {"num_hidden_layers": 2, "hidden_size": 32}, "pooled_only": True}
+        (out / "bertclf_convert.json").write_text(json.dumps(record))
+
+    monkeypatch.setattr(app.convert, "convert", convert)
+    monkeypatch.setattr(encoders, "minilm_checkpoint", lambda: tiny_checkpoint)
     spec = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
     again = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
     assert spec.encoder == again.encoder == str(tmp_path / "minilm-l6-h384-uncased" / "encoder")
     assert len(calls) == 1
-    assert (spec.num_layers, spec.hidden_size) == (6, 384) and spec.pooled_only
+    assert spec.name == "minilm-l6-h384-uncased" and spec.offline and spec.pooled_only
+    # A conversion that another version of the converter wrote is redone, not reused.
+    record = tmp_path / "minilm-l6-h384-uncased" / "bertclf_convert.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "fingerprint": "older"}))
+    encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
+    assert len(calls) == 2
