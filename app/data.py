@@ -1,4 +1,4 @@
-"""Datasets: read IMDb-style data in the forms users have, split it, and feed it with tf.data.
+"""Datasets: read labelled text in the forms users have it, and split it.
 
 Sources, chosen by what `--data` is:
 
@@ -8,6 +8,9 @@ Sources, chosen by what `--data` is:
 * `imdb`: the real Large Movie Review Dataset, downloaded once with `get_file`;
 * a table: `.csv`, `.tsv`, `.jsonl` or `.parquet` with text and label columns;
 * `tfds:NAME` through tensorflow-datasets, when it is installed.
+
+Texts are returned as they are in the file: every change bertclf makes to text happens in
+`app.preprocessing`, in training and inside the exported model alike.
 
     python -m app.data inspect --data PATH     # classes, counts and token lengths as JSON
 """
@@ -19,16 +22,18 @@ import dataclasses
 import io
 import json
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from app import configure_logging
+from app import runtime
+
+if TYPE_CHECKING:
+    from app.preprocessing import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +53,6 @@ IGNORED_FOLDERS = {"unsup"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".parquet"}
 TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
 LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
-TRUNCATIONS = ("head", "tail", "head+tail")
-# Length buckets: a batch is padded to the next multiple of the bucket width above its longest
-# text (at most the sequence length). The width is BUCKET_MULTIPLE, or a multiple of it that
-# keeps to MAX_BUCKETS shapes: XLA's CPU fusion compiles each shape, and marks a cluster
-# compiled more than ten times (with fewer than 50 runs per compile) "megamorphic", never to be
-# compiled again. Texts are sorted by length inside windows of BUCKET_WINDOW batches of the
-# shuffled stream.
-BUCKET_MULTIPLE = 32
-MAX_BUCKETS = 8
-BUCKET_WINDOW = 32
-_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 class DataError(ValueError):
@@ -91,6 +85,8 @@ class Dataset:
     classes: list[str]
     splits: dict[str, Split]
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # For tables: the columns the texts and labels were read from ({"text": ..., "label": ...}).
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def label_ids(self, split: str) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
@@ -101,10 +97,12 @@ class Dataset:
 
 
 class _Notes:
-    """Collects warnings so that nothing is dropped or replaced without saying so."""
+    """Collects warnings so that nothing is dropped or replaced without saying so, and the table
+    columns that were used."""
 
     def __init__(self):
         self.messages: list[str] = []
+        self.columns: dict[str, str] = {}
 
     def add(self, message: str) -> None:
         logger.warning(message)
@@ -117,11 +115,6 @@ def _decode(raw: bytes, where: str, notes: _Notes) -> str:
         bad = text.count("\ufffd") - raw.count("\ufffd".encode())
         notes.add(f"{where}: {bad} byte sequence(s) that are not UTF-8 were replaced with U+FFFD")
     return text
-
-
-def clean_text(text: str) -> str:
-    """HTML line breaks, as in the IMDb reviews, become spaces."""
-    return _BR.sub(" ", text)
 
 
 def _read_class_folders(folder: Path, notes: _Notes) -> Split:
@@ -140,7 +133,7 @@ def _read_class_folders(folder: Path, notes: _Notes) -> Split:
             if not text.strip():
                 bad_files.append(path.name)
                 continue
-            texts.append(clean_text(text))
+            texts.append(text)
             labels.append(class_dir.name)
             ids.append(f"{class_dir.name}/{path.name}")
         if bad_files:
@@ -225,6 +218,8 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None,
         raise DataError(f"{path}: file has no rows")
     text_col = _pick_column(df, text_column, TEXT_COLUMN_GUESSES, "text", path)
     label_col = _pick_column(df, label_column, LABEL_COLUMN_GUESSES, "label", path)
+    notes.columns = {"text": str(text_col), "label": str(label_col)}
+    logger.info("%s: texts from column %r, labels from column %r", path, text_col, label_col)
     texts, labels, ids, skipped = [], [], [], []
     # Row numbers as a person sees them in the file: header is line 1 for CSV/TSV.
     first = 2 if suffix in (".csv", ".tsv") else 1
@@ -235,7 +230,7 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None,
         if not text.strip() or label == "":
             skipped.append(row)
             continue
-        texts.append(clean_text(text))
+        texts.append(text)
         labels.append(label)
         ids.append(f"{path.name}:{row}")
     if skipped:
@@ -275,7 +270,7 @@ def _read_tfds(name: str) -> dict[str, Split]:
             continue
         texts, labels = [], []
         for text, label in tfds.as_numpy(split_ds):
-            texts.append(clean_text(text.decode("utf-8", errors="replace")))
+            texts.append(text.decode("utf-8", errors="replace"))
             labels.append(names[int(label)])
         out[SPLIT_NAMES[split_name]] = Split(texts, labels, [f"{split_name}:{i}" for i in range(len(texts))])
     return out
@@ -284,6 +279,8 @@ def _read_tfds(name: str) -> dict[str, Split]:
 def download_imdb(cache_dir: str | None = None, origin: str = IMDB_URL,
                   file_hash: str | None = IMDB_SHA256) -> Path:
     """Download (once), check and extract the IMDb archive; return the `aclImdb` folder."""
+    import tensorflow as tf
+
     archive = tf.keras.utils.get_file(
         "aclImdb_v1.tar.gz", origin=origin, file_hash=file_hash, hash_algorithm="sha256",
         extract=True, cache_dir=cache_dir, cache_subdir="datasets",
@@ -364,7 +361,7 @@ def read_dataset(
             raise DataError(f"{name} split has label(s) {unseen[:5]} that are not in the training "
                             f"classes {classes}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
-    return Dataset(classes, ordered, notes.messages)
+    return Dataset(classes, ordered, notes.messages, notes.columns)
 
 
 def load_dataset(
@@ -410,156 +407,7 @@ def load_dataset(
             notes.add(f"{name} split has no examples of class(es) {missing}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
     logger.info("classes %s; examples %s", classes, {k: len(v) for k, v in ordered.items()})
-    return Dataset(classes, ordered, notes.messages)
-
-
-# ----------------------------------------------------------------------------- tf.data
-
-
-def truncate_tokens(tokens, budget: int, truncation: str):
-    """Keep at most `budget` tokens per row of a ragged `[batch, tokens]` tensor.
-
-    `head` keeps the start, `tail` the end, `head+tail` the first quarter and the last three
-    quarters of the budget (the best-known recipe for long IMDb reviews, Sun et al. 2019).
-    """
-    if truncation not in TRUNCATIONS:
-        raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
-    lengths = tokens.row_lengths()
-    keep = tf.minimum(lengths, budget)
-    excess = tf.maximum(lengths - budget, 0)
-    positions = tf.ragged.range(keep)
-    shift = tf.cast(positions >= head, tf.int64) * tf.expand_dims(excess, 1)
-    flat = positions + shift + tf.expand_dims(tokens.row_starts(), 1)
-    return tf.RaggedTensor.from_row_lengths(tf.gather(tokens.values, flat.values), keep)
-
-
-class Tokenizer(tf.Module):
-    """A TF-Hub BERT preprocessor plus truncation: strings to packed encoder inputs.
-
-    The same object tokenizes in the training `tf.data` pipeline and inside the exported
-    SavedModel, so serving sees exactly the inputs training saw.
-    """
-
-    def __init__(self, preprocess_handle: str, seq_length: int, truncation: str = "head+tail"):
-        super().__init__(name="tokenizer")
-        import tensorflow_hub as hub
-        import tensorflow_text  # noqa: F401  (the preprocessor's ops)
-
-        if truncation not in TRUNCATIONS:
-            raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-        self.handle = preprocess_handle
-        self.seq_length = seq_length
-        self.truncation = truncation
-        self.preprocessor = hub.load(preprocess_handle)
-
-    def token_lengths(self, texts) -> np.ndarray:
-        """Word pieces per text, before truncation (without [CLS]/[SEP])."""
-        tokens = self.preprocessor.tokenize(tf.constant(texts))
-        return tokens.merge_dims(1, 2).row_lengths().numpy()
-
-    def tokens(self, texts) -> tf.RaggedTensor:
-        """`[batch]` strings to truncated word pieces, `[batch, (tokens)]` int32, no [CLS]/[SEP]."""
-        tokens = self.preprocessor.tokenize(texts)
-        if tokens.shape.rank == 3:
-            tokens = tokens.merge_dims(1, 2)
-        tokens = truncate_tokens(tf.cast(tokens, tf.int64), self.seq_length - 2, self.truncation)
-        return tf.cast(tokens, tf.int32)
-
-    def pack(self, tokens: tf.RaggedTensor, bucket: bool = False) -> dict[str, tf.Tensor]:
-        """Add [CLS]/[SEP] and pad to `seq_length`, or with `bucket` to the batch's length bucket."""
-        length = self.bucket_length(tokens) if bucket else self.seq_length
-        packed = self.preprocessor.bert_pack_inputs(
-            [tokens], seq_length=tf.convert_to_tensor(length, tf.int32))
-        static = None if bucket else self.seq_length
-        return {k: tf.ensure_shape(v, [None, static]) for k, v in packed.items()}
-
-    @property
-    def bucket_width(self) -> int:
-        """`BUCKET_MULTIPLE`, or the smallest multiple of it giving at most `MAX_BUCKETS` lengths."""
-        per_bucket = -(-self.seq_length // MAX_BUCKETS)
-        return -(-per_bucket // BUCKET_MULTIPLE) * BUCKET_MULTIPLE
-
-    def bucket_length(self, tokens: tf.RaggedTensor) -> tf.Tensor:
-        """The padded length for a batch: its longest row plus [CLS]/[SEP], rounded up to
-        `bucket_width`, never above `seq_length`."""
-        width = self.bucket_width
-        # (A padded zero keeps an empty batch at one bucket, not at reduce_max's lowest int.)
-        longest = tf.cast(tf.reduce_max(tf.pad(tokens.row_lengths(), [[0, 1]])), tf.int32) + 2
-        return tf.minimum((longest + width - 1) // width * width, self.seq_length)
-
-    def __call__(self, texts, bucket: bool = False):
-        """`[batch]` strings to the encoder's three int32 inputs, `[batch, seq_length]`, or with
-        `bucket` `[batch, length bucket of the longest text]`."""
-        return self.pack(self.tokens(texts), bucket)
-
-
-def make_tf_dataset(
-    texts: Sequence[str],
-    labels: np.ndarray | None,
-    tokenizer: Tokenizer,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 42,
-    drop_remainder: bool = False,
-    cache: bool = False,
-    length_buckets: bool = False,
-):
-    """A batched `tf.data` pipeline of `(inputs, label)`; tokenization runs in parallel maps.
-
-    Batching before tokenizing lets the preprocessor work on whole batches; the model itself
-    only ever sees integer tensors, which is what TPUs need.
-
-    With `length_buckets`, texts are sorted by length inside windows of `BUCKET_WINDOW`
-    batches and each batch is padded only to its bucket (see `Tokenizer.bucket_length`), so
-    short texts don't pay for padding; the order of the batches is then shuffled (with
-    `shuffle`). Every example is still used once per pass and the number of batches is
-    unchanged; only the sequence dimension varies. It needs labels: predictions must keep the
-    order of their texts.
-    """
-    if length_buckets and labels is None:
-        raise ValueError("length_buckets=True reorders examples and needs labels; got labels=None")
-    if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
-                                                 tf.constant(labels, tf.int32)))
-    if shuffle:
-        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-    if length_buckets:
-        ds = _length_bucketed(ds, tokenizer, batch_size, len(texts), shuffle, seed, drop_remainder)
-    else:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-
-        def tokenize_with_label(text, label):
-            return tokenizer(text), label
-
-        ds = ds.map(tokenizer if labels is None else tokenize_with_label,
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:
-        ds = ds.cache()
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle: bool, seed: int,
-                     drop_remainder: bool):
-    def sorted_tokens(text, label):
-        tokens = tokenizer.tokens(text)
-        order = tf.argsort(tokens.row_lengths(), stable=True)
-        return tf.gather(tokens, order), tf.gather(label, order)
-
-    def pack(tokens, label):
-        return tokenizer.pack(tokens, bucket=True), label
-
-    # Windows are whole numbers of batches, so no batch straddles two windows.
-    ds = ds.batch(batch_size * BUCKET_WINDOW)
-    ds = ds.map(sorted_tokens, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.unbatch().ragged_batch(batch_size, drop_remainder=drop_remainder)
-    if shuffle:
-        ds = ds.shuffle(BUCKET_WINDOW, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    batches = n // batch_size if drop_remainder else -(-n // batch_size)
-    return ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return Dataset(classes, ordered, notes.messages, dataset.columns)
 
 
 # ----------------------------------------------------------------------------- inspect CLI
@@ -567,7 +415,8 @@ def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle:
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None) -> dict:
     """Classes, per-split counts and token-length statistics, as `app.data inspect` prints."""
-    report = {"classes": dataset.classes, "splits": {}, "warnings": list(dataset.warnings)}
+    report = {"classes": dataset.classes, "columns": dataset.columns, "splits": {},
+              "warnings": list(dataset.warnings)}
     for name, split in dataset.splits.items():
         entry = {"n_examples": len(split), "counts": split.counts()}
         if tokenizer is not None and len(split):
@@ -590,16 +439,20 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print classes, counts and token lengths as JSON")
-    p.add_argument("--data", default=str(BUNDLED_SAMPLE), help="folder, table file, imdb or tfds:NAME")
-    p.add_argument("--test-data")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
+    p.add_argument("--data", default=str(BUNDLED_SAMPLE),
+                   help="folder, table file, imdb or tfds:NAME (default: the bundled sample)")
+    p.add_argument("--test-data", help="labelled test set, when --data has none")
+    p.add_argument("--text-column", help="table column with the texts (default: found by name)")
+    p.add_argument("--label-column", help="table column with the labels (default: found by name)")
     p.add_argument("--encoder", default=None,
                    help="encoder whose tokenizer counts tokens (default: the offline MiniLM)")
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-seq-length", type=int, default=128,
+                   help="length to count texts over (default 128)")
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (faster)")
+    p.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
     args = parser.parse_args(argv)
-    configure_logging(logging.WARNING)  # stdout carries the JSON; warnings go to stderr
+    # stdout carries the JSON; warnings go to stderr
+    runtime.setup(args.verbose, logging.WARNING)
     try:
         if args.max_seq_length < 8:
             raise ValueError(f"--max-seq-length must be at least 8, got {args.max_seq_length}")
@@ -608,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = None
         if not args.no_tokens:
             from app import encoders
+            from app.preprocessing import Tokenizer
 
             spec = encoders.resolve(args.encoder or encoders.DEFAULT_ENCODER)
             tokenizer = Tokenizer(spec.preprocess, args.max_seq_length)

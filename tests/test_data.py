@@ -1,4 +1,4 @@
-"""app.data: every source, the splits, the tf.data pipeline and every kind of bad input."""
+"""app.data: every source, the splits, inspect, and every kind of bad input."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from app import data
 from app.data import DataError
-from tests.conftest import bad_data_inputs, write_class_folders
+from tests.conftest import (
+    assert_clear_failure,
+    bad_data_inputs,
+    run_in_process,
+    run_module,
+    write_class_folders,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,8 +43,10 @@ def test_acl_layout(acl_tree):
     assert ds.classes == ["neg", "pos"]
     assert ds.splits["train"].counts() == {"neg": 12, "pos": 12}
     assert ds.splits["test"].counts() == {"neg": 4, "pos": 4}
+    # As in the file: app.preprocessing, not the reader, turns <br /> into a space.
     text = ds.splits["train"].texts[ds.splits["train"].labels.index("pos")]
-    assert "<br" not in text and "great film number" in text
+    assert text == "great film number 0<br /><br />loved it"
+    assert ds.columns == {}
     np.testing.assert_array_equal(ds.label_ids("test"), [0] * 4 + [1] * 4)
 
 
@@ -92,6 +99,7 @@ def test_tables_with_detected_columns(tmp_path, suffix):
     ds = data.read_dataset(str(path))
     assert ds.classes == ["negative", "positive"]
     assert ds.splits["train"].counts() == {"negative": 6, "positive": 6}
+    assert ds.columns == {"text": "review", "label": "sentiment"}  # said, and saved with the run
 
 
 def test_integer_labels_are_ordered_numerically(tmp_path):
@@ -178,110 +186,31 @@ def test_bundled_sample_is_balanced_with_train_and_test():
     assert len(set(ds.splits["train"].texts)) == len(ds.splits["train"])
 
 
-# ----------------------------------------------------------------------------- tf.data
-
-
-def test_truncation_strategies():
-    tokens = tf.ragged.constant([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3]], dtype=tf.int64)
-    assert data.truncate_tokens(tokens, 8, "head").to_list() == [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3]]
-    assert data.truncate_tokens(tokens, 8, "tail").to_list() == [[5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3]]
-    assert data.truncate_tokens(tokens, 8, "head+tail").to_list() == [[1, 2, 7, 8, 9, 10, 11, 12],
-                                                                      [1, 2, 3]]
-    with pytest.raises(ValueError, match="--truncation"):
-        data.truncate_tokens(tokens, 8, "middle")
-
-
-def test_pipeline_batches_of_packed_int_inputs(tiny_hub):
-    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=16, truncation="tail")
-    texts = ["good film " * 20 + "the plot", "bad", "great", "awful", "fine"]
-    ds = data.make_tf_dataset(texts, np.array([1, 0, 1, 0, 1]), tok, batch_size=2, shuffle=True, seed=3)
-    batches = list(ds)
-    assert [int(y.shape[0]) for _, y in batches] == [2, 2, 1]
-    x, _ = batches[0]
-    assert sorted(x) == ["input_mask", "input_type_ids", "input_word_ids"]
-    assert all(v.dtype == tf.int32 and v.shape[1] == 16 for v in x.values())
-    assert ds.element_spec[0]["input_word_ids"].shape.as_list() == [None, 16]
-    # Seeded shuffling: the same order twice from a fresh pipeline.
-    again = data.make_tf_dataset(texts, np.array([1, 0, 1, 0, 1]), tok, batch_size=2, shuffle=True, seed=3)
-    np.testing.assert_array_equal(next(iter(again))[1], batches[0][1])
-    # Tail truncation keeps the end of the long review: "... the plot [SEP]".
-    vocab = (tiny_hub / "preprocess" / "assets" / "vocab.txt").read_text().splitlines()
-    full = tok(tf.constant(texts[:1]))["input_word_ids"].numpy()[0]
-    assert [vocab[i] for i in full[-3:]] == ["the", "plot", "[SEP]"]
-
-
-def _bucket_texts(n: int = 70) -> tuple[list[str], np.ndarray]:
-    """Texts of 1 to 70 words (most longer than the buckets' 32-token multiple), labelled by index."""
-    words = ["good", "film", "bad", "plot", "the", "great"]
-    texts = [" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 37) % 70)) for i in range(n)]
-    return texts, np.arange(n, dtype=np.int32)
-
-
-def test_length_buckets_pad_each_batch_to_its_bucket_and_lose_nothing(tiny_hub, monkeypatch):
-    monkeypatch.setattr(data, "BUCKET_WINDOW", 2)  # windows of 2 batches: several windows here
-    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=80, truncation="head")
-    texts, ids = _bucket_texts()
-    ds = data.make_tf_dataset(texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)
-    assert ds.cardinality().numpy() == 9  # ceil(70 / 8), as without buckets
-    assert ds.element_spec[0]["input_word_ids"].shape.as_list() == [None, None]
-    plain = {int(i): row for x, y in data.make_tf_dataset(texts, ids, tok, batch_size=8)
-             for i, row in zip(y.numpy(), x["input_word_ids"].numpy(), strict=True)}
-    seen, lengths = [], set()
-    for x, y in ds:
-        word_ids, mask = x["input_word_ids"].numpy(), x["input_mask"].numpy()
-        width = word_ids.shape[1]
-        lengths.add(width)
-        real = mask.sum(axis=1)
-        assert width == min(80, -(-real.max() // 32) * 32)
-        np.testing.assert_array_equal(mask, (np.arange(width) < real[:, None]).astype(np.int32))
-        for i, row in zip(y.numpy(), word_ids, strict=True):
-            # The same tokens as the fixed-length pipeline, only less padding.
-            np.testing.assert_array_equal(row, plain[int(i)][:width])
-            assert not plain[int(i)][width:].any()
-        seen.extend(int(i) for i in y.numpy())
-    assert sorted(seen) == list(range(70))  # every example exactly once
-    assert lengths == {32, 64, 80}
-    # Seeded: the same batches again; a new pass reshuffles.
-    again = [y.numpy().tolist() for _, y in data.make_tf_dataset(
-        texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)]
-    first = [y.numpy().tolist() for _, y in ds]
-    assert len(first) == 9 and seen != [i for b in first for i in b]
-    assert [y.numpy().tolist() for _, y in data.make_tf_dataset(
-        texts, ids, tok, batch_size=8, shuffle=True, seed=5, length_buckets=True)] == again
-
-
-def test_length_buckets_group_similar_lengths(tiny_hub):
-    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=128, truncation="head")
-    texts, ids = _bucket_texts(64)
-    lengths = np.array([len(t.split()) for t in texts])
-    ds = data.make_tf_dataset(texts, ids, tok, batch_size=8, shuffle=True, seed=1, length_buckets=True,
-                              drop_remainder=True)
-    spreads = [np.ptp(lengths[y.numpy()]) for _, y in ds]
-    # One window holds all 64 texts: each batch is 8 neighbours in length order.
-    assert len(spreads) == 8 and max(spreads) <= 12
-    padded = sum(x["input_word_ids"].shape[1] * 8 for x, _ in ds)
-    assert padded < 0.75 * 64 * 128
-
-
-@pytest.mark.parametrize("seq_length, width", [(16, 32), (128, 32), (256, 32), (257, 64), (512, 64),
-                                               (1024, 128)])
-def test_length_buckets_keep_to_eight_shapes(tiny_hub, seq_length, width):
-    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length)
-    assert tok.bucket_width == width
-    assert len(range(0, seq_length, width)) <= data.MAX_BUCKETS
-
-
-def test_length_buckets_need_labels(tiny_hub):
-    tok = data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=16)
-    with pytest.raises(ValueError, match="length_buckets=True.*labels=None"):
-        data.make_tf_dataset(["a", "b"], None, tok, batch_size=2, length_buckets=True)
+# ----------------------------------------------------------------------------- inspect
 
 
 def test_inspect_reports_counts_and_token_lengths(acl_tree, tiny_hub):
+    from app.preprocessing import Tokenizer
+
     ds = data.read_dataset(str(acl_tree))
-    report = data.inspect(ds, data.Tokenizer(str(tiny_hub / "preprocess"), seq_length=8))
+    report = data.inspect(ds, Tokenizer(str(tiny_hub / "preprocess"), seq_length=8))
     train = report["splits"]["train"]
     assert train["counts"] == {"neg": 12, "pos": 12}
     assert set(train["tokens"]) >= {"median", "p90", "over_seq_length"}
     assert train["tokens"]["over_seq_length"] == 24  # every review is longer than 8 tokens
     json.dumps(report)  # JSON-serialisable as printed by the CLI
+
+
+def test_inspect_cli_prints_json_and_nothing_from_tensorflow(acl_tree, tiny_hub):
+    proc = run_module("data", "inspect", "--data", acl_tree, "--encoder", tiny_hub, "--max-seq-length", "16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["splits"]["test"]["counts"] == {"neg": 4, "pos": 4}
+    assert report["splits"]["train"]["tokens"]["seq_length"] == 16
+    assert proc.stderr == ""
+
+
+def test_inspect_cli_refuses_every_bad_input(tmp_path):
+    for i, (path, message) in enumerate(bad_data_inputs(tmp_path).values()):
+        cli = run_module if i == 0 else run_in_process
+        assert_clear_failure(cli("data", "inspect", "--data", path, "--no-tokens"), message)
