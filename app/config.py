@@ -1,7 +1,13 @@
-"""The one training configuration: defaults, then an optional JSON/YAML file, then flags.
+"""The one training configuration, and what a run resolves it to.
 
-`TrainConfig` is frozen and validated before TensorFlow does any work, logged, and saved as
-`config.json` in the run folder and beside every export.
+`TrainConfig` is frozen and comes from defaults, then an optional JSON/YAML file, then flags;
+`validate` refuses bad values before TensorFlow does any work. `resolve` then turns it, the
+hardware and the encoder into a `ResolvedConfig`: every "auto" or unset value chosen (batch
+size, learning rate, precision, XLA, length buckets, the encoder's handles and converter
+options, library versions). That is what `app.train` logs at the start and saves in the run
+folder, inside the export (`assets/config.json`) and in `report.json`.
+
+No TensorFlow here: `--help` and a bad flag answer at once.
 """
 
 from __future__ import annotations
@@ -13,67 +19,102 @@ import re
 import types
 import typing
 from pathlib import Path
+from typing import Any
 
-from app.data import BUNDLED_SAMPLE, TRUNCATIONS
-from app.encoders import DEFAULT_ENCODER
+from app.data import BUNDLED_SAMPLE
+from app.encoders import DEFAULT_ENCODER, EncoderSpec
 
-STRATEGIES = ("auto", "tpu", "mirrored", "multi-worker", "one-device", "cpu")
-MIXED_PRECISION = ("auto", "none", "bf16", "fp16")
+STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
+MIXED_PRECISION = ("auto", "none", "bf16")
+TRUNCATIONS = ("head", "tail", "head+tail")
+GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _field(default: Any, group: str, help: str, shown: str | None = None) -> Any:
+    """A config field with its `--help` text; `shown` says what the default is when it is chosen
+    at run time (None in the config)."""
+    return dataclasses.field(default=default, metadata={"group": group, "help": help, "shown": shown})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a run depends on. `None` means "pick a default for the encoder or hardware"."""
+    """Everything a run depends on. `None` (and "auto") means "chosen for the encoder and the
+    hardware" (see `resolve`)."""
 
     # data
-    data: str = str(BUNDLED_SAMPLE)
-    test_data: str | None = None
-    dataset: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    validation_split: float = 0.1
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    max_seq_length: int = 128
-    truncation: str = "head+tail"
-    length_buckets: bool | None = None
+    data: str = _field(str(BUNDLED_SAMPLE), "data",
+                       "a folder (aclImdb layout, or one sub-folder of text files per class), a "
+                       ".csv/.tsv/.jsonl/.parquet table, imdb (downloaded once) or tfds:NAME",
+                       "the bundled sample, data/sample")
+    test_data: str | None = _field(None, "data", "labelled test set, when --data has no test split",
+                                   "the test split of --data, if any")
+    text_column: str | None = _field(None, "data", "table column with the texts",
+                                     "the one of text, review, sentence, content, document")
+    label_column: str | None = _field(None, "data", "table column with the labels",
+                                      "the one of label, sentiment, labels, class, target, category")
+    validation_split: float = _field(0.1, "data", "share of the training data held out for validation "
+                                     "when the data has no validation split (stratified, seeded)")
+    max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
+                                            "all")
+    max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")
+    max_seq_length: int = _field(128, "data", "word pieces per text, [CLS] and [SEP] included")
+    truncation: str = _field("head+tail", "data",
+                             f"which word pieces a longer text keeps: {', '.join(TRUNCATIONS)} (head+tail: "
+                             "the first quarter and the last three quarters)")
+    length_buckets: bool | None = _field(None, "data",
+                                         "pad each batch only to the multiple of 32 word pieces above its "
+                                         "longest text, texts of similar length batched together",
+                                         "on, off on TPUs")
     # model
-    encoder: str = DEFAULT_ENCODER
-    preprocess: str | None = None
-    dropout: float = 0.1
-    # optimization
-    epochs: int = 3
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    patience: int = 2
-    seed: int = 42
+    encoder: str = _field(DEFAULT_ENCODER, "model",
+                          "registry name, a folder written by app.convert, or an encoder handle (path or "
+                          "URL) with --preprocess")
+    preprocess: str | None = _field(None, "model", "preprocessor handle, for a bare encoder handle",
+                                    "the encoder's own")
+    dropout: float = _field(0.1, "model", "dropout rate before the classifier head")
+    # optimisation
+    epochs: int = _field(3, "optimisation", "training epochs, stopped early by --patience")
+    batch_size: int | None = _field(None, "optimisation", "global batch size, across all replicas",
+                                    "32; 16 for encoders wider than 768")
+    learning_rate: float | None = _field(None, "optimisation", "peak AdamW learning rate",
+                                         "1e-4 up to width 512, 3e-5 up to 768, 2e-5 above")
+    warmup_fraction: float = _field(0.1, "optimisation", "share of the steps warming the learning rate up "
+                                    "from 0; then it decays linearly to 0")
+    weight_decay: float = _field(0.01, "optimisation", "AdamW weight decay (not on layer norms and biases)")
+    clip_norm: float = _field(1.0, "optimisation", "clip the gradients' global norm to this")
+    patience: int = _field(2, "optimisation", "stop after this many epochs without a better validation "
+                           "accuracy")
+    seed: int = _field(42, "optimisation", "seed for splits, shuffling, initialisation and dropout")
     # hardware
-    strategy: str = "auto"
-    tpu: str | None = None
-    mixed_precision: str = "auto"
-    jit_compile: bool | None = None
-    steps_per_execution: int = 1
+    strategy: str = _field("auto", "hardware",
+                           f"tf.distribute strategy: {', '.join(STRATEGIES)} (auto: a TPU, TF_CONFIG's "
+                           "workers, several GPUs (mirrored), one GPU, else the CPU)")
+    tpu: str | None = _field(None, "hardware", "TPU name or grpc:// address for --strategy tpu",
+                             "the local TPU")
+    mixed_precision: str = _field("auto", "hardware",
+                                  f"{', '.join(MIXED_PRECISION)}: bf16 computes the offline encoder in "
+                                  "bfloat16 (other encoders compute in the dtype app.convert saved them "
+                                  "with); auto picks bf16 where the hardware has it natively")
+    jit_compile: bool | None = _field(None, "hardware", "XLA-compile the whole train step",
+                                      "on for TPUs and GPUs, off on CPUs (where CPU fusion compiles "
+                                      "the element-wise ops)")
+    steps_per_execution: int = _field(1, "hardware", "train steps per call into the device (raise on TPUs)")
     # outputs
-    model_name: str = "bertclf"
-    output_dir: str = "saved_models"
-    run_dir: str | None = None
-    version: int | None = None
-
-    @property
-    def data_source(self) -> str:
-        return self.dataset or self.data
+    model_name: str = _field("bertclf", "outputs", "the export's folder name under --output-dir")
+    output_dir: str = _field("saved_models", "outputs", "where exports go, as OUTPUT_DIR/MODEL_NAME/VERSION")
+    run_dir: str | None = _field(None, "outputs", "run folder (logs, checkpoints, backup, report); the "
+                                 "same folder resumes a killed run", "runs/MODEL_NAME")
+    version: int | None = _field(None, "outputs", "export version, the integer folder TF Serving loads",
+                                 "the next free number")
 
     @property
     def resolved_run_dir(self) -> Path:
         """Deterministic, so that running the same command again finds the backup and resumes."""
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.model_name
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -120,9 +161,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("model-name", cfg.model_name, "must be a folder name (letters, digits, . _ -)")
     if cfg.version is not None and cfg.version < 1:
         bad("version", cfg.version, "must be a positive integer")
-    if cfg.dataset is not None and cfg.dataset != "imdb" and not cfg.dataset.startswith("tfds:"):
-        bad("dataset", cfg.dataset, "must be 'imdb' or 'tfds:NAME'")
     return cfg
+
+
+# ----------------------------------------------------------------------------- flags and files
 
 
 def _field_type(field: dataclasses.Field) -> tuple[type, bool]:
@@ -159,7 +201,8 @@ def _coerce(name: str, value, source: str):
 
 
 def load_config_file(path: str) -> dict:
-    """Read a JSON or YAML file of TrainConfig fields (dashes or underscores)."""
+    """Read a JSON or YAML file of TrainConfig fields (dashes or underscores). A run's own
+    `config.json` works too: its `config` section is the run's settings, every default resolved."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"--config {path}: no such file")
@@ -175,6 +218,8 @@ def load_config_file(path: str) -> dict:
         raise ValueError(f"--config {path}: cannot parse ({e})") from e
     if not isinstance(raw, dict):
         raise ValueError(f"--config {path}: expected a mapping of settings, got {type(raw).__name__}")
+    if isinstance(raw.get("config"), dict) and "hardware" in raw:  # a ResolvedConfig
+        raw = raw["config"]
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
@@ -185,38 +230,21 @@ def load_config_file(path: str) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per field; flags default to "not given" so the config file can fill them."""
-    parser.add_argument("--config", help="JSON or YAML file of settings (flags override it)")
-    helps = {
-        "data": "folder (aclImdb layout or class folders), .csv/.tsv/.jsonl/.parquet, imdb or tfds:NAME",
-        "test_data": "labelled test set, if --data has none",
-        "dataset": "a named dataset instead of --data: imdb (downloaded) or tfds:NAME",
-        "encoder": "registry name, a folder from app.convert, or an encoder handle (path/URL)",
-        "preprocess": "preprocessor handle, when --encoder is a bare encoder handle",
-        "batch_size": "global batch size (all replicas); default by encoder size",
-        "learning_rate": "peak AdamW learning rate; default by encoder size",
-        "strategy": f"tf.distribute strategy: {', '.join(STRATEGIES)}",
-        "tpu": "TPU name or grpc:// address for --strategy tpu",
-        "mixed_precision": "auto (bf16 where the hardware has it and the encoder can use it), none, "
-                           "bf16 or fp16",
-        "jit_compile": "XLA-compile the train step (default: on for TPU/GPU, off on CPU)",
-        "run_dir": "run folder (default runs/MODEL_NAME); the same folder resumes a killed run",
-        "version": "export version (default: next free number)",
-        "truncation": "which tokens long texts keep: head, tail or head+tail",
-        "length_buckets": "pad each batch only to the multiple of 32 tokens (at most 8 lengths) "
-                          "above its longest text, texts of similar length batched together "
-                          "(default: on, off on TPU)",
-    }
+    """One flag per field, grouped; flags default to "not given" so the config file can fill them."""
+    parser.add_argument("--config", help="JSON or YAML file of settings; flags override it")
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         base, _ = _field_type(field)
+        shown = field.metadata["shown"] or (field.default if field.default is not None else "none")
         kwargs = {"dest": field.name, "default": argparse.SUPPRESS,
-                  "help": f"{helps.get(field.name, '')} (default: {field.default})".strip()}
+                  "help": f"{field.metadata['help']} (default: {shown})"}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = base
-        parser.add_argument(flag, **kwargs)
+            kwargs["metavar"] = field.name.upper() if base is str else base.__name__.upper()
+        groups[field.metadata["group"]].add_argument(flag, **kwargs)
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
@@ -226,3 +254,121 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         values.update(load_config_file(args.config))
     values.update({k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
     return validate(TrainConfig(**values))
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """What the chosen tf.distribute strategy runs on (`app.distribute.describe`)."""
+
+    strategy: str  # the class name users know, e.g. "MirroredStrategy"
+    replicas: int
+    device: str  # "TPU", "GPU" or "CPU"
+    fast_bfloat16: bool  # computes bfloat16 natively (TPU, Ampere+ GPU, AVX512-BF16 or AMX CPU)
+    cpu_fusion: bool  # the process has the CPU fusion flags (app.runtime)
+    why: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedConfig:
+    """The values a run uses. `config` is the `TrainConfig` with every chosen value filled in,
+    `requested` what was asked for; the rest is what they were chosen from and for."""
+
+    config: TrainConfig
+    requested: TrainConfig
+    hardware: Hardware
+    encoder: EncoderSpec
+    converter: dict  # the encoder's bertclf_convert.json options ({} for TF Hub's encoders)
+    cpu_fusion: bool  # the fit and large predictions run under app.runtime.cpu_fusion()
+    drop_remainder: bool  # static batch shapes (TPUs)
+    versions: dict
+    data: dict = dataclasses.field(default_factory=dict)  # filled by with_data
+    schedule: dict = dataclasses.field(default_factory=dict)
+    export: dict = dataclasses.field(default_factory=dict)  # filled by with_export
+
+    def with_data(self, columns: dict[str, str], classes: list[str], examples: dict[str, int],
+                  steps_per_epoch: int) -> ResolvedConfig:
+        """Add what reading the data decided: the table columns, classes, split sizes, steps."""
+        config = dataclasses.replace(self.config, text_column=columns.get("text", self.config.text_column),
+                                     label_column=columns.get("label", self.config.label_column))
+        total = steps_per_epoch * config.epochs
+        schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total,
+                    "warmup_steps": int(round(total * config.warmup_fraction))}
+        return dataclasses.replace(self, config=config, data={"classes": list(classes), "examples": examples},
+                                   schedule=schedule)
+
+    def with_export(self, path: str, version: int) -> ResolvedConfig:
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, version=version),
+                                   export={"path": path, "version": version})
+
+    def to_dict(self) -> dict:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(
+            getattr(self, f.name)) else getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def default_hyperparameters(hidden_size: int) -> tuple[int, float]:
+    """(global batch size, peak learning rate) by encoder width, as BERT fine-tuning recipes do:
+    small encoders tolerate larger steps; large ones need smaller steps and batches."""
+    if hidden_size and hidden_size <= 512:
+        return 32, 1e-4
+    if hidden_size and hidden_size > 768:
+        return 16, 2e-5
+    return 32, 3e-5
+
+
+def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> ResolvedConfig:
+    """Choose every value `cfg` leaves to the encoder and the hardware; refuse combinations that
+    cannot run. `find_encoder` is `app.encoders.resolve` (which converts the offline encoder on
+    first use); tests pass their own."""
+    from app import encoders, runtime
+
+    find_encoder = find_encoder or encoders.resolve
+    want_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and hardware.fast_bfloat16)
+    spec = find_encoder(cfg.encoder, cfg.preprocess, compute_dtype="bfloat16" if want_bf16 else "float32")
+    # Keras policies do not reach inside a hub.KerasLayer: the encoder computes in the dtype
+    # saved in its SavedModel, which is what precision means here.
+    if cfg.mixed_precision == "bf16" and spec.compute_dtype != "bfloat16":
+        raise ValueError(f"--mixed-precision bf16: encoder {spec.name} computes in {spec.compute_dtype} as "
+                         "saved; convert it with python -m app.convert --compute-dtype bfloat16")
+    if cfg.mixed_precision == "none" and spec.compute_dtype != "float32":
+        raise ValueError(f"--mixed-precision none: encoder {spec.name} was converted to compute in "
+                         f"{spec.compute_dtype}; convert it again without --compute-dtype")
+    if cfg.max_seq_length > spec.max_seq_length:
+        raise ValueError(f"--max-seq-length {cfg.max_seq_length} is above the encoder's limit "
+                         f"of {spec.max_seq_length} positions")
+    batch_default, lr_default = default_hyperparameters(spec.hidden_size)
+    batch_size = cfg.batch_size or batch_default
+    if batch_size % hardware.replicas:
+        raise ValueError(f"--batch-size {batch_size} is global and must divide by the "
+                         f"{hardware.replicas} replicas of the {hardware.strategy}")
+    on_tpu = hardware.device == "TPU"
+    strategy = {"TPUStrategy": "tpu", "MultiWorkerMirroredStrategy": "multi-worker",
+                "MirroredStrategy": "mirrored"}.get(hardware.strategy, hardware.device.lower())
+    jit = cfg.jit_compile if cfg.jit_compile is not None else hardware.device != "CPU"
+    config = dataclasses.replace(
+        cfg,
+        batch_size=batch_size,
+        learning_rate=cfg.learning_rate or lr_default,
+        mixed_precision="bf16" if spec.compute_dtype == "bfloat16" else "none",
+        jit_compile=jit,
+        # TPUs want one static shape; elsewhere short texts should not pay for padding.
+        length_buckets=cfg.length_buckets if cfg.length_buckets is not None else not on_tpu,
+        preprocess=spec.preprocess,
+        strategy=strategy,
+        run_dir=str(cfg.resolved_run_dir),
+    )
+    converter_record = Path(spec.encoder).parent / "bertclf_convert.json"
+    converter = {}
+    if "://" not in spec.encoder and converter_record.is_file():
+        meta = json.loads(converter_record.read_text())
+        converter = {k: meta.get(k) for k in ("checkpoint", "seq_length", "compute_dtype", "implementation",
+                                              "pooled_only", "fingerprint", "lower_case", "strip_accents")}
+    return ResolvedConfig(config=config, requested=cfg, hardware=hardware, encoder=spec, converter=converter,
+                          # Without jit_compile, XLA still fuses the element-wise ops (app.runtime).
+                          cpu_fusion=not jit and hardware.cpu_fusion, drop_remainder=on_tpu,
+                          versions=runtime.versions())

@@ -1,7 +1,7 @@
 """Pick the tf.distribute strategy for the hardware, and say why.
 
 `auto` prefers, in order: a TPU (when `--tpu` is given or the machine looks like a TPU VM),
-several workers named in `TF_CONFIG`, several GPUs, one GPU, and finally the CPU.
+several workers named in `TF_CONFIG`, several GPUs (mirrored), one GPU, and finally the CPU.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import glob
 import json
 import logging
 import os
-from pathlib import Path
 
 import tensorflow as tf
+
+from app import runtime
+from app.config import Hardware
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,10 @@ def choose_strategy(name: str = "auto", tpu: str | None = None) -> tuple[tf.dist
         return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPUs" if gpus else "mirrored on CPU devices"
     # One device: TensorFlow's default strategy, which places work on the GPU when there is
     # one. (OneDeviceStrategy would do the same, but Keras' BackupAndRestore refuses it.)
-    if name == "one-device" or (name == "auto" and len(gpus) == 1):
-        return tf.distribute.get_strategy(), "one GPU" if gpus else "one device: the CPU"
+    if name == "gpu" or (name == "auto" and len(gpus) == 1):
+        if not gpus:
+            raise ValueError("--strategy gpu: TensorFlow sees no GPU on this machine")
+        return tf.distribute.get_strategy(), "one GPU" if len(gpus) == 1 else f"one of {len(gpus)} GPUs"
     if name == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
     return tf.distribute.get_strategy(), ("--strategy cpu" if name == "cpu"
@@ -92,20 +96,23 @@ def has_fast_bfloat16(strategy: tf.distribute.Strategy) -> bool:
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
         return tuple(capability) >= (8, 0)
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return runtime.cpu_has_native_bfloat16()
 
 
-def uses_accelerator(strategy: tf.distribute.Strategy) -> bool:
-    """True on TPUs and GPUs, where XLA compilation pays off (it is much slower on our CPUs)."""
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """"TPU", "GPU" or "CPU": what the strategy's replicas run on."""
     if isinstance(strategy, tf.distribute.TPUStrategy):
-        return True
+        return "TPU"
     if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-        return bool(tf.config.get_visible_devices("GPU"))
-    return any("GPU" in d.upper() for d in strategy.extended.worker_devices)
+        return "GPU" if tf.config.get_visible_devices("GPU") else "CPU"
+    return "GPU" if any("GPU" in d.upper() for d in strategy.extended.worker_devices) else "CPU"
+
+
+def describe(strategy: tf.distribute.Strategy, why: str = "") -> Hardware:
+    """The facts about the hardware that `app.config.resolve` chooses defaults from."""
+    return Hardware(strategy=strategy_name(strategy), replicas=strategy.num_replicas_in_sync,
+                    device=device_kind(strategy), fast_bfloat16=has_fast_bfloat16(strategy),
+                    cpu_fusion=runtime.cpu_fusion_enabled(), why=why)
 
 
 def is_chief() -> bool:

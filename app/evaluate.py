@@ -16,14 +16,13 @@ import html
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from app import configure_logging, cpu_fusion
+from app import inference, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -40,27 +39,6 @@ class Predictions:
     true: np.ndarray  # int class ids
     probabilities: np.ndarray  # [n, classes]
     seconds: float = 0.0
-
-
-# CPU fusion runs batch-64 inference 1.13-1.35x faster in steady state, but compiling its clusters
-# costs a fresh process seconds: fused and unfused predictions broke even at 1,024-2,048 texts
-# (bench/README.md, the `predict_texts` rows). Below this many texts fusion does not pay.
-FUSION_MIN_TEXTS = 2048
-
-
-def predict_texts(serve, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
-    """Run a `serving_default` signature over texts in batches; (probabilities, seconds).
-    With CPU fusion (`app.cpu_fusion`) from `FUSION_MIN_TEXTS` texts on."""
-    import tensorflow as tf
-
-    outputs = []
-    start = time.perf_counter()
-    with cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
-        for i in range(0, len(texts), batch_size):
-            batch = tf.constant(list(texts[i:i + batch_size]), tf.string)
-            outputs.append(serve(text=batch)["probabilities"].numpy())
-    seconds = time.perf_counter() - start
-    return (np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)), seconds
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -330,8 +308,9 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
 
 
 def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, model: str, data: str,
-                 history: pd.DataFrame | None = None) -> dict:
-    """Write every report file into `out` and return the report.json content."""
+                 history: pd.DataFrame | None = None, config: dict | None = None) -> dict:
+    """Write every report file into `out` and return the report.json content. `config` is the
+    run's resolved config (the export's `assets/config.json`), kept in report.json."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -342,7 +321,7 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     report = compute_metrics(pred.true, pred.probabilities, classes)
     report.update({"model": model, "data": data,
                    "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
-                   "seconds": pred.seconds})
+                   "seconds": pred.seconds, "config": config or {}})
     predicted = pred.probabilities.argmax(1)
     frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
                           "predicted_label": [classes[i] for i in predicted]})
@@ -364,17 +343,17 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence[str], ids
                     out: str | Path, data: str, history: pd.DataFrame | None = None,
                     batch_size: int = 64) -> dict:
     """Run an exported model over labelled texts and write the report."""
-    from app.export import load_exported
-
-    loaded, folder, classes = load_exported(model)
+    loaded = inference.load(model)
+    classes = loaded.classes
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise ValueError(f"--data {data}: label(s) {unknown[:5]} are not classes of the model {classes}")
     index = {c: i for i, c in enumerate(classes)}
-    serve = loaded.signatures["serving_default"]
-    probabilities, seconds = predict_texts(serve, texts, batch_size)
+    logger.info("evaluating %s on %d texts", loaded.folder, len(texts))
+    probabilities, seconds = loaded.predict(texts, batch_size)
     pred = Predictions(list(ids), list(texts), np.asarray([index[y] for y in labels]), probabilities, seconds)
-    return write_report(pred, classes, out, model=str(folder), data=data, history=history)
+    return write_report(pred, classes, out, model=str(loaded.folder), data=data, history=history,
+                        config=loaded.config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,19 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
     parser.add_argument("--data", required=True, help="labelled data (any app.data source)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: test, else all)")
-    parser.add_argument("--text-column")
-    parser.add_argument("--label-column")
+    parser.add_argument("--text-column", help="table column with the texts (default: found by name)")
+    parser.add_argument("--label-column", help="table column with the labels (default: found by name)")
     parser.add_argument("--output", default=None, help="report folder (default: reports/NAME_VERSION)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per call (default 64)")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
     args = parser.parse_args(argv)
-    configure_logging()
+    runtime.setup(args.verbose)
     try:
         from app import data as data_mod
-        from app.export import resolve_model_dir
 
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-        folder = resolve_model_dir(args.model)
+        folder = inference.resolve_model_dir(args.model)
         splits = data_mod.read_source(args.data, args.text_column, args.label_column)
         name = args.split or ("test" if "test" in splits else None)
         if name is not None and name not in splits:

@@ -10,8 +10,10 @@ Signatures:
 * `classify`: serialized `tf.Example`s with a `text` feature -> `classes`, `scores`
   (a Classification signature, so TF Serving's `:classify` API works).
 
-Assets: `labels.txt` (class names in order), `config.json` (the training config), and
+Also saved (not a signature): `tokenize(text)`, the encoder inputs the model computes on.
+Assets: `labels.txt` (class names in order), `config.json` (the run's resolved config), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
+Loading an export is `app.inference`.
 """
 
 from __future__ import annotations
@@ -26,22 +28,34 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from app.data import Tokenizer
+from app.inference import versions
+from app.preprocessing import Tokenizer
 
 logger = logging.getLogger(__name__)
 
 WARMUP_TEXTS = ("An unforgettable film.", "", "Dull, slow and far too long.")
 _STAGING = re.compile(r"^\.tmp-v(\d+)-pid(\d+)-")
+_TEXT = tf.TensorSpec([None], tf.string, name="text")
 
 
 class ServingModel(tf.Module):
-    """Raw text in, class probabilities and labels out: what TF Serving runs."""
+    """Raw text in, class probabilities and labels out: what TF Serving runs.
+
+    It saves only what its functions use: the classifier's weights, the tokenizer's vocabulary
+    table, the class names and the assets. The Keras model itself is held as a plain attribute:
+    saved, it would bring its optimizer's slots (twice the weights again) and every variant the
+    encoder was traced in (training, full outputs), which made an export three times the size
+    and five times slower to load.
+    """
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
                  assets: dict[str, str]):
         super().__init__(name="serving_model")
-        self.classifier = classifier
-        self.tokenizer = tokenizer
+        object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
+        object.__setattr__(self, "_tokenizer", tokenizer)
+        self.model_weights = list(classifier.weights)
+        self.tokenizer_resources = [o for o in tf.train.TrackableView(tokenizer).descendants()
+                                    if isinstance(o, tf.saved_model.experimental.TrackableResource)]
         self.class_names = tf.Variable(list(classes), trainable=False, name="class_names")
         self.assets = {name: tf.saved_model.Asset(path) for name, path in assets.items()}
         # A classifier built for any length (trained with length buckets) gets each request
@@ -49,10 +63,10 @@ class ServingModel(tf.Module):
         self._buckets = classifier.inputs[0].shape[-1] is None
 
     def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
-        inputs = self.tokenizer(text, bucket=self._buckets)
-        return tf.cast(self.classifier(inputs, training=False), tf.float32)
+        return tf.cast(self._classifier(self._tokenizer(text, bucket=self._buckets), training=False),
+                       tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[_TEXT])
     def serve(self, text):
         probabilities = self._probabilities(text)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
@@ -66,12 +80,10 @@ class ServingModel(tf.Module):
         classes = tf.tile(self.class_names[tf.newaxis], [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
-
-def versions(base: Path) -> list[int]:
-    """Integer-named sub-folders: the versions TF Serving would load."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    @tf.function(input_signature=[_TEXT])
+    def tokenize(self, text):
+        """The encoder inputs `serve` computes on, for checking them against training's."""
+        return self._tokenizer(text, bucket=self._buckets)
 
 
 def _remove_stale_staging(base: Path) -> None:
@@ -117,6 +129,36 @@ def _write_warmup(export_dir: Path, texts: Sequence[str]) -> None:
             writer.write(log.SerializeToString())
 
 
+def check_location(output_dir: str | os.PathLike, model_name: str, version: int | None = None) -> None:
+    """Refuse, before any training, an export location that cannot be written or a `version`
+    that exists; creates nothing."""
+    base = Path(output_dir) / model_name
+    if version is not None and version in versions(base):
+        raise ValueError(f"--version {version}: {base / str(version)} exists and is never overwritten")
+    existing = next(p for p in (base, *base.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ValueError(f"--output-dir {output_dir}: {existing} is not a writable folder")
+
+
+def choose_version(output_dir: str | os.PathLike, model_name: str, version: int | None = None) -> int:
+    """The version an export will take: `version`, or the next free number (creates the base
+    folder)."""
+    base = Path(output_dir) / model_name
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--output-dir {output_dir}: cannot create {base} ({e.strerror})") from e
+    if not os.access(base, os.W_OK):
+        raise ValueError(f"--output-dir {output_dir}: {base} is not writable")
+    _remove_stale_staging(base)
+    existing = versions(base)
+    if version is None:
+        return (existing[-1] + 1) if existing else 1
+    if version in existing:
+        raise ValueError(f"--version {version}: {base / str(version)} exists and is never overwritten")
+    return version
+
+
 def export_model(
     classifier: tf.keras.Model,
     tokenizer: Tokenizer,
@@ -128,21 +170,11 @@ def export_model(
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
-    An existing version is never overwritten; without `version`, the next free number is used.
+    An existing version is never overwritten; without `version`, the next free number is used
+    (`choose_version`). `config_json` becomes `assets/config.json`.
     """
+    version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--output-dir {output_dir}: cannot create {base} ({e.strerror})") from e
-    if not os.access(base, os.W_OK):
-        raise ValueError(f"--output-dir {output_dir}: {base} is not writable")
-    _remove_stale_staging(base)
-    existing = versions(base)
-    if version is None:
-        version = (existing[-1] + 1) if existing else 1
-    elif version in existing:
-        raise ValueError(f"--version {version}: {base / str(version)} exists and is never overwritten")
     final = base / str(version)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-v{version}-pid{os.getpid()}-", dir=base))
     try:
@@ -170,36 +202,3 @@ def export_model(
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s", final)
     return final
-
-
-def resolve_model_dir(model: str | os.PathLike) -> Path:
-    """`saved_models/NAME` (latest version) or `saved_models/NAME/VERSION` to a version folder."""
-    path = Path(model)
-    if (path / "saved_model.pb").is_file():
-        return path
-    if not path.is_dir():
-        raise ValueError(f"--model {model}: no such folder")
-    found = versions(path)
-    if not found:
-        raise ValueError(f"--model {model}: no exported versions (integer sub-folders with saved_model.pb)")
-    latest = path / str(found[-1])
-    if not (latest / "saved_model.pb").is_file():
-        raise ValueError(f"--model {model}: {latest} has no saved_model.pb")
-    return latest
-
-
-def load_exported(model: str | os.PathLike):
-    """Load an export for local use; returns (loaded object, version folder, class names)."""
-    import tensorflow_text  # noqa: F401  (the tokenizer's ops must be registered first)
-
-    folder = resolve_model_dir(model)
-    try:
-        loaded = tf.saved_model.load(str(folder))
-    except Exception as e:  # noqa: BLE001  (a corrupt file raises parser errors of many kinds)
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"--model {folder}: cannot load the SavedModel ({first_line})") from e
-    labels_file = folder / "assets" / "labels.txt"
-    if "serving_default" not in loaded.signatures or not labels_file.is_file():
-        raise ValueError(f"--model {folder}: not a bertclf export (no serving_default or labels.txt)")
-    classes = labels_file.read_text(encoding="utf-8").splitlines()
-    return loaded, folder, classes

@@ -29,12 +29,11 @@ class ServerError(ValueError):
 
 def predict_local(model: str, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
     """Run the export's `serving_default` signature; one dict per text."""
-    from app.evaluate import predict_texts
-    from app.export import load_exported
+    from app import inference
 
-    loaded, _, classes = load_exported(model)
-    probabilities, _ = predict_texts(loaded.signatures["serving_default"], texts, batch_size)
-    return [_result(text, classes, p) for text, p in zip(texts, probabilities, strict=True)]
+    loaded = inference.load(model)
+    probabilities, _ = loaded.predict(texts, batch_size)
+    return [_result(text, loaded.classes, p) for text, p in zip(texts, probabilities, strict=True)]
 
 
 def _result(text: str, classes: Sequence[str], probabilities) -> dict:
@@ -186,15 +185,17 @@ def _print_table(results: Iterable[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("texts", nargs="*", help="texts to classify")
+    parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
     parser.add_argument("--model", help="saved_models/NAME (latest version) or saved_models/NAME/VERSION")
     parser.add_argument("--file", help="a file with one text per line")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--server", help="TF Serving REST address, e.g. http://localhost:8501")
     parser.add_argument("--grpc", help="TF Serving gRPC address, e.g. localhost:8500")
     parser.add_argument("--model-name", help="model name on the server")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server")
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per call (default 64)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for a server (default 30)")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
     args = parser.parse_args(argv)
     try:
         if args.batch_size < 1:
@@ -207,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         if not remote and not args.model:
             raise ValueError("--model is required (or --server/--grpc with --model-name)")
         texts = _read_texts(args)
+        if not args.server:  # the REST client needs no TensorFlow
+            from app import runtime
+
+            runtime.setup(args.verbose, logging.WARNING)
         if args.server:
             results = predict_rest(args.server, args.model_name, texts, args.batch_size, args.timeout)
         elif args.grpc:
@@ -225,6 +230,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
     sys.exit(main())
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from app.evaluate import Predictions, compute_metrics, expected_calibration_error, write_report
+from tests.conftest import assert_clear_failure, run_in_process, run_module
 
-ROOT = Path(__file__).resolve().parent.parent
 BINARY_P1 = np.array([0.1, 0.42, 0.62, 0.35, 0.78, 0.93])
 BINARY_TRUE = np.array([0, 0, 0, 1, 1, 1])
 THREE = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
@@ -72,38 +71,6 @@ def _predictions(true, probs):
     return Predictions([f"id{i}" for i in range(len(true))], texts, np.asarray(true), np.asarray(probs), 0.5)
 
 
-@pytest.mark.parametrize("flags, min_texts, expected", [
-    ("default", 3, "autoclustering"),
-    ("default", 4, ""),  # fewer texts than pay for compiling the fused clusters
-    ("", 3, ""),
-])
-def test_predictions_run_with_cpu_fusion_where_the_flags_are_set_and_texts_are_many(
-        flags, min_texts, expected, monkeypatch):
-    """app.predict and app.evaluate go through predict_texts: inference runs fused when the flags
-    are set and there are at least FUSION_MIN_TEXTS texts, and the setting is back to what it was
-    afterwards. Every text is predicted once, in order."""
-    import tensorflow as tf
-
-    import app
-    from app import evaluate
-    from app.evaluate import predict_texts
-
-    monkeypatch.setattr(evaluate, "FUSION_MIN_TEXTS", min_texts)
-    monkeypatch.setenv("TF_XLA_FLAGS", app.CPU_FUSION_FLAGS if flags == "default" else flags)
-    seen, jit = [], []
-
-    def serve(text):
-        seen.extend(t.decode() for t in text.numpy())
-        jit.append(tf.config.optimizer.get_jit())
-        return {"probabilities": tf.fill([len(text), 2], 0.5)}
-
-    before = tf.config.optimizer.get_jit()
-    probabilities, _ = predict_texts(serve, ["a", "b", "c"], batch_size=2)
-    assert seen == ["a", "b", "c"] and probabilities.shape == (3, 2)
-    assert jit == [expected, expected]
-    assert tf.config.optimizer.get_jit() == before == ""
-
-
 def test_report_files_and_accuracy_from_csv(tmp_path):
     history = pd.DataFrame({"epoch": [0, 1], "loss": [0.7, 0.4], "accuracy": [0.5, 0.8],
                             "val_loss": [0.6, 0.5], "val_accuracy": [0.6, 0.7]})
@@ -142,15 +109,25 @@ def test_single_predicted_class_and_missing_class_still_report(tmp_path):
     assert not math.isnan(only_one["accuracy"])
 
 
-def test_evaluate_cli_on_an_export(trained_tiny, tiny_reviews, tmp_path):
-    result, _ = trained_tiny
-    proc = subprocess.run([sys.executable, "-m", "app.evaluate", "--model", str(result.export_dir.parent),
-                           "--data", str(tiny_reviews), "--output", str(tmp_path / "rep")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+def test_evaluate_cli_on_an_export(exported, tiny_reviews, tmp_path):
+    proc = run_module("evaluate", "--model", exported.parent, "--data", tiny_reviews,
+                      "--output", tmp_path / "rep")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["n_examples"] == 20 and report["model"].endswith("/1")
+    assert report["config"]["config"]["model_name"] == "tiny"  # what the model was trained with
     assert "accuracy" in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "app.evaluate", "--model", str(tmp_path / "none"),
-                          "--data", str(tiny_reviews)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert bad.returncode == 2 and "no such folder" in bad.stderr and "Traceback" not in bad.stderr
+    assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr  # quiet start-up
+
+
+def test_evaluate_cli_refuses_broken_models(exported, tiny_reviews, tmp_path):
+    (tmp_path / "no_versions").mkdir()
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(exported, corrupt / "1")
+    (corrupt / "1" / "saved_model.pb").write_bytes(os.urandom(2048))
+    cases = [(tmp_path / "no_versions", "no exported versions"), (corrupt, "cannot load the SavedModel"),
+             (tmp_path / "missing", "no such folder")]
+    for i, (model, message) in enumerate(cases):
+        cli = run_module if i == 0 else run_in_process
+        assert_clear_failure(cli("evaluate", "--model", model, "--data", tiny_reviews, "--output",
+                                 tmp_path / "r"), message)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -15,16 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import export
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-
-
-@pytest.fixture(scope="module")
-def exported(trained_tiny):
-    result, cfg = trained_tiny
-    return result.export_dir
+from app import export, inference
+from tests.conftest import ENV, ROOT, assert_clear_failure, tiny_classifier
 
 
 def test_serving_default_signature(exported):
@@ -53,7 +47,7 @@ def test_classify_signature_over_tf_examples(exported):
 def test_assets_and_warmup_requests(exported):
     assert (exported / "assets" / "labels.txt").read_text().splitlines() == ["neg", "pos"]
     config = json.loads((exported / "assets" / "config.json").read_text())
-    assert config["model_name"] == "tiny"
+    assert config["config"]["model_name"] == "tiny"  # the run's resolved config (test_train.py)
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = list(tf.data.TFRecordDataset(str(exported / "assets.extra" / "tf_serving_warmup_requests")))
@@ -96,8 +90,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert len(texts[2]) > 20_000
     # The in-memory classifier behind the export, fed by the same tokenizer.
-    from app.data import Tokenizer
     from app.model import build_classifier
+    from app.preprocessing import Tokenizer
 
     result, cfg = trained_tiny
     spec_dir = Path(cfg.encoder)
@@ -109,8 +103,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
 
 
 def test_requests_are_padded_to_their_length_bucket_with_the_same_results(trained_tiny, tmp_path):
-    from app.data import Tokenizer
     from app.model import build_classifier
+    from app.preprocessing import Tokenizer
 
     result, cfg = trained_tiny
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 96)
@@ -128,86 +122,147 @@ def test_requests_are_padded_to_their_length_bucket_with_the_same_results(traine
         np.testing.assert_allclose(probs, reference[batch], atol=1e-5)
 
 
-def test_versions_are_never_overwritten(trained_tiny, tmp_path):
-    from app.data import Tokenizer
-    from app.model import build_classifier
-
-    _, cfg = trained_tiny
-    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=16)
-    tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 16)
-    first = export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m")
-    second = export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m")
-    assert (first.name, second.name) == ("1", "2")
-    with pytest.raises(ValueError, match="exists and is never overwritten"):
-        export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m", version=1)
-    assert export.versions(tmp_path / "m") == [1, 2]
-    assert export.resolve_model_dir(tmp_path / "m") == tmp_path / "m" / "2"
+def test_versions_are_never_overwritten(exported, tmp_path):
+    shutil.copytree(exported, tmp_path / "m" / "1")
+    assert export.choose_version(tmp_path, "m") == 2
+    (tmp_path / "m" / "2").mkdir()
+    shutil.copy(exported / "saved_model.pb", tmp_path / "m" / "2")
+    for check in (export.check_location, export.choose_version):  # before training; at export
+        with pytest.raises(ValueError, match="exists and is never overwritten"):
+            check(tmp_path, "m", version=1)
+    assert inference.versions(tmp_path / "m") == [1, 2]
+    assert inference.resolve_model_dir(tmp_path / "m") == tmp_path / "m" / "2"
     assert [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")] == []
 
 
-def test_killed_export_leaves_nothing_tf_serving_would_load(trained_tiny, tmp_path):
-    _, cfg = trained_tiny
+def test_killed_export_leaves_nothing_tf_serving_would_load(tiny_hub, tmp_path):
     script = textwrap.dedent("""
         import os, signal, sys
         from pathlib import Path
         from app import export
-        from app.data import Tokenizer
-        from app.model import build_classifier
+        from tests.conftest import tiny_classifier
 
-        enc = Path(sys.argv[1])
         def die(folder):  # SIGKILL once saved_model.pb is half-way to final: before the rename
             assert (folder / "saved_model.pb").exists()
             os.kill(os.getpid(), signal.SIGKILL)
         export._set_classify_method = die
-        model = build_classifier(str(enc / "encoder"), 2, seq_length=16)
-        export.export_model(model, Tokenizer(str(enc / "preprocess"), 16), ["neg", "pos"], "{}",
-                            sys.argv[2], "m")
+        model, tok = tiny_classifier(Path(sys.argv[1]))
+        export.export_model(model, tok, ["neg", "pos"], "{}", sys.argv[2], "m")
     """)
-    proc = subprocess.run([sys.executable, "-c", script, cfg.encoder, str(tmp_path)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", script, str(tiny_hub), str(tmp_path)], capture_output=True,
                           text=True, env=ENV, timeout=300, cwd=ROOT)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     base = tmp_path / "m"
     leftovers = [p.name for p in base.iterdir()]
     assert leftovers and all(not name.isdigit() for name in leftovers)  # only a hidden staging folder
-    assert export.versions(base) == []
+    assert inference.versions(base) == []
     with pytest.raises(ValueError, match="no exported versions"):
-        export.resolve_model_dir(base)
-    # The next export cleans up what the killed one left and takes version 1.
-    from app.data import Tokenizer
-    from app.model import build_classifier
-
-    enc = Path(cfg.encoder)
-    model = build_classifier(str(enc / "encoder"), 2, seq_length=16)
-    out = export.export_model(model, Tokenizer(str(enc / "preprocess"), 16), ["neg", "pos"], "{}",
-                              tmp_path, "m")
-    assert out.name == "1" and sorted(p.name for p in base.iterdir()) == ["1"]
+        inference.resolve_model_dir(base)
+    # The next export cleans up what the killed one left (its process is gone) and takes version 1.
+    assert export.choose_version(tmp_path, "m") == 1 and list(base.iterdir()) == []
 
 
-def test_bad_model_folders(tmp_path, exported):
-    with pytest.raises(ValueError, match="no such folder"):
-        export.load_exported(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no exported versions"):
-        export.load_exported(tmp_path / "empty")
-    corrupt = tmp_path / "corrupt" / "1"
-    shutil.copytree(exported, corrupt)
-    (corrupt / "saved_model.pb").write_bytes(b"\x08\x01garbage" * 10)
-    with pytest.raises(ValueError, match="cannot load the SavedModel"):
-        export.load_exported(tmp_path / "corrupt")
-
-
-def test_unwritable_output_dir(trained_tiny, tmp_path):
+def test_unwritable_output_dir(tiny_hub, tmp_path):
     if os.geteuid() == 0:
         target = Path("/proc/bertclf-cannot-write-here")
     else:
         target = tmp_path / "ro"
         target.mkdir()
         target.chmod(0o500)
-    _, cfg = trained_tiny
-    from app.data import Tokenizer
-    from app.model import build_classifier
-
-    enc = Path(cfg.encoder)
-    model = build_classifier(str(enc / "encoder"), 2, seq_length=16)
+    model, tok = tiny_classifier(tiny_hub)
     with pytest.raises(ValueError, match="--output-dir"):
-        export.export_model(model, Tokenizer(str(enc / "preprocess"), 16), ["neg", "pos"], "{}", target, "m")
+        export.export_model(model, tok, ["neg", "pos"], "{}", target, "m")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="--output-dir .* is not a writable folder"):
+        export.check_location(blocker / "models", "m")
+
+
+def test_the_export_saves_the_weights_and_the_tokenizer_not_the_optimizer(trained_tiny, exported):
+    """The Keras model (with its optimizer's slots) and the encoder's training variants stay out."""
+    result, _ = trained_tiny
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((exported / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].object_graph_def
+    variables = [n for n in graph.nodes if n.WhichOneof("kind") == "variable"]
+    reader = tf.train.load_checkpoint(str(exported / "variables" / "variables"))
+    names = " ".join(reader.get_variable_to_shape_map())
+    assert "optimizer" not in names and "/m/" not in names and "/v/" not in names
+    encoder_vars = len(tf.saved_model.load(str(Path(result.config.encoder.encoder))).variables)
+    assert len(variables) == encoder_vars + 2 + 1  # the encoder, the head's kernel and bias, class names
+    signatures = set(proto.meta_graphs[0].signature_def) - {"__saved_model_init_op"}  # the vocabulary's
+    assert signatures == {"serving_default", "classify"}
+
+
+def test_full_disk_during_export_fails_cleanly(tiny_hub, tmp_path):
+    """A writer that fails part-way (the disk fills up) ends in one message and no half export."""
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from app.export import export_model
+        from tests.conftest import tiny_classifier
+        model, tok = tiny_classifier(Path(sys.argv[1]))
+        try:
+            export_model(model, tok, ["neg", "pos"], "{}", sys.argv[2], "m")
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(tiny_hub), str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, env=ENV, timeout=300, preexec_fn=_small_file_limit)
+    assert_clear_failure(proc, "export to")
+    assert inference.versions(tmp_path / "m") == []
+    assert not list((tmp_path / "m").glob(".tmp-*"))  # the staging folder was removed
+
+
+def _small_file_limit():
+    """In the child: files may not grow past 64 KiB, like a nearly full disk (EFBIG, not a kill)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_untrusted_texts_are_all_answered(exported):
+    texts = [
+        "".join(chr(c) for c in range(32)) + "control characters",
+        "x" * 1_000_000,
+        "zero\u200b\u200c\u200dwidth\ufeff joiners",
+        "mixed: Привет, 世界, مرحبا, שלום, नमस्ते, 😀 " * 50,
+        "\ud7ff\ue000\uffff" + "private use and noncharacters",
+        "<script>alert(1)</script> '; DROP TABLE reviews; --",
+        "",
+    ]
+    loaded = tf.saved_model.load(str(exported))
+    out = loaded.signatures["serving_default"](text=tf.constant([t.encode("utf-8", "surrogatepass")
+                                                                 for t in texts]))
+    probs = out["probabilities"].numpy()
+    assert probs.shape == (len(texts), 2)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    # Bytes that are not valid UTF-8 at all are refused by TF Serving's JSON layer before the model;
+    # given directly to the signature they are still answered.
+    odd = loaded.signatures["serving_default"](text=tf.constant([b"\xff\xfe invalid \xc3"]))
+    assert odd["probabilities"].shape == (1, 2)
+
+
+def _compose(text: str, env: dict) -> str:
+    """Docker Compose's ${VAR:-default} interpolation."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), text)
+
+
+@pytest.mark.parametrize("env, model_dir", [
+    ({}, "saved_models/bertclf"),  # make demo's export
+    ({"MODEL_NAME": "imdb"}, "saved_models/imdb"),  # the README's --model-name imdb
+    ({"MODEL_NAME": "notebook", "MODEL_BASE": "/abs/out/saved_models"}, "/abs/out/saved_models/notebook"),
+])
+def test_docker_compose_serves_the_folder_app_train_exports_to(env, model_dir):
+    import yaml
+
+    compose = ROOT / "serving" / "docker-compose.yml"
+    service = yaml.safe_load(_compose(compose.read_text(), env))["services"]["tf-serving"]
+    source, target = service["volumes"][0].split(":")[:2]
+    assert (compose.parent / source).resolve() == (ROOT / model_dir).resolve()
+    name = env.get("MODEL_NAME", "bertclf")
+    assert f"--model_name={name}" in service["command"]
+    assert f"--model_base_path={target}" in service["command"] and target == f"/models/{name}"

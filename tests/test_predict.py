@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
+import random
+import resource
+import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from app import predict
+from tests.conftest import assert_clear_failure, run_in_process, run_module
 from tests.rest_server import FakeTFServing, FakeTFServingGrpc
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def model_base(trained_tiny) -> Path:
-    return trained_tiny[0].export_dir.parent
+def model_base(exported) -> Path:
+    return exported.parent
 
 
-def cli(*args, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "app.predict", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, input=stdin)
+def cli(*args, stdin: str | None = None, timeout: int = 300):
+    return run_module("predict", *args, stdin=stdin, timeout=timeout)
+
+
+def test_one_text_prints_its_answer_and_nothing_from_tensorflow(model_base):
+    proc = cli("--model", str(model_base), "good great film")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("pos ") and len(proc.stdout.splitlines()) == 1
+    assert proc.stderr == ""
+    proc = cli("--model", str(model_base), stdin="bad awful plot\n")  # texts on standard input
+    assert proc.returncode == 0 and proc.stdout.startswith("neg") and proc.stderr == ""
 
 
 def test_local_json_lines(model_base):
-    proc = cli("--model", str(model_base), "--json", "good great film", "bad awful plot")
+    proc = run_in_process("predict", "--model", model_base, "--json", "good great film", "bad awful plot")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
     assert [r["text"] for r in rows] == ["good great film", "bad awful plot"]
@@ -38,14 +50,12 @@ def test_local_json_lines(model_base):
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_local_table_from_file_and_stdin(model_base, tmp_path):
+def test_local_table_from_file(model_base, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("good great film\n\nbad awful plot\n")
-    proc = cli("--model", str(model_base / "1"), "--file", str(texts))
+    proc = run_in_process("predict", "--model", str(model_base / "1"), "--file", str(texts))
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 0 and len(lines) == 2 and lines[0].startswith("pos")
-    proc = cli("--model", str(model_base), stdin="bad awful plot\n")
-    assert proc.returncode == 0 and proc.stdout.startswith("neg")
 
 
 def test_rest_client_against_tf_serving_contract(model_base):
@@ -121,5 +131,75 @@ def test_usage_errors(model_base, tmp_path):
     assert "--model is required" in cli("text").stderr
     assert "--model-name is required" in cli("--server", "http://127.0.0.1:1", "text").stderr
     assert "must be an http" in cli("--server", "ftp://x", "--model-name", "m", "t").stderr
-    proc = cli("--model", str(tmp_path), "text")
-    assert proc.returncode == 2 and "no exported versions" in proc.stderr
+    assert_clear_failure(run_in_process("predict", "--model", str(tmp_path), "text"), "no exported versions")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_base / "1", corrupt / "1")
+    (corrupt / "1" / "saved_model.pb").write_bytes(os.urandom(2048))
+    assert_clear_failure(run_in_process("predict", "--model", str(corrupt), "text"),
+                         "cannot load the SavedModel")
+
+
+def _texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["good", "great", "bad", "awful", "film", "plot", "the", "was", "very", "boring", "loved"]
+    return [" ".join(rng.choice(words, size=rng.integers(1, 40))) for _ in range(n)]
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.slow
+def test_fifty_thousand_predictions_through_the_cli(model_base, tmp_path):
+    texts = _texts(50_000)
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    start = time.perf_counter()
+    proc = cli("--model", model_base, "--file", tmp_path / "texts.txt", "--json", "--batch-size", "256",
+               timeout=1200)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 50_000 and [r["text"] for r in rows] == texts
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"50,000 predictions in {seconds:.1f}s; child peak RSS {peak_mb:.0f} MB")
+    # Batched results equal one-at-a-time results.
+    sig = tf.saved_model.load(str(model_base / "1")).signatures["serving_default"]
+    for i in random.Random(0).sample(range(50_000), 100):
+        single = sig(text=tf.constant([texts[i]]))["probabilities"].numpy()[0]
+        np.testing.assert_allclose([rows[i]["probabilities"][c] for c in ("neg", "pos")], single, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_rest_server_under_eight_concurrent_clients(model_base):
+    texts = _texts(4_000, seed=1)
+    expected = predict.predict_local(str(model_base), texts, batch_size=256)
+    errors, answers = [], {}
+    with FakeTFServing(model_base, "tiny") as server:
+        predict.predict_rest(server.url, "tiny", texts[:64])  # warm up
+        rss = {"before": _rss_mb()}
+
+        def client(k: int):
+            try:
+                chunk = list(range(k, len(texts), 8))
+                got = predict.predict_rest(server.url, "tiny", [texts[i] for i in chunk], batch_size=25)
+                answers.update(zip(chunk, got, strict=True))
+            except Exception as e:  # noqa: BLE001  (collected and asserted below)
+                errors.append(repr(e))
+
+        for round_ in ("round1", "round2"):
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rss[round_] = _rss_mb()
+    print(f"REST: 2 x {len(texts)} predictions by 8 clients, RSS MB {rss}")
+    assert errors == []
+    assert len(answers) == len(texts)
+    for i, want in enumerate(expected):
+        assert answers[i]["label"] == want["label"]
+        assert answers[i]["probabilities"]["pos"] == pytest.approx(want["probabilities"]["pos"], abs=1e-5)
+    assert rss["round2"] - rss["round1"] < 100, rss  # a second identical round does not keep growing

@@ -1,0 +1,106 @@
+"""Load an export and classify texts with it: the one path for app.predict, app.evaluate, the
+evaluation at the end of app.train, and the benchmarks.
+
+It runs the export's `serving_default` signature, the same graph TF Serving runs, in batches;
+with CPU fusion (`app.runtime.cpu_fusion`) from `FUSION_MIN_TEXTS` texts on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from app import runtime
+
+logger = logging.getLogger(__name__)
+
+# Fusion runs batch-64 inference faster in steady state, but compiling its clusters for each new
+# shape costs a fresh process seconds; below this many texts it does not pay (docs/speed.md).
+FUSION_MIN_TEXTS = 2048
+# Large runs say how far they got about this often (in texts).
+PROGRESS_EVERY = 5000
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """An export, loaded: its signature, class names (in order) and the run's config."""
+
+    folder: Path
+    classes: list[str]
+    config: dict
+    serve: Callable
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
+        """(probabilities [n, classes], seconds)."""
+        return predict_texts(self.serve, texts, batch_size)
+
+
+def versions(base: Path) -> list[int]:
+    """Integer-named sub-folders: the versions TF Serving would load."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resolve_model_dir(model: str | os.PathLike) -> Path:
+    """`saved_models/NAME` (latest version) or `saved_models/NAME/VERSION` to a version folder."""
+    path = Path(model)
+    if (path / "saved_model.pb").is_file():
+        return path
+    if not path.is_dir():
+        raise ValueError(f"--model {model}: no such folder")
+    found = versions(path)
+    if not found:
+        raise ValueError(f"--model {model}: no exported versions (integer sub-folders with saved_model.pb)")
+    latest = path / str(found[-1])
+    if not (latest / "saved_model.pb").is_file():
+        raise ValueError(f"--model {model}: {latest} has no saved_model.pb")
+    return latest
+
+
+def load(model: str | os.PathLike) -> LoadedModel:
+    """Load an export (a version folder, or the latest version under a model folder)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the tokenizer's ops must be registered first)
+
+    folder = resolve_model_dir(model)
+    try:
+        loaded = tf.saved_model.load(str(folder))
+    except Exception as e:  # noqa: BLE001  (a corrupt file raises parser errors of many kinds)
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--model {folder}: cannot load the SavedModel ({first_line})") from e
+    labels_file = folder / "assets" / "labels.txt"
+    if "serving_default" not in loaded.signatures or not labels_file.is_file():
+        raise ValueError(f"--model {folder}: not a bertclf export (no serving_default or labels.txt)")
+    config_file = folder / "assets" / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    classes = labels_file.read_text(encoding="utf-8").splitlines()
+    return LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
+
+
+def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
+    """Run a `serving_default` signature over texts in batches; (probabilities, seconds)."""
+    import tensorflow as tf
+
+    outputs = []
+    start = time.perf_counter()
+    next_report = PROGRESS_EVERY
+    with runtime.cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
+        for i in range(0, len(texts), batch_size):
+            batch = tf.constant(list(texts[i:i + batch_size]), tf.string)
+            outputs.append(serve(text=batch)["probabilities"].numpy())
+            done = min(i + batch_size, len(texts))
+            if done >= next_report and done < len(texts):
+                rate = done / (time.perf_counter() - start)
+                logger.info("predicted %d of %d texts (%.0f/s, %.0f s to go)", done, len(texts), rate,
+                            (len(texts) - done) / rate)
+                next_report += PROGRESS_EVERY
+    seconds = time.perf_counter() - start
+    return (np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)), seconds
