@@ -13,8 +13,8 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
-	@echo "make test       create .venv if needed, then run the test suite"
-	@echo "make test-slow  the slow tests too"
+	@echo "make test       create .venv if needed, then run the test suite (under 10 minutes on 2 cores)"
+	@echo "make test-slow  the slow tests: multi-replica training, random kills, the notebook, load"
 	@echo "make lint       ruff"
 	@echo "make notebook   execute notebooks/walkthrough.ipynb headless into build/"
 	@echo "make notebook-html  the same, rendered to build/walkthrough.html"
@@ -37,14 +37,17 @@ demo: venv
 
 train: demo
 
+# Test files run in parallel, one worker per core (pytest-xdist); a file's tests share a worker.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+
 test: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 test-slow: venv
-	$(PY) -m pytest -q tests
+	$(PYTEST) -m slow tests
 
 lint: venv
-	$(VENV)/bin/ruff check app tests tools
+	$(VENV)/bin/ruff check app bench tests tools
 
 # The notebook in git has no outputs; the executed copy goes to build/. SMALL=0 for a real run.
 SMALL ?= 1

@@ -1,24 +1,67 @@
-"""Shared fixtures: a tiny random BERT checkpoint, its TF-Hub conversion, and small datasets.
+"""Shared fixtures and helpers: a tiny random BERT checkpoint, its TF-Hub conversion, small
+datasets, one trained tiny run, and the way tests run the CLIs in subprocesses.
 
 Everything here is made on the fly, so the suite needs neither the network nor ../shared.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# CPU fusion (app/__init__.py) compiles XLA clusters in every process for every new shape: on
-# the suite's many tiny models and subprocesses that costs time and buys nothing. It is off
-# here except in the tests that run it explicitly (test_train.py: "CPU fusion").
+# CPU fusion (app.runtime) compiles XLA clusters in every process for every new shape: on the
+# suite's many tiny models and subprocesses that costs time and buys nothing. It is off here
+# (and in the CLIs the tests start) except in the tests that run it explicitly (test_runtime.py).
 os.environ.setdefault("BERTCLF_CPU_FUSION", "0")
 
 import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+# The environment outside the suite: CPU fusion as the CLIs set it up.
+FUSION_ENV = {**{k: v for k, v in ENV.items() if k not in ("TF_XLA_FLAGS", "BERTCLF_CPU_FUSION")},
+              "BERTCLF_CPU_FUSION": "1"}
+
+
+def run_module(module: str, *args, env: dict | None = None, timeout: int = 600, stdin: str | None = None,
+               preexec=None) -> subprocess.CompletedProcess:
+    """`python -m app.MODULE ARGS` in a new process, from the repository root."""
+    return subprocess.run([sys.executable, "-m", f"app.{module}", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, env=env or ENV, timeout=timeout, input=stdin,
+                          preexec_fn=preexec)
+
+
+def run_script(script: str, *args, env: dict | None = None, timeout: int = 600, cwd: Path = ROOT
+               ) -> subprocess.CompletedProcess:
+    """`python -c SCRIPT ARGS` in a new process."""
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env or ENV, timeout=timeout)
+
+
+def run_in_process(module: str, *args) -> subprocess.CompletedProcess:
+    """`python -m app.MODULE ARGS` as a call of its `main(argv)`: the same code path, without
+    the seconds a new process takes to import TensorFlow."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = importlib.import_module(f"app.{module}").main([*map(str, args)])
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def assert_clear_failure(proc: subprocess.CompletedProcess, message: str) -> None:
+    """Non-zero exit, the message on stderr, and no Python traceback."""
+    assert proc.returncode != 0, proc.stdout[-1000:]
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 TINY = {
     "model_type": "bert",
@@ -108,6 +151,27 @@ def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
     return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub") / "tiny", seq_length=32)
 
 
+@pytest.fixture(scope="session")
+def tiny_hub_plain(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The same checkpoint converted with the plain reference encoder (app.bert)."""
+    from app.convert import convert
+
+    return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub_plain") / "tiny", seq_length=32,
+                   implementation="plain")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_checkpoint):
+    """(BertConfig, weights as app.convert maps them) of the tiny checkpoint, for building
+    encoders in memory."""
+    from safetensors.numpy import load_file
+
+    from app.convert import map_weights, read_bert_config
+
+    config = read_bert_config(tiny_checkpoint / "config.json")
+    return config, map_weights(load_file(str(tiny_checkpoint / "model.safetensors")), config, "tiny")
+
+
 POSITIVE = ["good", "great", "wonderful", "brilliant", "loved", "best", "beautiful", "funny"]
 NEGATIVE = ["bad", "terrible", "awful", "boring", "hated", "worst", "dull", "mess"]
 FILLER = ["the", "film", "movie", "story", "acting", "was", "really", "very", "plot", "music"]
@@ -155,6 +219,21 @@ def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
     config.add_arguments(parser)
     cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, tiny_reviews, tmp)))
     return train.run(cfg), cfg
+
+
+@pytest.fixture(scope="session")
+def exported(trained_tiny) -> Path:
+    """The version folder of the trained tiny run's export."""
+    return trained_tiny[0].export_dir
+
+
+def tiny_classifier(tiny_hub: Path, seq_length: int | None = 16, num_classes: int = 2):
+    """(classifier, tokenizer) of the tiny encoder, untrained, as app.train builds them."""
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    model = build_classifier(str(tiny_hub / "encoder"), num_classes, seq_length=seq_length, pooled_only=True)
+    return model, Tokenizer(str(tiny_hub / "preprocess"), seq_length or 32)
 
 
 @pytest.fixture(scope="session")
