@@ -268,10 +268,13 @@ class BertEncoder(tf.Module):
         return tf.reshape(context, [tf.shape(x)[0], -1, self.config.hidden_size])
 
     def dense(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
-        """x W + b over the last axis, in the compute dtype."""
+        """x W + b over the last axis, [B, S, I] or [B, I] by [I, O], in the compute dtype.
+
+        (Explicit subscripts: with "...i,io->...o" TensorFlow's einsum gradient builds the
+        kernel's gradient as a [B, S, I, O] tensor before summing it, gigabytes at BERT's sizes.)"""
         kernel = tf.cast(self.weights[prefix + ".kernel"], self.compute_dtype)
         bias = tf.cast(self.weights[prefix + ".bias"], self.compute_dtype)
-        return tf.einsum("...i,io->...o", x, kernel) + bias
+        return tf.einsum("bsi,io->bso" if x.shape.rank == 3 else "bi,io->bo", x, kernel) + bias
 
     def layer_norm(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
         """Normalise the last axis to zero mean and unit variance, scale and shift (in float32)."""

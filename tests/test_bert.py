@@ -202,3 +202,28 @@ def test_the_plain_encoder_is_written_with_standard_ops(tiny_weights):
     assert {"ResourceGather", "RandomUniform", "Erfc", "Einsum"} <= ops  # tf.nn.gelu: erfc
     assert not ops & {"IdentityN", "BitwiseXor", "RightShift"}  # custom gradients, hashed masks
     assert not BertEncoder.supports_pooled_only and FastBertEncoder.supports_pooled_only
+
+
+@pytest.mark.parametrize("encoder_class", [BertEncoder, FastBertEncoder])
+def test_no_tensor_of_a_training_step_is_larger_than_the_largest_activation_or_weight(tiny_weights,
+                                                                                     encoder_class):
+    """TensorFlow's einsum gradient with "...i,io->...o" built a [B, S, I, O] tensor per dense
+    layer (gigabytes for MiniLM at batch 32); this would catch that and its kind."""
+    config, weights = tiny_weights
+    enc = encoder_class(config, weights)
+    inputs, _ = _inputs(config.vocab_size)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(enc.call(x, training=True)["pooled_output"])
+        return tape.gradient(loss, list(enc.weights.values()))
+
+    b, s = inputs["input_word_ids"].shape
+    largest = max(b * config.num_attention_heads * s * s, b * s * config.intermediate_size,
+                  config.vocab_size * config.hidden_size, config.hidden_size * config.intermediate_size)
+    graph = step.get_concrete_function(inputs).graph
+    for op in graph.get_operations():
+        for out in op.outputs:
+            if out.shape.is_fully_defined():
+                assert out.shape.num_elements() <= largest, (op.type, op.name, out.shape)
