@@ -202,7 +202,8 @@ def _coerce(name: str, value, source: str):
 
 def load_config_file(path: str) -> dict:
     """Read a JSON or YAML file of TrainConfig fields (dashes or underscores). A run's own
-    `config.json` works too: its `config` section is the run's settings, every default resolved."""
+    `config.json` works too: its `config` section is the run's settings, every default resolved,
+    but for the export's version (taken, so the run gets the next one)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"--config {path}: no such file")
@@ -219,7 +220,7 @@ def load_config_file(path: str) -> dict:
     if not isinstance(raw, dict):
         raise ValueError(f"--config {path}: expected a mapping of settings, got {type(raw).__name__}")
     if isinstance(raw.get("config"), dict) and "hardware" in raw:  # a ResolvedConfig
-        raw = raw["config"]
+        raw = {k: v for k, v in raw["config"].items() if k != "version"}
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")

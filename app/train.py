@@ -141,9 +141,6 @@ def datasets(resolved: config_mod.ResolvedConfig):
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
                                   int(train_ds.cardinality()))
-    if dataset.columns:
-        logger.info("texts from column %r, labels from column %r", dataset.columns["text"],
-                    dataset.columns["label"])
     return dataset, tokenizer, train_ds, val_ds, resolved
 
 

@@ -31,10 +31,10 @@ ROOT = HERE.parent
 SHARED_IMDB = ROOT.parent / "shared" / "data" / "aclImdb_train.tar.gz"
 PY = sys.executable
 # The contenders run as their users would run them: without bertclf's CPU fusion flags (which
-# this process inherited by importing app; see app/__init__.py).
+# this process sets up as bertclf's CLIs do; see app/runtime.py).
 PLAIN_TF = {"TF_XLA_FLAGS": "", "BERTCLF_CPU_FUSION": "0"}
 # The training rows the headline ratios divide; they are measured in more than one pass.
-RATIO_ROWS = ("bertclf", "tutorial", "transformers_fp32", "transformers_bf16")
+RATIO_ROWS = ("bertclf", "bertclf_plain", "tutorial", "transformers_fp32", "transformers_bf16")
 
 
 def worker(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
@@ -102,12 +102,21 @@ def main() -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from app import CPU_FUSION_FLAGS
+    from app import runtime
     from app.encoders import ensure_offline_encoder, minilm_checkpoint
 
+    # As a CLI of bertclf's: the CPU fusion flags, which the workers inherit (bertclf's serving
+    # and accuracy workers run as app.predict and app.train would); the contenders' workers
+    # clear them (PLAIN_TF).
+    runtime.setup()
     checkpoint = str(minilm_checkpoint())
-    for dtype in ("float32", "bfloat16"):
-        ensure_offline_encoder(compute_dtype=dtype)
+    # What app.train's --mixed-precision auto picks for the offline encoder on this machine.
+    dtype = "bfloat16" if runtime.cpu_has_native_bfloat16() else "float32"
+    for implementation in ("fast", "plain"):
+        ensure_offline_encoder(compute_dtype=dtype, implementation=implementation)
+    # PyTorch's bf16 autocast emulates bfloat16 on CPUs without it: hours, for a figure no user
+    # would pick on such a machine.
+    torch_dtypes = ("fp32", "bf16") if dtype == "bfloat16" else ("fp32",)
     data, data_desc = bench_data(scratch)
     hub_style = worker([PY, str(HERE / "tf_worker.py"), "hub_style_encoder", "--output",
                         str(scratch / "hub-style-minilm")])
@@ -121,15 +130,18 @@ def main() -> int:
     tf_worker = [PY, str(HERE / "tf_worker.py")]
     results: dict = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                      "cpu": _cpu_name(), "cores": os.cpu_count(), "data": data_desc,
-                     "batch_size": args.batch_size, "train": {}, "notes": []}
+                     "batch_size": args.batch_size, "compute_dtype": dtype, "train": {}, "notes": []}
     if args.results:
         results = json.loads(Path(args.results).read_text())
+    if "bf16" not in torch_dtypes:
+        results["notes"].append("no Transformers bf16 row: this CPU has no native bfloat16 "
+                                "(AVX512-BF16 or AMX)")
 
     # bertclf's workers: app's CPU fusion flags plus a shared XLA compilation cache, so that its rows
     # measured twice compile each shape once per run (about 25 s at 128 tokens); emptied here, so
     # each run's first worker compiles.
     cache = f"--tf_xla_persistent_cache_directory={scratch / 'xla_cache'}"
-    bertclf_env = {"TF_XLA_FLAGS": f"{CPU_FUSION_FLAGS} {cache}"}
+    bertclf_env = {"TF_XLA_FLAGS": f"{runtime.CPU_FUSION_FLAGS} {cache}"}
     if "train" in stages:
         shutil.rmtree(scratch / "xla_cache", ignore_errors=True)
     for seq in seqs if "train" in stages else []:
@@ -139,22 +151,26 @@ def main() -> int:
         # took 29 m 11 s with 4 windows everywhere).
         timing = quick_timing if args.quick else ["--windows", "4" if seq == 128 else "3"]
         bert = [*tf_worker, "bertclf", *common, *s, *timing]
-        bf16 = [*bert, "--compute-dtype", "bfloat16"]
+        default = [*bert, "--compute-dtype", dtype]
         jobs = {  # name: (description, command, environment), in the order of the first pass
-            "bertclf": ("bertclf (bf16 encoder, the default here)", bf16, bertclf_env)}
+            "bertclf": (f"bertclf ({dtype} fast encoder, the default here)", default, bertclf_env),
+            "bertclf_plain": (f"bertclf with the plain encoder ({dtype})",
+                              [*default, "--implementation", "plain"], bertclf_env)}
         # What bf16, CPU fusion and buckets buy, single workers within the machine's swing, so
-        # opt-in: with them a run in the machine's slow state took 32 minutes (run -21).
+        # opt-in (4-5 minutes more).
         if args.variants and seq == 128:
-            jobs["bertclf_fp32"] = ("bertclf fp32 encoder", bert, bertclf_env)
-            jobs["bertclf_no_fusion"] = ("bertclf bf16 trained without CPU fusion",
-                                         [*bf16, "--no-train-fusion"], bertclf_env)
+            if dtype == "bfloat16":
+                jobs["bertclf_fp32"] = ("bertclf fp32 encoder", [*bert, "--compute-dtype", "float32"],
+                                        bertclf_env)
+            jobs["bertclf_no_fusion"] = ("bertclf trained without CPU fusion",
+                                         [*default, "--no-train-fusion"], bertclf_env)
         elif args.variants:  # IMDb reviews fill 128 tokens: buckets matter at 256
-            jobs["bertclf_no_buckets"] = ("bertclf bf16 without length buckets",
-                                          [*bf16, "--no-length-buckets"], bertclf_env)
+            jobs["bertclf_no_buckets"] = ("bertclf without length buckets",
+                                          [*default, "--no-length-buckets"], bertclf_env)
         jobs["tutorial"] = ("TF tutorial recipe", [*tf_worker, "tutorial", *common, *s, *timing,
                                                    *tutorial_encoder], PLAIN_TF)
         if Path(args.torch_python).exists():
-            for dt in ("fp32", "bf16"):
+            for dt in torch_dtypes:
                 jobs[f"transformers_{dt}"] = (f"Transformers + PyTorch {dt}", [
                     args.torch_python, str(HERE / "torch_worker.py"), "--checkpoint", checkpoint, *common,
                     *s, *timing, "--dtype", dt], None)
@@ -177,7 +193,7 @@ def main() -> int:
         results["train"][str(seq)] = {name: _pooled(r) for name, r in runs.items()}
 
     if "accuracy" in stages:
-        _accuracy(results, tf_worker, tutorial_encoder, data, args.quick)
+        _accuracy(results, tf_worker, tutorial_encoder, data, args.quick, dtype)
     if "serve" in stages:
         print("serving …", flush=True)
         export = _export_for_serving(scratch, data)
@@ -210,13 +226,13 @@ def main() -> int:
 
 
 def _accuracy(results: dict, tf_worker: list[str], tutorial_encoder: list[str], data: str,
-              quick: bool) -> None:
+              quick: bool, dtype: str) -> None:
     print("accuracy after a fixed budget …", flush=True)
     budget = ["--train-examples", "256" if quick else "1024", "--eval-examples",
               "256" if quick else "1000", "--epochs", "1", "--seq-length", "128"]
     results["accuracy"] = {
         "bertclf": worker([*tf_worker, "accuracy", "--recipe", "bertclf", "--data", data, *budget,
-                           "--compute-dtype", "bfloat16"]),
+                           "--compute-dtype", dtype]),
         "tutorial": worker([*tf_worker, "accuracy", "--recipe", "tutorial", "--data", data, *budget,
                             *tutorial_encoder], env=PLAIN_TF),
     }
@@ -281,8 +297,10 @@ def _rate(entry: dict | None) -> float | None:
 def _ratios(r: dict) -> dict:
     row = r["train"].get("128", {})
     ours, tut = _rate(row.get("bertclf")), _rate(row.get("tutorial"))
+    plain = _rate(row.get("bertclf_plain"))
     hf = [x for x in (_rate(row.get("transformers_fp32")), _rate(row.get("transformers_bf16"))) if x]
-    peak = r.get("peak_gflops", {}).get("bf16")
+    dtype = {"bfloat16": "bf16", "float32": "fp32"}[r.get("compute_dtype", "bfloat16")]
+    peak = r.get("peak_gflops", {}).get(dtype)  # of the dtype bertclf's matmuls ran in
     # Training FLOPs per example ≈ seq × (6 × non-embedding params + 12 × layers × width × seq),
     # at the mean padded length bertclf's batches had (length buckets pad less than 128).
     layers, width = 6, 384
@@ -294,7 +312,8 @@ def _ratios(r: dict) -> dict:
     s_tut = _rate(serve.get("tutorial", {}).get("batch64"))
     s_plain = _rate(serve.get("bertclf_no_fusion", {}).get("batch64"))
     by_pass = {k: (row.get(k) or {}).get("passes") or [] for k in RATIO_ROWS}
-    hf_by_pass = list(map(max, by_pass["transformers_fp32"], by_pass["transformers_bf16"]))
+    hf_passes = [p for p in (by_pass["transformers_fp32"], by_pass["transformers_bf16"]) if p]
+    hf_by_pass = [max(v) for v in zip(*hf_passes, strict=True)]
     return {
         "ratios": {
             "train_vs_tutorial": ours / tut if ours and tut else None,
@@ -302,6 +321,9 @@ def _ratios(r: dict) -> dict:
             # the same ratios within each pass (run.py --passes): how far one pass moves them
             "train_vs_tutorial_by_pass": list(map(operator.truediv, by_pass["bertclf"], by_pass["tutorial"])),
             "train_vs_transformers_by_pass": list(map(operator.truediv, by_pass["bertclf"], hf_by_pass)),
+            "fast_vs_plain": ours / plain if ours and plain else None,
+            "fast_vs_plain_by_pass": list(map(operator.truediv, by_pass["bertclf"],
+                                              by_pass["bertclf_plain"])),
             "serve_vs_tutorial": s_ours / s_tut if s_ours and s_tut else None,
             "serve_no_fusion_vs_tutorial": s_plain / s_tut if s_plain and s_tut else None,
         },
@@ -330,10 +352,11 @@ def _table(r: dict) -> str:
                 if "run_seconds" in r else ""), "",
              "| training, examples/s | " + " | ".join(f"{s} tokens" for s in r["train"]) + " |",
              "| --- |" + " --- |" * len(r["train"])]
-    names = {"bertclf": "**bertclf** (default: bf16 encoder, length buckets, CPU fusion)",
+    dtype = {"bfloat16": "bf16", "float32": "fp32"}[r.get("compute_dtype", "bfloat16")]
+    names = {"bertclf": f"**bertclf** (default: fast {dtype} encoder, length buckets, CPU fusion)",
+             "bertclf_plain": f"bertclf with the plain encoder ({dtype}, app/bert.py)",
              "bertclf_no_buckets": "bertclf, without length buckets",
              "bertclf_no_fusion": "bertclf, trained without CPU fusion",
-             "bertclf_train_fusion": "bertclf, trained with CPU fusion (run -5 and -6 only)",
              "bertclf_fp32": "bertclf, fp32 encoder",
              "tutorial": "TF tutorial recipe (fp32)", "transformers_fp32": "Transformers + PyTorch fp32",
              "transformers_bf16": "Transformers + PyTorch bf16 autocast",
@@ -360,10 +383,12 @@ def _table(r: dict) -> str:
               f"{passes(ratios.get('train_vs_tutorial_by_pass'), 2)} |",
               f"| bertclf / best Transformers (training) | {f(ratios['train_vs_transformers'], 2)}"
               f"{passes(ratios.get('train_vs_transformers_by_pass'), 2)} |",
+              f"| fast / plain encoder (training) | {f(ratios.get('fast_vs_plain'), 2)}"
+              f"{passes(ratios.get('fast_vs_plain_by_pass'), 2)} |",
               f"| bertclf / tutorial (serving, batch 64) | {f(ratios['serve_vs_tutorial'], 2)} |",
               f"| the same, CPU fusion off (as TF Serving runs it) | "
               f"{f(ratios.get('serve_no_fusion_vs_tutorial'), 2)} |",
-              f"| model FLOPs utilisation vs bf16 peak (mean padded length "
+              f"| model FLOPs utilisation vs {dtype} peak (mean padded length "
               f"{f(r.get('mean_padded_length_128'))}) | {f((r['mfu'] or 0) * 100, 1)} % |"]
     serve = r.get("serve", {})
     if all("batch1" in serve.get(k, {}) for k in ("bertclf", "tutorial")):
@@ -384,6 +409,7 @@ def _table(r: dict) -> str:
         for key in ("bertclf", "tutorial"):
             a = acc.get(key, {})
             lines.append(f"| {key} | {f(a.get('accuracy'), 4)} | {f(a.get('train_seconds'), 0)} |")
+    lines += [f"\nNote: {note}." for note in r.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -29,9 +29,10 @@ import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 from common import read_texts, windows_rate  # noqa: E402
 
-from app import cpu_fusion, data, encoders  # noqa: E402
+from app import data, encoders, inference, preprocessing  # noqa: E402
 from app.model import build_classifier  # noqa: E402
 from app.optimization import create_optimizer  # noqa: E402
+from app.runtime import cpu_fusion  # noqa: E402
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -75,15 +76,17 @@ def hub_style_encoder(args) -> dict:
     """The MiniLM weights in the graph a TF-Hub BERT export runs, for the tutorial recipe.
 
     TF-Hub's BERT encoders are Keras models whose Dropout layers draw one float32 per element
-    (`tf.nn.dropout`); bertclf's converter hashes each element's index instead. Everything else
+    (`tf.nn.dropout`); bertclf's fast encoder hashes each element's index instead. Everything else
     (2-D matmuls, exact GELU, fp32) is what `app.convert` writes by default.
     """
-    from app import convert, hub_bert
+    from app import bert_fast, convert
 
-    hub_bert.dropout = lambda x, rate: tf.nn.dropout(x, rate=rate)
+    bert_fast.dropout = lambda x, rate: tf.nn.dropout(x, rate=rate)
     out = Path(args.output)
-    if not (out / "bertclf_convert.json").exists():
-        convert.convert(encoders.minilm_checkpoint(), out)
+    checkpoint = encoders.minilm_checkpoint()
+    record = out / "bertclf_convert.json"
+    if not encoders.is_current(record, convert.fingerprint(checkpoint, 128, "float32", "fast")):
+        convert.convert(checkpoint, out)
     return {"encoder": str(out)}
 
 
@@ -94,8 +97,13 @@ def _texts(data_dir: str, n: int):
 
 
 def bertclf_model(args, classes):
-    spec = encoders.resolve(args.encoder, compute_dtype=args.compute_dtype)
-    tokenizer = data.Tokenizer(spec.preprocess, args.seq_length, "head+tail")
+    """As app.train builds it; `--implementation plain` takes the offline encoder's plain graph."""
+    if args.implementation == "plain":
+        folder = encoders.ensure_offline_encoder(compute_dtype=args.compute_dtype, implementation="plain")
+        spec = encoders.resolve(str(folder))
+    else:
+        spec = encoders.resolve(args.encoder, compute_dtype=args.compute_dtype)
+    tokenizer = preprocessing.Tokenizer(spec.preprocess, args.seq_length, "head+tail")
     seq_length = None if args.length_buckets else args.seq_length  # as app.train builds it
     model = build_classifier(spec.encoder, len(classes), 0.1, seq_length, pooled_only=spec.pooled_only)
     return spec, tokenizer, model
@@ -135,9 +143,9 @@ def _train_throughput(model, ds, args, shapes=()) -> dict:
 def bertclf(args) -> dict:
     """As `app.train` runs on CPU. One length-bucketing window of reviews, so the timed batches
     have the padded lengths training on the whole split would give."""
-    texts, labels, classes = _texts(args.data, args.batch_size * data.BUCKET_WINDOW)
+    texts, labels, classes = _texts(args.data, args.batch_size * preprocessing.BUCKET_WINDOW)
     spec, tokenizer, model = bertclf_model(args, classes)
-    ds = data.make_tf_dataset(texts, labels, tokenizer, args.batch_size, shuffle=True, seed=0,
+    ds = preprocessing.make_tf_dataset(texts, labels, tokenizer, args.batch_size, shuffle=True, seed=0,
                               drop_remainder=True, length_buckets=args.length_buckets)
     lengths, batches = [], {}  # every batch's padded length; one batch of each length
     for x, y in ds:
@@ -149,6 +157,7 @@ def bertclf(args) -> dict:
     with cpu_fusion(args.train_fusion) as fusion:
         rate = _train_throughput(model, ds, args, shapes=list(batches.values()))
     return {**rate, "cpu_fusion": fusion, "length_buckets": args.length_buckets,
+            "compute_dtype": spec.compute_dtype, "implementation": spec.implementation,
             "mean_padded_length": mean_length, "padded_lengths": sorted(batches),
             "train_seconds_with_compile": time.perf_counter() - start}
 
@@ -175,9 +184,10 @@ def accuracy(args) -> dict:
     start = time.perf_counter()
     if args.recipe == "bertclf":
         spec, tokenizer, model = bertclf_model(args, ds.classes)
-        train_ds = data.make_tf_dataset(tr_texts, y[train_idx], tokenizer, args.batch_size, shuffle=True,
-                                        seed=0, drop_remainder=True, length_buckets=args.length_buckets)
-        eval_ds = data.make_tf_dataset(ev_texts, y[eval_idx], tokenizer, 64)
+        train_ds = preprocessing.make_tf_dataset(tr_texts, y[train_idx], tokenizer, args.batch_size,
+                                                 shuffle=True, seed=0, drop_remainder=True,
+                                                 length_buckets=args.length_buckets)
+        eval_ds = preprocessing.make_tf_dataset(ev_texts, y[eval_idx], tokenizer, 64)
     else:
         model = tutorial_model(args, ds.classes)
         train_ds = tf.data.Dataset.from_tensor_slices((tf.constant(tr_texts), y[train_idx]))
@@ -220,7 +230,7 @@ def serve(args) -> dict:
                 "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)}
 
     if args.recipe == "bertclf":
-        sig = tf.saved_model.load(args.model).signatures["serving_default"]
+        sig = inference.load(args.model).serve  # as app.predict and app.evaluate load it
 
         def fn(t):
             return sig(text=t)
@@ -248,6 +258,8 @@ def main() -> int:
     p.add_argument("--data")
     p.add_argument("--encoder", default=encoders.DEFAULT_ENCODER)
     p.add_argument("--compute-dtype", default="float32")
+    p.add_argument("--implementation", choices=["fast", "plain"], default="fast",
+                   help="bertclf: the offline encoder's graph (app.convert --implementation)")
     p.add_argument("--seq-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-4)

@@ -101,3 +101,22 @@ def test_compare_shows_the_machines_peak_apart_from_the_figures(run):
     out = run.compare(a, b)
     assert "median |difference| 0.0 %" in out  # the machine's speed is not one of our figures
     assert "machine's peak matmul GFLOP/s: fp32 100 → 100, bf16 200 → 400" in out
+
+
+def test_without_a_bf16_row_the_best_transformers_figure_is_fp32s_and_the_table_says_why(run):
+    r = results(run, [row(20.0, [20.0]), row(30.0, [30.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    del r["train"]["128"]["transformers_bf16"]
+    r["notes"] = ["no Transformers bf16 row: this CPU has no native bfloat16 (AVX512-BF16 or AMX)"]
+    r.update(run._ratios(r))
+    assert r["ratios"]["train_vs_transformers"] == pytest.approx(25.0 / 8.5)
+    assert r["ratios"]["train_vs_transformers_by_pass"] == pytest.approx([20.0 / 8.0, 30.0 / 9.0])
+    assert "Note: no Transformers bf16 row" in run._table(r)
+
+
+def test_the_fast_encoders_gain_over_the_plain_one_is_a_ratio_of_its_own(run):
+    r = results(run, [row(20.0, [20.0]), row(30.0, [30.0])], [row(10.0, [10.0]), row(12.0, [12.0])])
+    r["train"]["128"]["bertclf_plain"] = run._pooled([row(10.0, [10.0]), row(15.0, [15.0])])
+    r.update(run._ratios(r))
+    assert r["ratios"]["fast_vs_plain"] == pytest.approx(25.0 / 12.5)
+    assert r["ratios"]["fast_vs_plain_by_pass"] == pytest.approx([2.0, 2.0])
+    assert "| fast / plain encoder (training) | 2.00 (2.00, 2.00) |" in run._table(r)
