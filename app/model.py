@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+from app.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
 
 
 def build_classifier(

@@ -48,9 +48,8 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
     for MiniLM's word table), where `ResourceApplyAdam` makes one. And its sparse path (for an
     embedding lookup's gradient) is not lazy either, momentum and decay reach every row, but it
     scatters into the two slots, which puts them in TensorFlow's copy-on-read mode: each later
-    dense read of a slot copies it. 1.04x and 1.03x a training step (bench/README.md). Keras'
-    legacy Adam ran this kernel too; the slots are read through `tf_keras`' private attributes,
-    so requirements.txt pins tf-keras.
+    dense read of a slot copies it (docs/speed.md). Keras' legacy Adam ran this kernel too; the
+    slots are read through `tf_keras`' private attributes, so requirements.txt pins tf-keras.
     """
 
     def update_step(self, gradient, variable):
@@ -78,9 +77,8 @@ def create_optimizer(
 ) -> tf.keras.optimizers.Optimizer:
     """Build inside `strategy.scope()`, like the model.
 
-    Keras compiles the AdamW updates with XLA itself when it sees a GPU; on this CPU compiling
-    them bought nothing measurable (bench/README.md), so each variable's step runs as one fused
-    TensorFlow kernel (`FusedAdamW`).
+    Keras compiles the AdamW updates with XLA itself when it sees a GPU; on CPUs compiling them
+    bought nothing, so each variable's step runs as one fused TensorFlow kernel (`FusedAdamW`).
     """
     schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
     optimizer = FusedAdamW(
