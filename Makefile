@@ -9,7 +9,7 @@ STAMP := $(VENV)/.bertclf-installed
 # (pipefail keeps pip's own exit status.)
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: venv demo train test test-slow lint golden bench notebook notebook-html clean help
+.PHONY: venv demo train test test-slow lint golden bench bench-tta notebook notebook-html clean help
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
@@ -20,6 +20,7 @@ help:
 	@echo "make notebook-html  the same, rendered to build/walkthrough.html"
 	@echo "make golden     regenerate tests/golden with the Hugging Face reference (tools/)"
 	@echo "make bench      training and serving speed against the tutorial, Transformers, keras-hub"
+	@echo "make bench-tta  held-out accuracy against training minutes, the same contenders and TF-IDF"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-offline.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +74,9 @@ golden: venv $(TORCH_STAMP)
 
 bench: venv $(TORCH_STAMP)
 	$(PY) bench/run.py --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
+
+bench-tta: venv $(TORCH_STAMP)
+	$(PY) bench/tta.py --torch-python $(TORCH_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TORCH_VENV) .pytest_cache build

@@ -28,6 +28,8 @@ STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
 MIXED_PRECISION = ("auto", "none", "bf16")
 TRUNCATIONS = ("head", "tail", "head+tail")
 GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
+DEFAULT_EPOCHS = 3
+AUTO_FIELDS = ("max_seq_length",)  # may be given as "auto" (None)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -58,7 +60,9 @@ class TrainConfig:
     max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
                                             "all")
     max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")
-    max_seq_length: int = _field(128, "data", "word pieces per text, [CLS] and [SEP] included")
+    max_seq_length: int | None = _field(None, "data", "word pieces per text, [CLS] and [SEP] included, "
+                                        "or auto", "auto: from the training texts' token lengths "
+                                        "(app.budget), 64 to 256, or planned by --time-budget")
     truncation: str = _field("head+tail", "data",
                              f"which word pieces a longer text keeps: {', '.join(TRUNCATIONS)} (head+tail: "
                              "the first quarter and the last three quarters)")
@@ -73,8 +77,16 @@ class TrainConfig:
     preprocess: str | None = _field(None, "model", "preprocessor handle, for a bare encoder handle",
                                     "the encoder's own")
     dropout: float = _field(0.1, "model", "dropout rate before the classifier head")
+    ngram_model: bool = _field(True, "model", "average the encoder's probabilities with a TF-IDF n-gram "
+                               "linear model over the whole text (app.ngram), weighted on the validation "
+                               "split, inside the same export")
     # optimisation
-    epochs: int = _field(3, "optimisation", "training epochs, stopped early by --patience")
+    epochs: int | None = _field(None, "optimisation", "training epochs, stopped early by --patience",
+                                f"{DEFAULT_EPOCHS}, or planned by --time-budget")
+    time_budget: float | None = _field(None, "optimisation",
+                                       "minutes for training and validation: plans the sequence length, "
+                                       "training examples and epochs for this machine and stops in time "
+                                       "(app.budget); the export and the test report come after", "none")
     batch_size: int | None = _field(None, "optimisation", "global batch size, across all replicas",
                                     "32; 16 for encoders wider than 768")
     learning_rate: float | None = _field(None, "optimisation", "peak AdamW learning rate",
@@ -123,8 +135,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     def bad(flag: str, value, expected: str):
         raise ValueError(f"--{flag} {expected}, got {value!r}")
 
-    if cfg.epochs < 1:
+    if cfg.epochs is not None and cfg.epochs < 1:
         bad("epochs", cfg.epochs, "must be at least 1")
+    if cfg.time_budget is not None and not 0 < cfg.time_budget <= 60 * 24 * 365:
+        bad("time-budget", cfg.time_budget, "must be a positive number of minutes")
     if cfg.batch_size is not None and cfg.batch_size < 1:
         bad("batch-size", cfg.batch_size, "must be at least 1")
     if cfg.learning_rate is not None and not 0 < cfg.learning_rate < 1:
@@ -137,7 +151,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("clip-norm", cfg.clip_norm, "must be positive")
     if not 0 <= cfg.dropout < 1:
         bad("dropout", cfg.dropout, "must be in [0, 1)")
-    if not 8 <= cfg.max_seq_length <= 4096:
+    if cfg.max_seq_length is not None and not 8 <= cfg.max_seq_length <= 4096:
         bad("max-seq-length", cfg.max_seq_length, "must be between 8 and the encoder's limit")
     if cfg.truncation not in TRUNCATIONS:
         bad("truncation", cfg.truncation, f"must be one of {list(TRUNCATIONS)}")
@@ -180,7 +194,7 @@ def _field_type(field: dataclasses.Field) -> tuple[type, bool]:
 def _coerce(name: str, value, source: str):
     field = TrainConfig.__dataclass_fields__[name]
     base, optional = _field_type(field)
-    if value is None:
+    if value is None or (name in AUTO_FIELDS and str(value).lower() == "auto"):
         if optional:
             return None
         raise ValueError(f"{source}: {name} cannot be null")
@@ -230,6 +244,14 @@ def load_config_file(path: str) -> dict:
     return out
 
 
+def _auto_or(base: type):
+    def parse(text: str):
+        return None if text.lower() == "auto" else base(text)
+
+    parse.__name__ = base.__name__  # argparse names the type in its error message
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field, grouped; flags default to "not given" so the config file can fill them."""
     parser.add_argument("--config", help="JSON or YAML file of settings; flags override it")
@@ -243,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = base
+            kwargs["type"] = _auto_or(base) if field.name in AUTO_FIELDS else base
             kwargs["metavar"] = field.name.upper() if base is str else base.__name__.upper()
         groups[field.metadata["group"]].add_argument(flag, **kwargs)
 
@@ -288,6 +310,19 @@ class ResolvedConfig:
     data: dict = dataclasses.field(default_factory=dict)  # filled by with_data
     schedule: dict = dataclasses.field(default_factory=dict)
     export: dict = dataclasses.field(default_factory=dict)  # filled by with_export
+    plan: dict = dataclasses.field(default_factory=dict)  # filled by with_plan: what app.budget chose
+    training: dict = dataclasses.field(default_factory=dict)  # filled by with_training: wall time
+    ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
+
+    def with_ngram(self, ngram: dict) -> ResolvedConfig:
+        return dataclasses.replace(self, ngram=ngram)
+
+    def with_plan(self, plan: dict, **values) -> ResolvedConfig:
+        """Add what planning chose (`values`: TrainConfig fields, e.g. max_seq_length) and why."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **values), plan=plan)
+
+    def with_training(self, training: dict) -> ResolvedConfig:
+        return dataclasses.replace(self, training=training)
 
     def with_data(self, columns: dict[str, str], classes: list[str], examples: dict[str, int],
                   steps_per_epoch: int) -> ResolvedConfig:
@@ -329,6 +364,9 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     from app import encoders, runtime
 
     find_encoder = find_encoder or encoders.resolve
+    if cfg.time_budget and hardware.strategy == "MultiWorkerMirroredStrategy":
+        raise ValueError("--time-budget needs one machine: the workers of a cluster would each stop on "
+                         "their own clock; give --epochs instead")
     want_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and hardware.fast_bfloat16)
     spec = find_encoder(cfg.encoder, cfg.preprocess, compute_dtype="bfloat16" if want_bf16 else "float32")
     # Keras policies do not reach inside a hub.KerasLayer: the encoder computes in the dtype
@@ -339,7 +377,7 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     if cfg.mixed_precision == "none" and spec.compute_dtype != "float32":
         raise ValueError(f"--mixed-precision none: encoder {spec.name} was converted to compute in "
                          f"{spec.compute_dtype}; convert it again without --compute-dtype")
-    if cfg.max_seq_length > spec.max_seq_length:
+    if cfg.max_seq_length is not None and cfg.max_seq_length > spec.max_seq_length:
         raise ValueError(f"--max-seq-length {cfg.max_seq_length} is above the encoder's limit "
                          f"of {spec.max_seq_length} positions")
     batch_default, lr_default = default_hyperparameters(spec.hidden_size)
@@ -353,6 +391,8 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     jit = cfg.jit_compile if cfg.jit_compile is not None else hardware.device != "CPU"
     config = dataclasses.replace(
         cfg,
+        # With a budget the planner chooses the epochs (app.budget), unless they were given.
+        epochs=cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS),
         batch_size=batch_size,
         learning_rate=cfg.learning_rate or lr_default,
         mixed_precision="bf16" if spec.compute_dtype == "bfloat16" else "none",

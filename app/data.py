@@ -320,7 +320,7 @@ def class_order(labels: Sequence[str]) -> list[str]:
         return unique
 
 
-def _stratified_subset(split: Split, n: int, seed: int) -> tuple[Split, Split]:
+def stratified_subset(split: Split, n: int, seed: int) -> tuple[Split, Split]:
     """(subset of n examples, the rest), keeping class proportions."""
     from sklearn.model_selection import train_test_split
 
@@ -385,7 +385,7 @@ def load_dataset(
     notes.messages = list(dataset.warnings)
     train = splits["train"]
     if max_train_examples:
-        train, _ = _stratified_subset(train, max_train_examples, seed)
+        train, _ = stratified_subset(train, max_train_examples, seed)
     if "validation" not in splits:
         if not 0 < validation_split < 1:
             raise ValueError(f"--validation-split must be in (0, 1) when the data has no validation "
@@ -394,13 +394,13 @@ def load_dataset(
         if n_val >= len(train):
             raise DataError(f"--data {data}: {len(train)} training examples are too few to hold out "
                             f"a validation split")
-        val, train = _stratified_subset(train, n_val, seed)
+        val, train = stratified_subset(train, n_val, seed)
         splits["validation"] = val
     splits["train"] = train
     if max_eval_examples:
         for name in ("validation", "test"):
             if name in splits:
-                splits[name], _ = _stratified_subset(splits[name], max_eval_examples, seed)
+                splits[name], _ = stratified_subset(splits[name], max_eval_examples, seed)
     for name, split in splits.items():
         missing = sorted(set(classes) - set(split.labels))
         if missing and len(split):
@@ -413,8 +413,12 @@ def load_dataset(
 # ----------------------------------------------------------------------------- inspect CLI
 
 
-def inspect(dataset: Dataset, tokenizer: Tokenizer | None) -> dict:
-    """Classes, per-split counts and token-length statistics, as `app.data inspect` prints."""
+def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:
+    """Classes, per-split counts and token-length statistics, as `app.data inspect` prints; for
+    the training split also the length `app.train --max-seq-length auto` would pick (`limit`:
+    the encoder's)."""
+    from app import budget
+
     report = {"classes": dataset.classes, "columns": dataset.columns, "splits": {},
               "warnings": list(dataset.warnings)}
     for name, split in dataset.splits.items():
@@ -430,6 +434,8 @@ def inspect(dataset: Dataset, tokenizer: Tokenizer | None) -> dict:
                 "over_seq_length": int((lengths > tokenizer.seq_length).sum()),
                 "seq_length": tokenizer.seq_length,
             }
+            if name == "train":
+                entry["tokens"]["auto_seq_length"] = budget.auto_seq_length(lengths - 2, limit)[0]
         report["splits"][name] = entry
     return report
 
@@ -465,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = encoders.resolve(args.encoder or encoders.DEFAULT_ENCODER)
             tokenizer = Tokenizer(spec.preprocess, args.max_seq_length)
-        report = inspect(dataset, tokenizer)
+        report = inspect(dataset, tokenizer, spec.max_seq_length if tokenizer is not None else 512)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

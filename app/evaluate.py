@@ -249,10 +249,23 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _training_sentence(report: dict) -> str:
+    """How long the model trained (and against which budget), when the report knows."""
+    t = report.get("training") or {}
+    if not t.get("wall_seconds"):
+        return ""
+    text = f" Trained in {t['wall_seconds'] / 60:.1f} min ({t.get('epochs_run', '?')} epoch(s)"
+    if t.get("budget_seconds"):
+        text += f", budget {t['budget_seconds'] / 60:g} min"
+        if t.get("stopped_by_budget"):
+            text += ", stopped by it"
+    return text + ")."
+
+
 def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     lines = [f"# Evaluation report: {report['model']}", "",
              f"Data: `{report['data']}` ({report['n_examples']} examples). "
-             f"Throughput: {report['examples_per_second']:.1f} examples/s.", ""]
+             f"Throughput: {report['examples_per_second']:.1f} examples/s.{_training_sentence(report)}", ""]
     for note in report["notes"]:
         lines.append(f"> **Note:** {note}")
     if report["notes"]:
@@ -285,7 +298,8 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
     esc = html.escape
     parts = [f"<h1>Evaluation report: {esc(report['model'])}</h1>",
              f"<p>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
-             f"Throughput: {report['examples_per_second']:.1f} examples/s.</p>"]
+             f"Throughput: {report['examples_per_second']:.1f} examples/s."
+             f"{esc(_training_sentence(report))}</p>"]
     parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
     parts.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
         f"<tr><td>{k}</td><td>{_fmt(report.get(k))}</td></tr>" for k in SUMMARY_KEYS) + "</table>")
@@ -321,7 +335,9 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     report = compute_metrics(pred.true, pred.probabilities, classes)
     report.update({"model": model, "data": data,
                    "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
-                   "seconds": pred.seconds, "config": config or {}})
+                   "seconds": pred.seconds, "config": config or {},
+                   # How long training took (app.train's wall time, budget), as the export recorded it.
+                   "training": (config or {}).get("training", {})})
     predicted = pred.probabilities.argmax(1)
     frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
                           "predicted_label": [classes[i] for i in predicted]})

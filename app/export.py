@@ -6,11 +6,13 @@ base folder and only loads integer-named versions, so it never sees half a model
 
 Signatures:
 * `serving_default`: `text` (string `[None]`) -> `probabilities` (float32 `[None, classes]`),
-  `class_id` (int64 `[None]`), `label` (string `[None]`). The tokenizer is inside.
+  `class_id` (int64 `[None]`), `label` (string `[None]`). The tokenizer is inside, and the
+  n-gram model (`app.ngram`) whose probabilities are averaged in, when the run has one.
 * `classify`: serialized `tf.Example`s with a `text` feature -> `classes`, `scores`
   (a Classification signature, so TF Serving's `:classify` API works).
 
-Also saved (not a signature): `tokenize(text)`, the encoder inputs the model computes on.
+Also saved (not a signature): `tokenize(text)`, the encoder inputs the model computes on, and
+with an n-gram model `ngram_probabilities(text)`, its part of the average.
 Assets: `labels.txt` (class names in order), `config.json` (the run's resolved config), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
 Loading an export is `app.inference`.
@@ -49,7 +51,7 @@ class ServingModel(tf.Module):
     """
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
-                 assets: dict[str, str]):
+                 assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0):
         super().__init__(name="serving_model")
         object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
         object.__setattr__(self, "_tokenizer", tokenizer)
@@ -61,10 +63,23 @@ class ServingModel(tf.Module):
         # A classifier built for any length (trained with length buckets) gets each request
         # padded to its bucket only: short texts don't pay for max_seq_length positions.
         self._buckets = classifier.inputs[0].shape[-1] is None
+        # The n-gram model (app.ngram) and its share of the probabilities, when it has one.
+        self.ngram = ngram if ngram is not None and ngram_weight > 0 else None
+        self._ngram_weight = float(ngram_weight) if self.ngram is not None else 0.0
+        if self.ngram is not None:  # saved beside `tokenize`, for checking the average's parts
+            self.ngram_probabilities = tf.function(self.ngram.__call__, input_signature=[_TEXT])
 
-    def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
+    def encoder_probabilities(self, text: tf.Tensor) -> tf.Tensor:
+        """The fine-tuned encoder's probabilities alone."""
         return tf.cast(self._classifier(self._tokenizer(text, bucket=self._buckets), training=False),
                        tf.float32)
+
+    def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
+        probabilities = self.encoder_probabilities(text)
+        if self.ngram is not None:
+            w = self._ngram_weight
+            probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
+        return probabilities
 
     @tf.function(input_signature=[_TEXT])
     def serve(self, text):
@@ -167,11 +182,14 @@ def export_model(
     output_dir: str | os.PathLike,
     model_name: str,
     version: int | None = None,
+    ngram: tf.Module | None = None,
+    ngram_weight: float = 0.0,
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
     An existing version is never overwritten; without `version`, the next free number is used
-    (`choose_version`). `config_json` becomes `assets/config.json`.
+    (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
+    (`app.ngram`) and a positive weight, the served probabilities average the two.
     """
     version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name
@@ -183,8 +201,8 @@ def export_model(
             labels_path.write_text("\n".join(classes) + "\n", encoding="utf-8")
             config_path = Path(scratch) / "config.json"
             config_path.write_text(config_json, encoding="utf-8")
-            module = ServingModel(classifier, tokenizer, classes,
-                                  {"labels": str(labels_path), "config": str(config_path)})
+            assets = {"labels": str(labels_path), "config": str(config_path)}
+            module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight)
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)

@@ -86,15 +86,19 @@ def load(model: str | os.PathLike) -> LoadedModel:
 
 
 def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
-    """Run a `serving_default` signature over texts in batches; (probabilities, seconds)."""
+    """Run a `serving_default` signature over texts in batches; (probabilities in the texts'
+    order, seconds). Texts are batched in order of length: the export pads each batch only to
+    its longest text's bucket."""
     import tensorflow as tf
 
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
     outputs = []
     start = time.perf_counter()
     next_report = PROGRESS_EVERY
     with runtime.cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
         for i in range(0, len(texts), batch_size):
-            batch = tf.constant(list(texts[i:i + batch_size]), tf.string)
+            batch = tf.constant([texts[j] for j in order[i:i + batch_size]], tf.string)
             outputs.append(serve(text=batch)["probabilities"].numpy())
             done = min(i + batch_size, len(texts))
             if done >= next_report and done < len(texts):
@@ -103,4 +107,8 @@ def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64) -
                             (len(texts) - done) / rate)
                 next_report += PROGRESS_EVERY
     seconds = time.perf_counter() - start
-    return (np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)), seconds
+    if not outputs:
+        return np.zeros((0, 0), np.float32), seconds
+    probabilities = np.empty_like(np.concatenate(outputs))
+    probabilities[order] = np.concatenate(outputs)
+    return probabilities, seconds

@@ -14,9 +14,15 @@ NO_DECAY = ["LayerNorm", "layer_norm", "norm/gamma", "norm/beta", "bias"]
 
 @tf.keras.utils.register_keras_serializable(package="bertclf")
 class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """0 -> peak over `warmup_steps`, then linearly down to 0 at `total_steps`."""
+    """0 -> peak over `warmup_steps`, then linearly down to 0 at `total_steps`.
 
-    def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int):
+    With a `clock` (a scalar variable in [0, 1] that `app.fit.Deadline` sets to the share of a
+    time budget used), the decay follows whichever is further on, the steps or the clock, so the
+    rate reaches 0 at the deadline even when steps run slower than planned.
+    """
+
+    def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int,
+                 clock: tf.Variable | None = None):
         super().__init__()
         if total_steps < 1:
             raise ValueError(f"total_steps must be at least 1, got {total_steps}")
@@ -25,13 +31,17 @@ class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         self.peak_learning_rate = peak_learning_rate
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
+        self.clock = clock
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         peak = tf.constant(self.peak_learning_rate, tf.float32)
         warm = peak * (step + 1.0) / max(self.warmup_steps, 1)
         decay_span = max(self.total_steps - self.warmup_steps, 1)
-        decay = peak * tf.maximum(0.0, (self.total_steps - step) / decay_span)
+        done = (step - self.warmup_steps) / decay_span
+        if self.clock is not None:
+            done = tf.maximum(done, tf.cast(self.clock, tf.float32))
+        decay = peak * tf.maximum(0.0, 1.0 - done)
         return tf.where(step < self.warmup_steps, warm, decay)
 
     def get_config(self):
@@ -74,13 +84,15 @@ def create_optimizer(
     warmup_fraction: float = 0.1,
     weight_decay: float = 0.01,
     clip_norm: float = 1.0,
+    clock: tf.Variable | None = None,
 ) -> tf.keras.optimizers.Optimizer:
     """Build inside `strategy.scope()`, like the model.
 
     Keras compiles the AdamW updates with XLA itself when it sees a GPU; on CPUs compiling them
     bought nothing, so each variable's step runs as one fused TensorFlow kernel (`FusedAdamW`).
     """
-    schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)))
+    schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)),
+                                 clock)
     optimizer = FusedAdamW(
         learning_rate=schedule,
         weight_decay=weight_decay,

@@ -35,6 +35,12 @@ def normalize_text(texts: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(texts, HTML_BREAK, " ")
 
 
+def bucket_width(seq_length: int) -> int:
+    """`BUCKET_MULTIPLE`, or the smallest multiple of it giving at most `MAX_BUCKETS` lengths."""
+    per_bucket = -(-seq_length // MAX_BUCKETS)
+    return -(-per_bucket // BUCKET_MULTIPLE) * BUCKET_MULTIPLE
+
+
 def truncate_tokens(tokens: tf.RaggedTensor, budget: int, truncation: str) -> tf.RaggedTensor:
     """Keep at most `budget` tokens per row of a ragged `[batch, tokens]` tensor.
 
@@ -92,9 +98,7 @@ class Tokenizer(tf.Module):
 
     @property
     def bucket_width(self) -> int:
-        """`BUCKET_MULTIPLE`, or the smallest multiple of it giving at most `MAX_BUCKETS` lengths."""
-        per_bucket = -(-self.seq_length // MAX_BUCKETS)
-        return -(-per_bucket // BUCKET_MULTIPLE) * BUCKET_MULTIPLE
+        return bucket_width(self.seq_length)
 
     def bucket_length(self, tokens: tf.RaggedTensor) -> tf.Tensor:
         """The padded length for a batch: its longest row plus [CLS]/[SEP], rounded up to

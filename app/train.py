@@ -20,7 +20,10 @@ import logging
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 from app import config as config_mod
 from app import runtime
@@ -29,6 +32,9 @@ from app import runtime
 # and `main` sets the process up (app.runtime) before TensorFlow starts.
 
 logger = logging.getLogger("app.train")
+
+# Token lengths for `--max-seq-length auto` and the budget planner come from this many texts.
+LENGTH_SAMPLE = 5000
 
 
 @dataclasses.dataclass
@@ -41,27 +47,46 @@ class RunResult:
 
 
 def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult:
-    """config -> data -> model -> fit -> export -> report. `callbacks` are Keras callbacks added
-    after the run's own (backup, checkpoint, logs)."""
-    from app import fit
+    """config -> data -> n-gram model -> plan -> model -> fit -> ensemble -> export -> report.
+    `callbacks` are Keras callbacks added after the run's own (backup, checkpoint, logs)."""
+    from app import fit, ngram
 
     strategy, resolved = resolve(cfg)
     run_dir = prepare_run_dir(resolved)
-    dataset, tokenizer, train_ds, val_ds, resolved = datasets(resolved)
+    dataset = read_data(resolved)
+    started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
+    ngram_fit = fit_ngram(resolved, dataset)
+    resolved, dataset = plan(resolved, strategy, dataset, started, ngram_fit is not None)
+    tokenizer, train_ds, val_ds, resolved = pipelines(resolved, dataset)
+    if ngram_fit is not None:  # now, while the budget's clock has time for it
+        ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
     (run_dir / "config.json").write_text(resolved.to_json())
     (run_dir / "classes.json").write_text(json.dumps(dataset.classes))
-    model = build_model(resolved, strategy, len(dataset.classes))
+    c = resolved.config
+    model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"])
+    deadline = None
+    if c.time_budget:
+        # The first validation traces its function: the plan's time of one pass plus that.
+        passes = c.epochs + (1 if ngram_fit is not None else 0)
+        tracing = resolved.plan["throughput"]["predict_startup"]
+        one_validation = (resolved.plan["validation_seconds"] - (passes - c.epochs + 1) * tracing) / passes
+        deadline = fit.Deadline(c.time_budget * 60, started, one_validation + tracing, c.epochs, clock,
+                                reserve_validations=1 if ngram_fit is not None else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
-                len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], resolved.config.epochs,
+                len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
-    history = fit.fit(model, train_ds, val_ds, run_dir, resolved.config.epochs, resolved.config.patience,
-                      resolved.cpu_fusion, callbacks)
-    export_dir, resolved = export(model, tokenizer, dataset.classes, resolved)
+    history = fit.fit(model, train_ds, val_ds, run_dir, c.epochs, c.patience, resolved.cpu_fusion, callbacks,
+                      deadline)
+    ngram_model, ngram_weight, resolved = ensemble(model, tokenizer, ngram_fit, dataset, resolved)
+    resolved = resolved.with_training(training_record(resolved, started, deadline, history))
+    if deadline is not None:
+        update_throughput(resolved, deadline)
+    export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, ngram_weight)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved)
     (run_dir / "config.json").write_text(resolved.to_json())
     (run_dir / "export_path.txt").write_text(f"{export_dir}\n")
-    report_dir, report = evaluate(export_dir, dataset, history, run_dir, resolved.config.data)
+    report_dir, report = evaluate(export_dir, dataset, history, run_dir, c.data)
     return RunResult(run_dir, export_dir, report_dir, report, resolved)
 
 
@@ -77,11 +102,11 @@ def resolve(cfg: config_mod.TrainConfig):
     logger.info("strategy %s with %d replica(s): %s", hardware.strategy, hardware.replicas, why)
     resolved = config_mod.resolve(cfg, hardware)
     c = resolved.config
-    logger.info("encoder %s (%s, %s); batch %d, learning rate %g, seq length %d, precision %s, "
+    logger.info("encoder %s (%s, %s); batch %d, learning rate %g, seq length %s, precision %s, "
                 "jit_compile %s, CPU fusion %s, length buckets %s", resolved.encoder.name,
                 resolved.encoder.implementation or "TF Hub", resolved.encoder.compute_dtype, c.batch_size,
-                c.learning_rate, c.max_seq_length, c.mixed_precision, c.jit_compile, resolved.cpu_fusion,
-                c.length_buckets)
+                c.learning_rate, c.max_seq_length or "auto", c.mixed_precision, c.jit_compile,
+                resolved.cpu_fusion, c.length_buckets)
     logger.info("resolved config:\n%s", resolved.to_json())
     tf.keras.utils.set_random_seed(c.seed)
     return strategy, resolved
@@ -119,15 +144,103 @@ def prepare_run_dir(resolved: config_mod.ResolvedConfig) -> Path:
     return run_dir
 
 
-def datasets(resolved: config_mod.ResolvedConfig):
-    """Read and split the data; the tokenizer and the training and validation pipelines."""
-    from app import data, preprocessing
+def read_data(resolved: config_mod.ResolvedConfig):
+    """Read and split the data, as the config asks (before any planning)."""
+    from app import data
 
     c = resolved.config
     dataset = data.load_dataset(c.data, c.test_data, c.text_column, c.label_column, c.validation_split,
                                 c.max_train_examples, c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
         logger.warning("data: %s", warning)
+    return dataset
+
+
+def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, started: float | None = None,
+         ngram: bool = False):
+    """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths;
+    with `--time-budget`, the length, training and validation examples and epochs that fit it
+    (app.budget), the splits cut to the planned sizes (stratified, seeded). The budget has paid
+    for what ran since `started` (the n-gram model, the probe); with an n-gram model the plan
+    leaves time for its weight's pass over the validation split."""
+    from app import budget, data, preprocessing
+
+    c = resolved.config
+    if c.max_seq_length is not None and not c.time_budget:
+        return resolved, dataset
+    train = dataset.splits["train"]
+    sample = train.texts
+    if len(sample) > LENGTH_SAMPLE:  # a seeded sample says enough about the lengths
+        rng = np.random.default_rng(c.seed)
+        sample = [sample[i] for i in sorted(rng.choice(len(sample), LENGTH_SAMPLE, replace=False))]
+    limit = resolved.encoder.max_seq_length
+    lengths = preprocessing.Tokenizer(c.preprocess, limit, c.truncation).token_lengths(sample)
+    if not c.time_budget:
+        length, why = budget.auto_seq_length(lengths, limit)
+        logger.info("--max-seq-length auto: %d (%s)", length, why)
+        return resolved.with_plan({"max_seq_length": why}, max_seq_length=length), dataset
+
+    throughput, probe_seconds, key = probe_throughput(resolved, strategy, dataset)
+    spent = time.monotonic() - started if started is not None else probe_seconds
+    width = preprocessing.bucket_width if c.length_buckets else None
+    the_plan = budget.make_plan(
+        c.time_budget * 60, lengths, len(train), len(dataset.splits["validation"]), throughput, limit,
+        c.batch_size, width, spent_seconds=spent, seq_length=c.max_seq_length, epochs=c.epochs,
+        min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
+        extra_validations=1 if ngram else 0)
+    logger.info("time budget: %s", the_plan.why)
+    splits = dict(dataset.splits)
+    splits["train"], _ = data.stratified_subset(train, the_plan.train_examples, c.seed)
+    splits["validation"], _ = data.stratified_subset(splits["validation"], the_plan.validation_examples,
+                                                     c.seed)
+    dataset = dataclasses.replace(dataset, splits=splits)
+    record = {**the_plan.to_dict(), "probe_seconds": round(probe_seconds, 1),
+              "throughput": throughput.to_dict(), "throughput_key": key}
+    return resolved.with_plan(record, max_seq_length=the_plan.seq_length, epochs=the_plan.epochs), dataset
+
+
+def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
+    """(Throughput, seconds the probe took, cache key): from the cache for this machine and
+    encoder, else timed on a throw-away copy of the model."""
+    import tensorflow as tf
+
+    from app import budget, preprocessing
+
+    c = resolved.config
+    key = budget.machine_key(device=resolved.hardware.device, replicas=resolved.hardware.replicas,
+                             encoder=resolved.encoder.encoder,
+                             converter=resolved.converter.get("fingerprint"),
+                             dtype=resolved.encoder.compute_dtype, cpu_fusion=resolved.cpu_fusion,
+                             jit_compile=c.jit_compile, pooled_only=resolved.encoder.pooled_only)
+    cached = budget.cached_throughput(key)
+    if cached is not None:
+        logger.info("time budget: this machine's throughput for %s from %s", resolved.encoder.name,
+                    budget.cache_file())
+        return cached, 0.0, key
+    start = time.monotonic()
+    replicas = resolved.hardware.replicas
+    batch = -(-budget.PROBE_BATCH // replicas) * replicas
+    lengths = budget.probe_lengths(resolved.encoder.max_seq_length)
+    logger.info("time budget: timing %s on this machine at %s word pieces (once; cached in %s)",
+                resolved.encoder.name, list(lengths), budget.cache_file())
+    texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
+    texts = (texts * batch)[:batch]  # the longest texts, so that every probe length is filled
+    model, _ = build_model(resolved, strategy, len(dataset.classes), total_steps=1000)
+    inputs = {length: preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
+              for length in lengths}
+    labels = tf.zeros([batch], tf.int32)
+    with runtime.cpu_fusion(resolved.cpu_fusion):
+        throughput = budget.probe(lambda length: model.train_on_batch(inputs[length], labels),
+                                  lambda length: model.predict_on_batch(inputs[length]), lengths, batch)
+    budget.save_throughput(key, throughput)
+    return throughput, time.monotonic() - start, key
+
+
+def pipelines(resolved: config_mod.ResolvedConfig, dataset):
+    """The tokenizer and the training and validation `tf.data` pipelines."""
+    from app import preprocessing
+
+    c = resolved.config
     train = dataset.splits["train"]
     if len(train) < c.batch_size:
         raise ValueError(f"--batch-size {c.batch_size} is larger than the {len(train)} training examples")
@@ -141,11 +254,76 @@ def datasets(resolved: config_mod.ResolvedConfig):
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
                                   int(train_ds.cardinality()))
-    return dataset, tokenizer, train_ds, val_ds, resolved
+    return tokenizer, train_ds, val_ds, resolved
 
 
-def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int):
-    """The classifier and its optimizer, built in the strategy's scope, compiled."""
+def training_record(resolved: config_mod.ResolvedConfig, started: float, deadline, history) -> dict:
+    """What training took: wall seconds from planning to the end of fit (a resumed run counts its
+    earlier processes' epochs too), the epochs run, and whether the budget stopped it."""
+    seconds = deadline.elapsed() if deadline is not None else time.monotonic() - started
+    record = {"wall_seconds": round(seconds, 1), "epochs_run": int(len(history))}
+    if deadline is not None:
+        record.update(budget_seconds=deadline.budget, stopped_by_budget=deadline.stopped_early,
+                      steps=deadline.steps)
+    return record
+
+
+def update_throughput(resolved: config_mod.ResolvedConfig, deadline) -> None:
+    """Correct this machine's cached throughput by what the run's training steps took."""
+    from app import budget
+
+    plan_record = resolved.plan
+    steps_planned = resolved.schedule["total_steps"]
+    if not deadline.steps or not steps_planned:
+        return
+    planned = plan_record["train_seconds"] * deadline.steps / steps_planned
+    measured = deadline.elapsed() - deadline.validation_total - plan_record["startup_seconds"]
+    throughput = budget.Throughput.from_dict(plan_record["throughput"])
+    budget.save_throughput(plan_record["throughput_key"], budget.corrected(throughput, planned, measured))
+
+
+def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
+    """The n-gram model on every training example (before a budget's plan cuts the split for
+    the encoder), or None with `--no-ngram-model`."""
+    from app import ngram
+
+    if not resolved.config.ngram_model:
+        return None
+    return ngram.fit(dataset.splits["train"].texts, dataset.label_ids("train"), len(dataset.classes),
+                     resolved.config.seed)
+
+
+def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
+    """(n-gram model or None, its weight, resolved config): the weight of the n-gram model's
+    probabilities, chosen on the validation split against the trained encoder's."""
+    import tensorflow as tf
+
+    from app import inference, ngram
+
+    if ngram_fit is None:
+        return None, 0.0, resolved
+    val = dataset.splits["validation"]
+    buckets = model.inputs[0].shape[-1] is None
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def encoder(text):
+        return {"probabilities": tf.cast(model(tokenizer(text, bucket=buckets), training=False), tf.float32)}
+
+    encoder_probabilities, _ = inference.predict_texts(lambda text: encoder(text), val.texts)
+    ngram_probabilities = ngram_fit.validation
+    if ngram_probabilities is None:
+        ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)
+    weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities,
+                                          dataset.label_ids("validation"))
+    acc = figures["validation_accuracy"]
+    logger.info("n-gram weight %.2f: validation accuracy %.4f (encoder alone %.4f, n-grams alone %.4f)",
+                weight, acc["ensemble"], acc["encoder"], acc["ngram"])
+    return ngram_fit.model, weight, resolved.with_ngram({**ngram_fit.record, **figures})
+
+
+def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int):
+    """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
+    the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`)."""
     import tensorflow as tf
 
     from app.model import build_classifier
@@ -156,8 +334,10 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int)
         model = build_classifier(resolved.encoder.encoder, num_classes, c.dropout,
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
                                  pooled_only=resolved.encoder.pooled_only)
-        optimizer = create_optimizer(c.learning_rate, resolved.schedule["total_steps"], c.warmup_fraction,
-                                     c.weight_decay, c.clip_norm)
+        clock = tf.Variable(0.0, trainable=False, name="budget_clock",
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
+        optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
+                                     c.clip_norm, clock)
         model.compile(
             optimizer=optimizer,
             loss=tf.keras.losses.SparseCategoricalCrossentropy(),
@@ -165,10 +345,11 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int)
             jit_compile=c.jit_compile,
             steps_per_execution=c.steps_per_execution,
         )
-    return model
+    return model, clock
 
 
-def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedConfig):
+def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedConfig, ngram_model=None,
+           ngram_weight: float = 0.0):
     """(export folder or None, resolved config with the export's version).
 
     Saving can run collective ops under MultiWorkerMirroredStrategy, so every worker exports;
@@ -182,7 +363,7 @@ def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedCo
     version = choose_version(output_dir, c.model_name, c.version)
     resolved = resolved.with_export(str(Path(output_dir) / c.model_name / str(version)), version)
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
-                              version)
+                              version, ngram_model, ngram_weight)
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         return None, resolved

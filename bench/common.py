@@ -39,3 +39,27 @@ def windows_rate(times: list[float], batch: int, warmup: int, window: int) -> di
     steps = np.diff(times)[warmup:]
     rates = [batch * window / steps[i:i + window].sum() for i in range(0, len(steps) - window + 1, window)]
     return {"examples_per_second": float(np.median(rates)), "windows": [float(r) for r in rates]}
+
+
+def read_csv(path: str) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a text,label CSV that bench/tta.py wrote (csv module: no pandas in
+    every worker's environment)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+# The rule that fits a contender's recipe into a time budget (bench/tta.py): time PROBE_STEPS
+# training steps at learning rate 0 (the weights do not move), then train one shuffled epoch
+# over as many examples as that rate covers in the time left, less SLACK, with the recipe's
+# warm-up and linear decay sized to those steps; stop at the budget whatever the rate did.
+PROBE_STEPS = 8
+SLACK = 0.05
+
+
+def examples_in_budget(rate: float, seconds_left: float, available: int, batch: int) -> int:
+    """How many training examples one epoch at `rate` examples/s covers in `seconds_left`."""
+    fit = int(rate * seconds_left * (1 - SLACK)) // batch * batch
+    return max(batch, min(available // batch * batch, fit))

@@ -6,6 +6,7 @@
     python bench/tf_worker.py tutorial --data DIR --seq-length 128 --batch-size 32
     python bench/tf_worker.py serve --model saved_models/NAME/VERSION --data DIR
     python bench/tf_worker.py accuracy --recipe bertclf|tutorial --data DIR ...
+    python bench/tf_worker.py tta --train-csv F --test-csv F --minutes 15   # the tutorial recipe
 
 Every throughput is the median of several timed windows after warm-up steps.
 """
@@ -27,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
-from common import read_texts, windows_rate  # noqa: E402
+from common import PROBE_STEPS, examples_in_budget, read_csv, read_texts, windows_rate  # noqa: E402
 
 from app import data, encoders, inference, preprocessing  # noqa: E402
 from app.model import build_classifier  # noqa: E402
@@ -204,6 +205,47 @@ def accuracy(args) -> dict:
             "length_buckets": args.recipe == "bertclf" and args.length_buckets}
 
 
+def tta(args) -> dict:
+    """The tutorial recipe given `--minutes` (bench/common.py's rule), then its held-out accuracy."""
+    tf.keras.utils.set_random_seed(0)
+    budget = args.minutes * 60
+    start = time.perf_counter()
+    texts, labels = read_csv(args.train_csv)
+    test_texts, test_labels = read_csv(args.test_csv)
+    classes = sorted(set(labels))
+    y = np.asarray([classes.index(label) for label in labels], np.int32)
+    order = np.random.default_rng(0).permutation(len(texts))
+    model = tutorial_model(args, classes)
+    batch = args.batch_size
+
+    def batches(index):
+        pairs = (tf.constant([texts[i] for i in index]), y[index])
+        return tf.data.Dataset.from_tensor_slices(pairs).batch(batch)
+
+    model.compile(optimizer=create_optimizer(1e-30, 1000, 0.0, 0.0), loss="sparse_categorical_crossentropy")
+    timer = StepTimer()
+    model.fit(batches(order[:batch * (2 + PROBE_STEPS)]), epochs=1, verbose=0, callbacks=[timer])
+    rate = batch * PROBE_STEPS / (timer.times[-1] - timer.times[2])
+    n = examples_in_budget(rate, budget - (time.perf_counter() - start), len(texts), batch)
+    model.compile(optimizer=create_optimizer(args.learning_rate, n // batch),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class Stop(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            if time.perf_counter() - start > budget:
+                self.model.stop_training = True
+
+    model.fit(batches(order[:n]), epochs=1, verbose=0, callbacks=[Stop()])
+    train_seconds = time.perf_counter() - start
+    test_y = np.asarray([classes.index(label) for label in test_labels], np.int32)
+    by_length = np.argsort([len(t) for t in test_texts])
+    test_ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([test_texts[i] for i in by_length]), test_y[by_length])).batch(64)
+    _, acc = model.evaluate(test_ds, verbose=0)
+    return {"accuracy": float(acc), "train_seconds": train_seconds, "train_examples": n,
+            "probe_examples_per_second": rate, "seq_length": args.seq_length, "epochs": 1}
+
+
 SHORT_WORDS = 12
 
 
@@ -252,7 +294,11 @@ def serve(args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["peak", "hub_style_encoder", "bertclf", "tutorial", "serve", "accuracy"])
+    p.add_argument("mode", choices=["peak", "hub_style_encoder", "bertclf", "tutorial", "serve", "accuracy",
+                                    "tta"])
+    p.add_argument("--train-csv")
+    p.add_argument("--test-csv")
+    p.add_argument("--minutes", type=float, default=15)
     p.add_argument("--output")
     p.add_argument("--tutorial-encoder", help="encoder for the tutorial recipe (default: --encoder)")
     p.add_argument("--data")

@@ -14,6 +14,7 @@ import os
 import string
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ import pytest
 # suite's many tiny models and subprocesses that costs time and buys nothing. It is off here
 # (and in the CLIs the tests start) except in the tests that run it explicitly (test_runtime.py).
 os.environ.setdefault("BERTCLF_CPU_FUSION", "0")
+# Throughput probes of the tiny encoders (app.budget) go to a cache of the suite's own.
+os.environ["BERTCLF_CACHE_DIR"] = tempfile.mkdtemp(prefix="bertclf-test-cache-")
 
 import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 

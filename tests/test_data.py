@@ -198,6 +198,7 @@ def test_inspect_reports_counts_and_token_lengths(acl_tree, tiny_hub):
     assert train["counts"] == {"neg": 12, "pos": 12}
     assert set(train["tokens"]) >= {"median", "p90", "over_seq_length"}
     assert train["tokens"]["over_seq_length"] == 24  # every review is longer than 8 tokens
+    assert train["tokens"]["auto_seq_length"] == 64  # short reviews: the shortest candidate
     json.dumps(report)  # JSON-serialisable as printed by the CLI
 
 

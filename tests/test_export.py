@@ -80,14 +80,18 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
         model = tf.saved_model.load(sys.argv[1])
         texts = json.loads(open(sys.argv[2]).read())
         out = model.signatures["serving_default"](text=tf.constant(texts))
-        print(json.dumps(out["probabilities"].numpy().tolist()))
+        ngram = None
+        if hasattr(model, "ngram_probabilities"):
+            ngram = model.ngram_probabilities(tf.constant(texts)).numpy().tolist()
+        print(json.dumps({"served": out["probabilities"].numpy().tolist(), "ngram": ngram}))
     """)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     env = {k: v for k, v in ENV.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
     proc = subprocess.run([sys.executable, "-c", script, str(exported), str(tmp_path / "texts.json")],
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    fresh = np.array(answer["served"])
     assert len(texts[2]) > 20_000
     # The in-memory classifier behind the export, fed by the same tokenizer.
     from app.model import build_classifier
@@ -99,6 +103,11 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     model.load_weights(str(result.run_dir / "checkpoints" / "best"))
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
+    # The served probabilities average the encoder's with the n-gram model's (app.ngram).
+    weight = result.config.ngram.get("weight", 0.0)
+    assert (answer["ngram"] is not None) == (weight > 0)
+    if weight > 0:
+        in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
     np.testing.assert_allclose(fresh, in_memory, atol=1e-5)
 
 
@@ -191,7 +200,10 @@ def test_the_export_saves_the_weights_and_the_tokenizer_not_the_optimizer(traine
     names = " ".join(reader.get_variable_to_shape_map())
     assert "optimizer" not in names and "/m/" not in names and "/v/" not in names
     encoder_vars = len(tf.saved_model.load(str(Path(result.config.encoder.encoder))).variables)
-    assert len(variables) == encoder_vars + 2 + 1  # the encoder, the head's kernel and bias, class names
+    # The encoder, the head's kernel and bias, class names, and the n-gram model's idf, kernel and
+    # bias when its weight is above 0.
+    ngram_vars = 3 if result.config.ngram.get("weight", 0) > 0 else 0
+    assert len(variables) == encoder_vars + 2 + 1 + ngram_vars
     signatures = set(proto.meta_graphs[0].signature_def) - {"__saved_model_init_op"}  # the vocabulary's
     assert signatures == {"serving_default", "classify"}
 

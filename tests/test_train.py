@@ -57,7 +57,7 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     # (a folder of files has no columns).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
     assert unset == ["label_column", "max_eval_examples", "max_train_examples", "test_data", "text_column",
-                     "tpu"]
+                     "time_budget", "tpu"]
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
     assert saved["encoder"]["encoder"] == str(Path(cfg.encoder) / "encoder")
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
@@ -76,7 +76,7 @@ def test_a_tables_columns_and_the_schedule_are_resolved_from_the_data(tiny_hub, 
     pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", index=False)
     args = tiny_train_args(tiny_hub, tmp_path / "reviews.csv", tmp_path, epochs=2, label_column="stars")
     _, resolved = train.resolve(_parse(args))
-    *_, resolved = train.datasets(resolved)
+    *_, resolved = train.pipelines(resolved, train.read_data(resolved))
     values = resolved.config
     assert (values.text_column, values.label_column) == ("review", "stars")  # one found, one given
     assert resolved.data["examples"] == {"train": 36, "validation": 4}
@@ -130,3 +130,19 @@ def test_cli_refuses_unwritable_run_and_output_folders_before_training(tiny_hub,
                                                     output_dir=blocker / "models"))
     assert_clear_failure(proc, "--output-dir")
     assert not (tmp_path / "run" / "history.csv").exists()  # refused before the first epoch
+
+
+def test_max_seq_length_auto_comes_from_the_data(tiny_hub, tiny_reviews, tmp_path):
+    args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, max_seq_length="auto", epochs=1)
+    cfg = _parse(args)
+    assert cfg.max_seq_length is None
+    _, resolved = train.resolve(cfg)
+    resolved, _ = train.plan(resolved, None, train.read_data(resolved))
+    assert resolved.config.max_seq_length == 64
+    assert "smallest of" in resolved.plan["max_seq_length"]
+
+
+def test_a_budget_needs_one_machine():
+    hardware = config.Hardware("MultiWorkerMirroredStrategy", 2, "CPU", False, False)
+    with pytest.raises(ValueError, match="--time-budget needs one machine"):
+        config.resolve(_parse(["--time-budget", "10"]), hardware, find_encoder=lambda *a, **k: None)

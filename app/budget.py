@@ -1,0 +1,322 @@
+"""Fitting a run into the time the user has: `--max-seq-length auto` and `--time-budget MINUTES`.
+
+`auto_seq_length` picks a sequence length from the training texts' token lengths. With a budget,
+`make_plan` chooses the sequence length, the number of training and validation examples and the
+epochs from those lengths and from how fast this machine trains the encoder (`Throughput`,
+probed once per machine and encoder and cached, then corrected by what each budgeted run
+measured). `Deadline` keeps `model.fit` to the budget whatever the probe said: it stops training
+in time for the last validation, and it drives the learning-rate schedule's clock, so the
+schedule decays to its end at the deadline even when the steps run slower than planned.
+
+No TensorFlow at import: the planner is plain arithmetic, tested without a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# The lengths the planner chooses between (word pieces, [CLS] and [SEP] included).
+CANDIDATE_LENGTHS = (64, 128, 256, 384, 512)
+# Without a budget, `auto` keeps three quarters of the texts whole, at most AUTO_MAX_LENGTH:
+# a step's cost grows faster than its length, and longer runs should be asked for.
+AUTO_QUANTILE = 0.75
+AUTO_MAX_LENGTH = 256
+# With a budget, lengths up to the one that keeps 90 % of the texts whole are considered...
+NEED_QUANTILE = 0.9
+# ...and the longest is taken that still trains on this many distinct examples (or on all).
+MIN_EXAMPLES = 4000
+MAX_EPOCHS = 3
+# Share of the budget (after the probe and start-up) spent validating, over all epochs.
+VALIDATION_SHARE = 0.1
+# A probe trains this many examples a step, at these lengths (or the candidates below them).
+PROBE_BATCH = 8
+PROBE_LENGTHS = (128, 256)
+
+
+def quantile_length(token_lengths: Sequence[int], q: float) -> int:
+    """The q-quantile of the texts' encoder input lengths (word pieces + [CLS] and [SEP])."""
+    lengths = np.asarray(token_lengths, dtype=np.int64) + 2
+    return int(np.ceil(np.quantile(lengths, q))) if len(lengths) else 2
+
+
+def _smallest_candidate(length: int, limit: int) -> int:
+    fits = [c for c in CANDIDATE_LENGTHS if c <= limit]
+    if not fits:
+        return limit
+    return next((c for c in fits if c >= length), fits[-1])
+
+
+def auto_seq_length(token_lengths: Sequence[int], limit: int) -> tuple[int, str]:
+    """(sequence length, why): the smallest candidate holding `AUTO_QUANTILE` of the texts whole."""
+    q = quantile_length(token_lengths, AUTO_QUANTILE)
+    length = min(_smallest_candidate(q, limit), AUTO_MAX_LENGTH)
+    median = quantile_length(token_lengths, 0.5)
+    why = (f"{int(AUTO_QUANTILE * 100)} % of the training texts are at most {q} word pieces (median "
+           f"{median}); {length} is the smallest of {list(CANDIDATE_LENGTHS)} holding them"
+           + (f", capped at {AUTO_MAX_LENGTH} without --time-budget" if length < _smallest_candidate(q, limit)
+              else ""))
+    return length, why
+
+
+def padded_lengths(token_lengths: Sequence[int], seq_length: int, bucket_width: int | None) -> np.ndarray:
+    """Each text's padded length at `seq_length`: its bucket with length buckets, else the full
+    length. (A batch is padded to its longest text; texts are sorted by length before batching,
+    so the text's own bucket is close.)"""
+    lengths = np.minimum(np.asarray(token_lengths, dtype=np.int64) + 2, seq_length)
+    if not bucket_width:
+        return np.full(len(lengths), seq_length)
+    return np.minimum(-(-lengths // bucket_width) * bucket_width, seq_length)
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Seconds per example at a padded length L, as `a L + b L^2` (a transformer's cost per token
+    is linear in L for the dense layers, quadratic for attention), for training and prediction;
+    `startup` is what tracing and compiling cost before the first training step,
+    `predict_startup` before the first prediction (each validation function pays it once);
+    `correction` scales the training cost by what budgeted runs measured (1 until one has)."""
+
+    train: tuple[float, float]
+    predict: tuple[float, float]
+    startup: float
+    correction: float = 1.0
+    predict_startup: float = 0.0
+
+    def train_seconds(self, lengths: np.ndarray) -> float:
+        a, b = self.train
+        return float(np.sum(a * lengths + b * lengths.astype(np.float64) ** 2)) * self.correction
+
+    def predict_seconds(self, lengths: np.ndarray) -> float:
+        a, b = self.predict
+        return float(np.sum(a * lengths + b * lengths.astype(np.float64) ** 2))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Throughput:
+        return cls(tuple(d["train"]), tuple(d["predict"]), float(d["startup"]),
+                   float(d.get("correction", 1.0)), float(d.get("predict_startup", 0.0)))
+
+
+def fit_cost(seconds_per_example: dict[int, float]) -> tuple[float, float]:
+    """(a, b) with a L + b L^2 through the measured (length, seconds per example) points:
+    least squares, both non-negative; one point gives a cost proportional to L."""
+    points = sorted(seconds_per_example.items())
+    if not points:
+        raise ValueError("no throughput measurements")
+    if len(points) == 1:
+        (length, seconds), = points
+        return seconds / length, 0.0
+    lengths = np.asarray([p[0] for p in points], dtype=np.float64)
+    seconds = np.asarray([p[1] for p in points], dtype=np.float64)
+    a, b = np.linalg.lstsq(np.stack([lengths, lengths ** 2], axis=1), seconds, rcond=None)[0]
+    if b < 0:  # noise made longer texts look cheaper per token: linear through the points
+        return float(np.sum(seconds * lengths) / np.sum(lengths ** 2)), 0.0
+    if a < 0:
+        return 0.0, float(np.sum(seconds * lengths ** 2) / np.sum(lengths ** 4))
+    return float(a), float(b)
+
+
+def probe_lengths(limit: int) -> tuple[int, ...]:
+    """The lengths a probe times: `PROBE_LENGTHS`, or the candidates that fit under `limit`."""
+    fits = tuple(c for c in PROBE_LENGTHS if c <= limit)
+    return fits or (min(limit, CANDIDATE_LENGTHS[0]),)
+
+
+def probe(train_step: Callable[[int], None], predict_step: Callable[[int], None], lengths: Sequence[int],
+          batch_size: int, repeats: int = 2, warmup: int = 3) -> Throughput:
+    """Time `train_step(L)` and `predict_step(L)` (one batch of `batch_size` at padded length L).
+
+    The first `warmup` calls at each length trace the functions and compile their fused clusters
+    (XLA compiles a new shape on its second request); their extra time is the start-up cost.
+    """
+    train, predict, startup, predict_startup = {}, {}, 0.0, 0.0
+    for length in lengths:
+        warm = []
+        for _ in range(warmup):
+            start = time.perf_counter()
+            train_step(length)
+            warm.append(time.perf_counter() - start)
+        timed = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            train_step(length)
+            timed.append(time.perf_counter() - start)
+        step = float(np.median(timed))
+        startup += max(0.0, sum(warm) - warmup * step)
+        train[length] = step / batch_size
+        warm = []
+        for _ in range(2):
+            start = time.perf_counter()
+            predict_step(length)
+            warm.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predict_step(length)
+        step = time.perf_counter() - start
+        predict_startup += max(0.0, sum(warm) - 2 * step)
+        predict[length] = step / batch_size
+        logger.info("probe at %d word pieces: training %.2f examples/s, prediction %.1f examples/s",
+                    length, 1 / train[length], 1 / predict[length])
+    return Throughput(fit_cost(train), fit_cost(predict), startup, predict_startup=predict_startup)
+
+
+def cache_file() -> Path:
+    """`$BERTCLF_CACHE_DIR/throughput.json`, by default under `~/.cache/bertclf`."""
+    root = os.environ.get("BERTCLF_CACHE_DIR") or Path.home() / ".cache" / "bertclf"
+    return Path(root) / "throughput.json"
+
+
+def machine_key(**parts) -> str:
+    """What a probe's figures hold for: this CPU (model name, cores) and the given parts (device,
+    encoder and its converter fingerprint, precision, fusion)."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    described = json.dumps({"cpu": cpu, "cores": os.cpu_count(), **parts}, sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+def cached_throughput(key: str) -> Throughput | None:
+    try:
+        entry = json.loads(cache_file().read_text()).get(key)
+        return Throughput.from_dict(entry) if entry else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_throughput(key: str, throughput: Throughput) -> None:
+    """Write the cache entry; a cache that cannot be written only costs the next run a probe."""
+    path = cache_file()
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        entries = {}
+    entries[key] = throughput.to_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
+        tmp.replace(path)
+    except OSError as e:
+        logger.warning("cannot write the throughput cache %s (%s)", path, e.strerror)
+
+
+def corrected(throughput: Throughput, planned_seconds: float, measured_seconds: float) -> Throughput:
+    """The throughput with its training cost scaled toward what a run measured (the running
+    correction moves halfway each run, so one noisy run does not swing the next plan)."""
+    if planned_seconds <= 0 or measured_seconds <= 0:
+        return throughput
+    ratio = measured_seconds / planned_seconds  # both at the current correction
+    factor = throughput.correction * math.sqrt(ratio)
+    return dataclasses.replace(throughput, correction=float(min(max(factor, 0.25), 4.0)))
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a budget buys: the values the run uses and the arithmetic behind them."""
+
+    budget_seconds: float
+    seq_length: int
+    train_examples: int
+    epochs: int
+    validation_examples: int
+    train_seconds: float  # the plan's estimate of the training passes alone
+    validation_seconds: float  # of all validation passes (each epoch's and any after training),
+    # with tracing the validation function and the one after training once each
+    startup_seconds: float
+    why: str
+    options: list[dict]  # each length considered: examples, epochs, estimated seconds
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int, n_validation: int,
+              throughput: Throughput, limit: int, batch_size: int, bucket_width: Callable[[int], int] | None,
+              spent_seconds: float = 0.0, seq_length: int | None = None, epochs: int | None = None,
+              min_validation: int = 2, extra_validations: int = 0) -> Plan:
+    """Choose the sequence length, examples and epochs that fit `budget_seconds`.
+
+    The rule: consider the candidate lengths up to the one that keeps 90 % of the texts whole
+    (or the user's `seq_length`); take the longest at which the training time left trains on
+    `MIN_EXAMPLES` distinct examples (or all of them), then as many examples as fit, then more
+    epochs (at most `MAX_EPOCHS`) if even all examples leave time. Longer sequences see more of
+    each text; more examples teach more than repeating them. `bucket_width(L)` is the length
+    buckets' width at L (None without buckets); `spent_seconds` what the budget already paid
+    (the probe, the n-gram model); `extra_validations` passes over the validation split after
+    training (the n-gram weight's). `token_lengths` may be a sample of the training texts.
+    """
+    if budget_seconds <= 0:
+        raise ValueError(f"--time-budget must be positive, got {budget_seconds / 60:g} minutes")
+    lengths = np.asarray(token_lengths, dtype=np.int64)
+    if not len(lengths):
+        raise ValueError("no training texts to plan for")
+    need = _smallest_candidate(quantile_length(lengths, NEED_QUANTILE), limit)
+    if seq_length is not None:
+        candidates = [seq_length]
+    else:
+        candidates = sorted({c for c in CANDIDATE_LENGTHS if c <= need} | {need}, reverse=True)
+    available = budget_seconds - spent_seconds - throughput.startup
+    train_time = available * (1 - VALIDATION_SHARE)
+    options, chosen = [], None
+    for length in candidates:
+        width = bucket_width(length) if bucket_width else None
+        per_example = throughput.train_seconds(padded_lengths(lengths, length, width)) / len(lengths)
+        passes = int(train_time // per_example) if per_example > 0 else n_train * MAX_EPOCHS
+        if epochs:
+            n, e = min(n_train, passes // epochs), epochs
+        else:
+            n = min(n_train, passes)
+            e = int(min(MAX_EPOCHS, max(1, passes // max(n, 1))))
+        options.append({"seq_length": length, "train_examples": n, "epochs": e,
+                        "seconds_per_example": round(per_example, 4)})
+        if chosen is None and n >= min(n_train, MIN_EXAMPLES):
+            chosen = options[-1]
+    chosen = chosen or options[-1]
+    length, n, e = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
+    if n < batch_size:
+        minimum = (throughput.startup + spent_seconds
+                   + batch_size * 4 * chosen["seconds_per_example"] / (1 - VALIDATION_SHARE))
+        raise ValueError(f"--time-budget {budget_seconds / 60:g} minutes trains only {n} examples at "
+                         f"{length} word pieces on this machine, fewer than one batch of {batch_size}; "
+                         f"give at least {math.ceil(minimum / 60)} minutes")
+    width = bucket_width(length) if bucket_width else None
+    per_val = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
+    n_val = n_validation
+    validation_time = available * VALIDATION_SHARE - (1 + extra_validations) * throughput.predict_startup
+    if per_val > 0:
+        n_val = int(min(n_validation, max(0.0, validation_time) / ((e + extra_validations) * per_val)))
+    n_val = min(n_validation, max(n_val, min_validation))
+    why = (f"{budget_seconds / 60:g} minutes on this machine: at {length} word pieces "
+           f"({chosen['seconds_per_example']:.3f} s an example) training fits {n} of {n_train} examples "
+           f"x {e} epoch(s), validating on {n_val}; 90 % of the texts are at most "
+           f"{quantile_length(lengths, NEED_QUANTILE)} word pieces")
+    return Plan(budget_seconds=budget_seconds, seq_length=length, train_examples=n, epochs=e,
+                validation_examples=n_val, train_seconds=round(n * e * chosen["seconds_per_example"], 1),
+                validation_seconds=round(n_val * (e + extra_validations) * per_val
+                                         + (1 + extra_validations) * throughput.predict_startup, 1),
+                startup_seconds=round(throughput.startup + spent_seconds, 1), why=why, options=options)

@@ -1,0 +1,163 @@
+"""The n-gram model beside the encoder: TF-IDF over word 1- and 2-grams, a linear classifier.
+
+The encoder reads at most `--max-seq-length` word pieces of a text and, on a CPU with minutes to
+spend, trains on a part of the data; a bag of n-grams reads every word of every training text in
+seconds. Their probabilities are averaged with a weight chosen on the validation split
+(`choose_weight`), inside the one exported SavedModel, so TF Serving still runs one model.
+
+The features are TensorFlow ops (`NgramModel.features`): `app.preprocessing.normalize_text`,
+Keras' `TextVectorization` (lower-casing, punctuation stripped, 1- and 2-grams counted over a
+vocabulary adapted on the training texts), then sublinear term frequency, inverse document
+frequency and unit length per text, as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`
+computes them. The classifier is scikit-learn's logistic regression fitted on those same
+features, its weights copied into the module; training and serving compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from app.preprocessing import normalize_text
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKENS = 200_000  # vocabulary: the most frequent 1- and 2-grams of the training texts
+NGRAMS = 2
+C = 10.0  # inverse L2 strength of the logistic regression (sublinear TF-IDF wants little)
+WEIGHTS = tuple(np.round(np.linspace(0, 1, 21), 2))  # the n-gram weights tried on validation
+_BATCH = 512
+
+
+class NgramModel(tf.Module):
+    """Texts `[batch]` to class probabilities `[batch, classes]` from TF-IDF n-gram features."""
+
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray, kernel: np.ndarray, bias: np.ndarray):
+        super().__init__(name="ngram_model")
+        self.vectorizer = tf.keras.layers.TextVectorization(
+            standardize="lower_and_strip_punctuation", ngrams=NGRAMS, output_mode="count", sparse=True,
+            vocabulary=list(vocabulary), name="ngram_vectorizer")
+        self.idf = tf.Variable(idf.astype(np.float32), trainable=False, name="idf")
+        self.kernel = tf.Variable(kernel.astype(np.float32), trainable=False, name="kernel")
+        self.bias = tf.Variable(bias.astype(np.float32), trainable=False, name="bias")
+
+    def features(self, texts: tf.Tensor) -> tf.SparseTensor:
+        """Sublinear TF-IDF, each row of unit length (`[batch, vocabulary + 1]`, index 0 out of
+        vocabulary, weight 0)."""
+        return _tfidf(self.vectorizer(normalize_text(texts)), self.idf)
+
+    def logits(self, texts: tf.Tensor) -> tf.Tensor:
+        return tf.sparse.sparse_dense_matmul(self.features(texts), self.kernel) + self.bias
+
+    def __call__(self, texts: tf.Tensor) -> tf.Tensor:
+        return tf.nn.softmax(self.logits(texts), axis=-1)
+
+
+def _tfidf(counts: tf.SparseTensor, idf: tf.Tensor) -> tf.SparseTensor:
+    counts = tf.sparse.reorder(counts)
+    values = (1.0 + tf.math.log(tf.cast(counts.values, tf.float32))) * tf.gather(idf, counts.indices[:, 1])
+    rows = counts.indices[:, 0]
+    batch = tf.cast(counts.dense_shape[0], tf.int32)
+    norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(values), rows, batch))
+    values = values / tf.maximum(tf.gather(norms, rows), 1e-12)
+    return tf.SparseTensor(counts.indices, values, counts.dense_shape)
+
+
+@dataclasses.dataclass
+class FittedNgram:
+    model: NgramModel
+    record: dict  # what was fitted: vocabulary size, C, seconds
+    validation: np.ndarray | None = None  # its probabilities on the validation split, once computed
+
+
+def _to_csr(sparse: tf.SparseTensor):
+    from scipy import sparse as sp
+
+    indices = sparse.indices.numpy()
+    shape = tuple(int(d) for d in sparse.dense_shape.numpy())
+    return sp.csr_matrix((sparse.values.numpy(), (indices[:, 0], indices[:, 1])), shape=shape)
+
+
+def _matrix(fn, texts: Sequence[str]):
+    from scipy import sparse as sp
+
+    parts = [_to_csr(fn(tf.constant(list(texts[i:i + _BATCH]), tf.string)))
+             for i in range(0, len(texts), _BATCH)]
+    return sp.vstack(parts).tocsr()
+
+
+def _tfidf_matrix(counts, idf: np.ndarray):
+    """`_tfidf` on a SciPy matrix of counts: the features `NgramModel.features` computes, from
+    the counts already made for the document frequencies."""
+    from sklearn.preprocessing import normalize
+
+    features = counts.astype(np.float32).tocsr(copy=True)
+    features.data = (1.0 + np.log(features.data)) * idf[features.indices].astype(np.float32)
+    return normalize(features, norm="l2", copy=False)
+
+
+def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int = 42,
+        max_tokens: int = MAX_TOKENS, c: float = C) -> FittedNgram:
+    """Adapt the vocabulary, compute the inverse document frequencies and fit the classifier."""
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.monotonic()
+    vectorizer = tf.keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize="lower_and_strip_punctuation", ngrams=NGRAMS, output_mode="count",
+        sparse=True)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+                     .batch(_BATCH).map(normalize_text))
+    vocabulary = vectorizer.get_vocabulary()[1:]  # without the out-of-vocabulary token, which it adds
+    counts = _matrix(lambda t: vectorizer(normalize_text(t)), texts)
+    document_frequency = np.asarray((counts > 0).sum(axis=0)).ravel()
+    n = len(texts)
+    idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0  # scikit-learn's smooth idf
+    idf[0] = 0.0  # out of vocabulary
+    features = _tfidf_matrix(counts, idf)
+    classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    present = np.unique(label_ids)
+    classifier.fit(features, label_ids)
+    kernel = np.zeros((len(idf), num_classes))
+    bias = np.zeros(num_classes)
+    if len(present) == 2:  # one weight vector: p(second class) = sigmoid(x w + b) = softmax([0, x w + b])
+        kernel[:, present[1]], bias[present[1]] = classifier.coef_[0], classifier.intercept_[0]
+    else:
+        kernel[:, present], bias[present] = classifier.coef_.T, classifier.intercept_
+    bias[np.setdiff1d(np.arange(num_classes), present)] = -1e9  # never predicted: no training examples
+    model = NgramModel(vocabulary, idf, kernel, bias)
+    seconds = time.monotonic() - start
+    logger.info("n-gram model: %d n-grams from %d texts, fitted in %.1f s", len(vocabulary), n, seconds)
+    return FittedNgram(model, {"vocabulary": len(vocabulary), "ngrams": NGRAMS, "c": c,
+                               "train_examples": n, "seconds": round(seconds, 1)})
+
+
+def predict(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
+    fn = tf.function(model.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+    parts = [fn(tf.constant(list(texts[i:i + _BATCH]), tf.string)).numpy()
+             for i in range(0, len(texts), _BATCH)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.kernel.shape[1]), np.float32)
+
+
+def choose_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray, label_ids: np.ndarray
+                  ) -> tuple[float, dict]:
+    """(n-gram weight, validation figures): the weight in `WEIGHTS` with the best validation
+    accuracy, ties to the lower log loss, then to the smaller weight."""
+    from sklearn.metrics import log_loss
+
+    labels = np.arange(encoder_probabilities.shape[1])
+    rows = []
+    for w in WEIGHTS:
+        p = np.clip((1 - w) * encoder_probabilities + w * ngram_probabilities, 1e-7, 1)
+        p = p / p.sum(axis=1, keepdims=True)
+        rows.append((float(np.mean(p.argmax(1) == label_ids)), -float(log_loss(label_ids, p, labels=labels)),
+                     -w))
+    best = max(range(len(WEIGHTS)), key=lambda i: rows[i])
+    weight = float(WEIGHTS[best])
+    accuracy = {"encoder": rows[0][0], "ngram": rows[-1][0], "ensemble": rows[best][0]}
+    figures = {"weight": weight, "validation_examples": int(len(label_ids)), "validation_accuracy": accuracy}
+    return weight, figures

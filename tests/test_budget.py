@@ -1,0 +1,216 @@
+"""app.budget: the sequence length from the data, the plan for a time budget, the throughput
+probe and its cache; then `app.train --time-budget` end to end on the tiny encoder, with
+`app.fit.Deadline` keeping a run that is slower than its probe within the budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import budget, config, train
+from tests.conftest import tiny_train_args
+
+# 1 ms per example per word piece plus a quadratic term: 128 tokens cost 0.128 + 0.016 s.
+THROUGHPUT = budget.Throughput(train=(1e-3, 1e-6), predict=(3e-4, 3e-7), startup=10.0)
+
+
+def test_auto_seq_length_holds_three_quarters_of_the_texts():
+    tweets = np.full(100, 20)
+    assert budget.auto_seq_length(tweets, 512)[0] == 64
+    news = np.concatenate([np.full(80, 100), np.full(20, 400)])  # 75th percentile 102
+    length, why = budget.auto_seq_length(news, 512)
+    assert length == 128 and "102 word pieces" in why
+    reviews = np.full(100, 700)
+    length, why = budget.auto_seq_length(reviews, 512)
+    assert length == budget.AUTO_MAX_LENGTH and "capped" in why
+    assert budget.auto_seq_length(reviews, 100)[0] == 64  # the largest candidate under the limit
+
+
+def test_padded_lengths_follow_the_buckets():
+    lengths = np.array([5, 30, 31, 200])
+    assert budget.padded_lengths(lengths, 128, 32).tolist() == [32, 32, 64, 128]
+    assert budget.padded_lengths(lengths, 128, None).tolist() == [128] * 4
+
+
+def test_fit_cost_recovers_a_linear_plus_quadratic_cost():
+    a, b = 2e-3, 5e-6
+    measured = {length: a * length + b * length ** 2 for length in (128, 256)}
+    fitted = budget.fit_cost(measured)
+    assert fitted == pytest.approx((a, b), rel=1e-6)
+    assert budget.fit_cost({128: 0.256}) == pytest.approx((2e-3, 0.0))
+    # Noise that makes long sequences cheaper per token falls back to a linear cost.
+    linear, quadratic = budget.fit_cost({128: 0.3, 256: 0.5})
+    assert quadratic == 0.0 and linear > 0
+    with pytest.raises(ValueError, match="no throughput"):
+        budget.fit_cost({})
+
+
+def test_a_long_budget_takes_the_long_sequences_and_every_example():
+    lengths = np.full(1000, 600)  # long texts: 512 is what they need
+    plan = budget.make_plan(10_000, lengths, 1000, 200, THROUGHPUT, 512, 32, None)
+    assert plan.seq_length == 512
+    per_example = 1e-3 * 512 + 1e-6 * 512 ** 2
+    assert plan.train_examples == 1000
+    assert plan.epochs == min(budget.MAX_EPOCHS, int((10_000 - 10) * 0.9 // per_example) // 1000)
+    assert plan.train_seconds <= (10_000 - 10) * (1 - budget.VALIDATION_SHARE) + 1
+    assert plan.train_seconds + plan.validation_seconds + plan.startup_seconds <= 10_000
+
+
+def test_a_short_budget_trades_length_for_examples():
+    lengths = np.full(20_000, 600)
+    plan = budget.make_plan(30 * 60, lengths, 20_000, 2000, THROUGHPUT, 512, 32, None)
+    # At 512 the budget trains fewer than MIN_EXAMPLES distinct examples; at the chosen length
+    # it trains at least that many, and it fills the time with one pass.
+    options = {o["seq_length"]: o for o in plan.options}
+    assert options[512]["train_examples"] < budget.MIN_EXAMPLES
+    assert plan.seq_length < 512 and plan.train_examples >= budget.MIN_EXAMPLES
+    assert plan.epochs == 1 and plan.train_examples < 20_000
+    assert plan.validation_examples < 2000  # validation kept to its share of the budget
+    assert plan.validation_seconds <= (30 * 60 - 10) * budget.VALIDATION_SHARE + 1
+    assert f"{plan.seq_length} word pieces" in plan.why
+
+
+def test_short_texts_are_not_padded_to_long_sequences():
+    lengths = np.full(5000, 30)  # 90 % hold in 64: no longer length is considered
+    plan = budget.make_plan(600, lengths, 5000, 500, THROUGHPUT, 512, 32, None)
+    assert plan.seq_length == 64 and [o["seq_length"] for o in plan.options] == [64]
+
+
+def test_length_buckets_make_short_texts_cheaper():
+    lengths = np.concatenate([np.full(900, 40), np.full(100, 500)])
+    without = budget.make_plan(300, lengths, 100_000, 500, THROUGHPUT, 512, 32, None, seq_length=512)
+    with_buckets = budget.make_plan(300, lengths, 100_000, 500, THROUGHPUT, 512, 32,
+                                    lambda length: 64, seq_length=512)
+    assert with_buckets.train_examples > 3 * without.train_examples
+
+
+def test_given_length_and_epochs_are_kept():
+    lengths = np.full(1000, 600)
+    plan = budget.make_plan(3600, lengths, 1000, 100, THROUGHPUT, 512, 32, None, seq_length=128, epochs=2)
+    assert (plan.seq_length, plan.epochs) == (128, 2)
+    assert [o["seq_length"] for o in plan.options] == [128]
+
+
+def test_probe_time_comes_off_the_budget():
+    lengths = np.full(100_000, 100)
+    fresh = budget.make_plan(600, lengths, 100_000, 100, THROUGHPUT, 512, 32, None)
+    probed = budget.make_plan(600, lengths, 100_000, 100, THROUGHPUT, 512, 32, None, spent_seconds=300)
+    assert probed.train_examples < 0.6 * fresh.train_examples
+    assert probed.startup_seconds == pytest.approx(310)
+
+
+def test_a_budget_too_small_for_one_batch_says_how_much_is_needed():
+    too_small = r"--time-budget 0.2 minutes trains only \d+ examples .* give at least"
+    with pytest.raises(ValueError, match=too_small):
+        budget.make_plan(12, np.full(100, 600), 1000, 100, THROUGHPUT, 512, 32, None)
+    with pytest.raises(ValueError, match="--time-budget must be positive"):
+        budget.make_plan(0, np.full(100, 60), 1000, 100, THROUGHPUT, 512, 32, None)
+
+
+def test_probe_times_each_length_and_counts_compiling_as_startup(monkeypatch):
+    now = [0.0]
+    calls = []
+
+    def train_step(length):  # a step costs 8 examples x (1e-3 L + 1e-6 L^2); a new shape 5 s more
+        calls.append(length)
+        now[0] += 8 * (1e-3 * length + 1e-6 * length ** 2) + (5.0 if calls.count(length) == 1 else 0.0)
+
+    def predict_step(length):
+        now[0] += 8 * 3e-4 * length
+
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: now[0])
+    result = budget.probe(train_step, predict_step, (128, 256), batch_size=8, repeats=2, warmup=3)
+    assert calls == [128] * 5 + [256] * 5
+    assert result.train == pytest.approx((1e-3, 1e-6))
+    assert result.predict == pytest.approx((3e-4, 0.0), abs=1e-9)
+    assert result.startup == pytest.approx(10.0)
+
+
+def test_throughput_cache_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTCLF_CACHE_DIR", str(tmp_path / "cache"))
+    key = budget.machine_key(encoder="tiny", dtype="float32")
+    assert key != budget.machine_key(encoder="tiny", dtype="bfloat16")
+    assert budget.cached_throughput(key) is None
+    budget.save_throughput(key, THROUGHPUT)
+    assert budget.cached_throughput(key) == THROUGHPUT
+    (tmp_path / "cache" / "throughput.json").write_text("{not json")
+    assert budget.cached_throughput(key) is None  # a broken cache means a new probe, not an error
+
+
+def test_a_slower_run_corrects_the_next_plan_halfway():
+    slower = budget.corrected(THROUGHPUT, planned_seconds=100, measured_seconds=400)
+    assert slower.correction == pytest.approx(2.0)
+    one = np.array([128])
+    assert slower.train_seconds(one) == pytest.approx(2 * THROUGHPUT.train_seconds(one))
+    assert budget.corrected(THROUGHPUT, 0, 10) == THROUGHPUT
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return config.build_config(parser.parse_args(argv))
+
+
+def _budget_args(tiny_hub, data, tmp, minutes: float, **flags) -> list[str]:
+    """tiny_train_args without the epochs and length, which the budget plans."""
+    args = tiny_train_args(tiny_hub, data, tmp, time_budget=minutes, **flags)
+    drop = {"--epochs", "--max-seq-length"} - {f"--{k.replace('_', '-')}" for k in flags}
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    return [x for k, v in pairs if k not in drop for x in (k, v)]
+
+
+def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_path):
+    budget_seconds = 45
+    result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)))
+    saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
+    plan, training = saved["plan"], saved["training"]
+    # The tiny reviews are short and few: the shortest length, every example, the most epochs.
+    assert saved["config"]["max_seq_length"] == plan["seq_length"] == 64
+    assert saved["config"]["epochs"] == plan["epochs"] == 3
+    assert plan["train_examples"] == saved["data"]["examples"]["train"] == 180
+    assert plan["probe_seconds"] > 0
+    assert set(plan["throughput"]) == {"train", "predict", "startup", "correction", "predict_startup"}
+    assert training["budget_seconds"] == budget_seconds and training["epochs_run"] == 3
+    assert 0 < training["wall_seconds"] <= budget_seconds * 1.05
+    report = json.loads((result.report_dir / "report.json").read_text())
+    assert report["config"]["training"] == training and report["training"] == training
+    # The next run on this machine reads the probe from the cache (corrected by this run).
+    cached = budget.cached_throughput(plan["throughput_key"])
+    assert cached is not None and cached.train == tuple(plan["throughput"]["train"])
+
+
+def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, tmp_path):
+    import time
+
+    import tensorflow as tf
+
+    class SlowSteps(tf.keras.callbacks.Callback):  # what the probe did not see: 0.5 s a step
+        rates = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.5)
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+    budget_seconds = 45
+    result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)),
+                       callbacks=[SlowSteps()])
+    training = result.config.training
+    assert training["stopped_by_budget"] is True
+    assert training["steps"] < result.config.schedule["total_steps"]
+    assert training["wall_seconds"] <= budget_seconds * 1.05
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert history["train_seconds"].is_monotonic_increasing
+    assert history["train_seconds"].max() <= budget_seconds
+    # The schedule followed the clock: the rate decayed to near 0 by the deadline, not by the steps.
+    peak = max(SlowSteps.rates)
+    assert SlowSteps.rates[-1] < 0.25 * peak
+    assert (result.export_dir / "saved_model.pb").is_file()
+
+

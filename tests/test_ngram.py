@@ -1,0 +1,84 @@
+"""app.ngram: TF-IDF features as defined, a classifier that learns the words, the weight chosen on
+validation, and the same probabilities after a SavedModel round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app import ngram
+
+TEXTS = ["good good film", "a bad film", "good<br />plot", "BAD, bad plot!"]
+
+
+def test_features_are_sublinear_tfidf_of_unit_length():
+    fitted = ngram.fit(TEXTS, np.array([1, 0, 1, 0]), 2)
+    model = fitted.model
+    vocabulary = model.vectorizer.get_vocabulary()
+    features = tf.sparse.to_dense(model.features(tf.constant(TEXTS))).numpy()
+    assert features.shape == (4, len(vocabulary))
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-6)
+    # "good good film": counts good 2, film 1, "good good" 1, "good film" 1. The idf is
+    # scikit-learn's smooth one: log((1 + n) / (1 + df)) + 1.
+    n = 4
+    df = {"good": 2, "film": 2, "good good": 1, "good film": 1}
+    tf_ = {"good": 1 + np.log(2), "film": 1.0, "good good": 1.0, "good film": 1.0}
+    raw = {t: tf_[t] * (np.log((1 + n) / (1 + df[t])) + 1) for t in df}
+    norm = np.sqrt(sum(v * v for v in raw.values()))
+    for term, value in raw.items():
+        assert features[0, vocabulary.index(term)] == pytest.approx(value / norm, rel=1e-5)
+    assert np.count_nonzero(features[0]) == 4
+    # Normalized as the tokenizer normalizes: the HTML break is a space, case and punctuation go.
+    assert features[2, vocabulary.index("good plot")] > 0
+    assert features[3, vocabulary.index("bad bad")] > 0
+    assert fitted.record["vocabulary"] == len(vocabulary) - 1 and fitted.record["train_examples"] == 4
+
+
+def test_it_learns_the_words_and_survives_a_saved_model_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
+    filler = ["the", "film", "plot", "was"]
+    texts, labels = [], []
+    for i in range(200):
+        label = i % 3  # three classes: good, bad, neither
+        words = list(rng.choice(filler, 6))
+        if label < 2:
+            words.insert(int(rng.integers(0, 6)), str(rng.choice(good if label == 0 else bad)))
+        texts.append(" ".join(words))
+        labels.append(label)
+    fitted = ngram.fit(texts, np.array(labels), 3)
+    probabilities = ngram.predict(fitted.model, ["the film was superb", "the plot was boring", "the film"])
+    assert probabilities.shape == (3, 3)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-6)
+    assert probabilities.argmax(1).tolist() == [0, 1, 2]
+
+    module = tf.Module()
+    module.ngram = fitted.model
+    module.serve = tf.function(fitted.model.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+    tf.saved_model.save(module, str(tmp_path / "ngram"))
+    reloaded = tf.saved_model.load(str(tmp_path / "ngram"))
+    again = reloaded.serve(tf.constant(["the film was superb", "the plot was boring", "the film"])).numpy()
+    np.testing.assert_allclose(again, probabilities, rtol=1e-6)
+
+
+def test_a_class_missing_from_training_is_never_predicted():
+    fitted = ngram.fit(["good", "great", "bad", "awful"], np.array([0, 0, 2, 2]), 3)
+    probabilities = ngram.predict(fitted.model, ["good", "bad"])
+    assert probabilities[:, 1].max() < 1e-6 and probabilities.argmax(1).tolist() == [0, 2]
+
+
+def test_the_weight_is_chosen_on_validation():
+    labels = np.array([0, 1] * 50)
+    truth = np.eye(2)[labels]
+    useless = np.full((100, 2), 0.5)
+    assert ngram.choose_weight(truth, useless, labels)[0] == 0.0
+    assert ngram.choose_weight(useless + 0.01 * (np.eye(2)[1 - labels]), truth, labels)[0] == 1.0
+    # Each right on a different half, the one right with more confidence wins: a mix is best.
+    first_half = np.arange(100)[:, None] < 50
+    sure, wrong = 0.9 * truth + 0.05, 0.4 * (1 - truth) + 0.3
+    encoder, grams = np.where(first_half, sure, wrong), np.where(first_half, wrong, sure)
+    weight, figures = ngram.choose_weight(encoder, grams, labels)
+    assert 0 < weight < 1
+    assert figures["validation_accuracy"]["ensemble"] == 1.0
+    assert figures["validation_accuracy"]["encoder"] == figures["validation_accuracy"]["ngram"] == 0.5
