@@ -36,7 +36,10 @@ AUTO_MAX_LENGTH = 256
 # With a budget, lengths up to the one that keeps 90 % of the texts whole are considered...
 NEED_QUANTILE = 0.9
 # ...and the longest is taken that still trains on this many distinct examples (or on all).
-MIN_EXAMPLES = 4000
+MIN_EXAMPLES = 2000
+# One epoch is planned over this many times the examples the estimate says fit: the deadline
+# ends it on time, and the schedule decays by the clock, so a pessimistic probe wastes no time.
+HEADROOM = 1.5
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
 VALIDATION_SHARE = 0.1
@@ -245,6 +248,7 @@ class Plan:
     epochs: int
     validation_examples: int
     train_seconds: float  # the plan's estimate of the training passes alone
+    seconds_per_example: float  # the estimate's training cost at the chosen length
     validation_seconds: float  # of all validation passes (each epoch's and any after training),
     # with tracing the validation function and the one after training once each
     startup_seconds: float
@@ -265,10 +269,12 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     (or the user's `seq_length`); take the longest at which the training time left trains on
     `MIN_EXAMPLES` distinct examples (or all of them), then as many examples as fit, then more
     epochs (at most `MAX_EPOCHS`) if even all examples leave time. Longer sequences see more of
-    each text; more examples teach more than repeating them. `bucket_width(L)` is the length
-    buckets' width at L (None without buckets); `spent_seconds` what the budget already paid
-    (the probe, the n-gram model); `extra_validations` passes over the validation split after
-    training (the n-gram weight's). `token_lengths` may be a sample of the training texts.
+    each text; more examples teach more than repeating them. A single epoch that does not cover
+    every example gets `HEADROOM` times the examples estimated to fit (the deadline stops it).
+    `bucket_width(L)` is the length buckets' width at L (None without buckets); `spent_seconds`
+    what the budget already paid (the probe, the n-gram model); `extra_validations` passes over
+    the validation split after training (the n-gram weight's). `token_lengths` may be a sample
+    of the training texts.
     """
     if budget_seconds <= 0:
         raise ValueError(f"--time-budget must be positive, got {budget_seconds / 60:g} minutes")
@@ -293,15 +299,16 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
             n = min(n_train, passes)
             e = int(min(MAX_EPOCHS, max(1, passes // max(n, 1))))
         options.append({"seq_length": length, "train_examples": n, "epochs": e,
-                        "seconds_per_example": round(per_example, 4)})
+                        "seconds_per_example": per_example})
         if chosen is None and n >= min(n_train, MIN_EXAMPLES):
             chosen = options[-1]
     chosen = chosen or options[-1]
-    length, n, e = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
-    if n < batch_size:
+    length, fits, e = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
+    n = min(n_train, int(fits * HEADROOM)) if e == 1 else fits
+    if fits < batch_size:
         minimum = (throughput.startup + spent_seconds
                    + batch_size * 4 * chosen["seconds_per_example"] / (1 - VALIDATION_SHARE))
-        raise ValueError(f"--time-budget {budget_seconds / 60:g} minutes trains only {n} examples at "
+        raise ValueError(f"--time-budget {budget_seconds / 60:g} minutes trains only {fits} examples at "
                          f"{length} word pieces on this machine, fewer than one batch of {batch_size}; "
                          f"give at least {math.ceil(minimum / 60)} minutes")
     width = bucket_width(length) if bucket_width else None
@@ -312,11 +319,13 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
         n_val = int(min(n_validation, max(0.0, validation_time) / ((e + extra_validations) * per_val)))
     n_val = min(n_validation, max(n_val, min_validation))
     why = (f"{budget_seconds / 60:g} minutes on this machine: at {length} word pieces "
-           f"({chosen['seconds_per_example']:.3f} s an example) training fits {n} of {n_train} examples "
-           f"x {e} epoch(s), validating on {n_val}; 90 % of the texts are at most "
+           f"({chosen['seconds_per_example']:.3f} s an example) training fits about {fits} of {n_train} "
+           f"examples x {e} epoch(s) ({n} planned), validating on {n_val}; 90 % of the texts are at most "
            f"{quantile_length(lengths, NEED_QUANTILE)} word pieces")
     return Plan(budget_seconds=budget_seconds, seq_length=length, train_examples=n, epochs=e,
-                validation_examples=n_val, train_seconds=round(n * e * chosen["seconds_per_example"], 1),
+                validation_examples=n_val, train_seconds=round(fits * e * chosen["seconds_per_example"], 1),
+                seconds_per_example=chosen["seconds_per_example"],
                 validation_seconds=round(n_val * (e + extra_validations) * per_val
                                          + (1 + extra_validations) * throughput.predict_startup, 1),
-                startup_seconds=round(throughput.startup + spent_seconds, 1), why=why, options=options)
+                startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
+                options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options])

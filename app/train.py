@@ -273,10 +273,9 @@ def update_throughput(resolved: config_mod.ResolvedConfig, deadline) -> None:
     from app import budget
 
     plan_record = resolved.plan
-    steps_planned = resolved.schedule["total_steps"]
-    if not deadline.steps or not steps_planned:
+    if not deadline.steps:
         return
-    planned = plan_record["train_seconds"] * deadline.steps / steps_planned
+    planned = plan_record["seconds_per_example"] * deadline.steps * resolved.config.batch_size
     measured = deadline.elapsed() - deadline.validation_total - plan_record["startup_seconds"]
     throughput = budget.Throughput.from_dict(plan_record["throughput"])
     budget.save_throughput(plan_record["throughput_key"], budget.corrected(throughput, planned, measured))
