@@ -36,7 +36,7 @@ AUTO_MAX_LENGTH = 256
 # With a budget, lengths up to the one that keeps 90 % of the texts whole are considered...
 NEED_QUANTILE = 0.9
 # ...and the longest is taken that still trains on this many distinct examples (or on all).
-MIN_EXAMPLES = 2000
+MIN_EXAMPLES = 4000
 # One epoch is planned over this many times the examples the estimate says fit: the deadline
 # ends it on time, and the schedule decays by the clock, so a pessimistic probe wastes no time.
 HEADROOM = 1.5

@@ -165,6 +165,14 @@ def main() -> int:
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                "cpu": _cpu_name(), "cores": os.cpu_count(), "held_out": HELD_OUT,
                "train_examples": 25000 - HELD_OUT, "contenders": {}}
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}"
+    n = 1
+    while (out_dir / f"{stem}.json").exists():
+        n += 1
+        stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}-{n}"
+    results["plot"] = f"bench/results/{stem}.png"
     tf_worker = [sys.executable, str(HERE / "tf_worker.py")]
     csvs = ["--train-csv", str(train_csv), "--test-csv", str(heldout_csv),
             "--minutes", str(CONTENDER_MINUTES)]
@@ -185,15 +193,9 @@ def main() -> int:
             r = bertclf(train_csv, heldout_csv, float(name.split("-")[1]), scratch)
         results["contenders"][name] = r
         print(f"[tta] {name}: {json.dumps(r)[:300]}", flush=True)
-    results["seconds"] = time.perf_counter() - started
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}"
-    n = 1
-    while (out_dir / f"{stem}.json").exists():
-        n += 1
-        stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}-{n}"
-    results["plot"] = f"bench/results/{stem}.png"
+        # After each contender, so that an interrupted run keeps what it measured.
+        results["seconds"] = time.perf_counter() - started
+        (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
     plot(results, out_dir / f"{stem}.png")
     (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
     text = table(results)

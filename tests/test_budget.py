@@ -62,14 +62,14 @@ def test_a_long_budget_takes_the_long_sequences_and_every_example():
 
 def test_a_short_budget_trades_length_for_examples():
     lengths = np.full(20_000, 600)
-    plan = budget.make_plan(15 * 60, lengths, 20_000, 2000, THROUGHPUT, 512, 32, None)
+    plan = budget.make_plan(15 * 60, lengths, 20_000, 5000, THROUGHPUT, 512, 32, None)
     # At 512 the budget trains fewer than MIN_EXAMPLES distinct examples; at the chosen length
     # it trains at least that many, and it fills the time with one pass.
     options = {o["seq_length"]: o for o in plan.options}
     assert options[512]["train_examples"] < budget.MIN_EXAMPLES
     assert plan.seq_length < 512 and plan.train_examples >= budget.MIN_EXAMPLES
     assert plan.epochs == 1 and plan.train_examples < 20_000
-    assert plan.validation_examples < 2000  # validation kept to its share of the budget
+    assert plan.validation_examples < 5000  # validation kept to its share of the budget
     assert plan.validation_seconds <= (15 * 60 - 10) * budget.VALIDATION_SHARE + 1
     # One epoch over more examples than the estimate: the deadline ends it, the clock decays it.
     fits = {o["seq_length"]: o["train_examples"] for o in plan.options}[plan.seq_length]
