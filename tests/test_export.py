@@ -278,3 +278,21 @@ def test_docker_compose_serves_the_folder_app_train_exports_to(env, model_dir):
     name = env.get("MODEL_NAME", "bertclf")
     assert f"--model_name={name}" in service["command"]
     assert f"--model_base_path={target}" in service["command"] and target == f"/models/{name}"
+
+
+def test_the_ngram_model_is_served_only_with_a_weight(trained_tiny):
+    """A weight of 0 (or --no-ngram-model) leaves the n-gram model out of the export."""
+    from app import ngram
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    _, cfg = trained_tiny
+    tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 32)
+    classifier = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)
+    grams = ngram.fit(["good film", "bad film", "good plot", "bad plot"], np.array([1, 0, 1, 0]), 2).model
+    without = export.ServingModel(classifier, tok, ["neg", "pos"], {}, grams, ngram_weight=0.0)
+    assert without.ngram is None and not hasattr(without, "ngram_probabilities")
+    mixed = export.ServingModel(classifier, tok, ["neg", "pos"], {}, grams, ngram_weight=0.25)
+    text = tf.constant(["good film", "bad plot"])
+    expected = 0.75 * mixed.encoder_probabilities(text) + 0.25 * grams(text)
+    np.testing.assert_allclose(mixed.serve(text)["probabilities"], expected, atol=1e-6)
