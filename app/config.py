@@ -61,7 +61,7 @@ class TrainConfig:
                                             "all")
     max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")
     max_seq_length: int | None = _field(None, "data", "word pieces per text, [CLS] and [SEP] included, "
-                                        "or auto", "auto: from the training texts' token lengths "
+                                        "or auto", "auto, from the training texts' token lengths "
                                         "(app.budget), 64 to 256, or planned by --time-budget")
     truncation: str = _field("head+tail", "data",
                              f"which word pieces a longer text keeps: {', '.join(TRUNCATIONS)} (head+tail: "

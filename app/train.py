@@ -2,6 +2,7 @@
 
     python -m app.train                              # offline MiniLM on the bundled sample
     python -m app.train --data ~/aclImdb --epochs 2  # your data; all flags: --help
+    python -m app.train --data reviews.csv --time-budget 30   # the best it can do in 30 minutes
 
 A run lives in `runs/MODEL_NAME/` (or `--run-dir`): config.json (the resolved config),
 classes.json, TensorBoard logs, per-epoch history.csv / history.json, the best checkpoint and,
