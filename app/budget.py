@@ -188,15 +188,9 @@ def cache_file() -> Path:
 def machine_key(**parts) -> str:
     """What a probe's figures hold for: this CPU (model name, cores) and the given parts (device,
     encoder and its converter fingerprint, precision, fusion)."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    described = json.dumps({"cpu": cpu, "cores": os.cpu_count(), **parts}, sort_keys=True)
+    from app.runtime import cpu_name
+
+    described = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), **parts}, sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
@@ -251,6 +245,7 @@ class Plan:
     seconds_per_example: float  # the estimate's training cost at the chosen length
     validation_seconds: float  # of all validation passes (each epoch's and any after training),
     # with tracing the validation function and the one after training once each
+    validation_pass_seconds: float  # of one pass, without tracing
     startup_seconds: float
     why: str
     options: list[dict]  # each length considered: examples, epochs, estimated seconds
@@ -327,5 +322,6 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                 seconds_per_example=chosen["seconds_per_example"],
                 validation_seconds=round(n_val * (e + extra_validations) * per_val
                                          + (1 + extra_validations) * throughput.predict_startup, 1),
+                validation_pass_seconds=round(n_val * per_val, 2),
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
                 options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options])

@@ -17,6 +17,7 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -100,6 +101,17 @@ def quiet_native_stderr() -> Iterator[None]:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (results name the CPU they ran on)."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def cpu_has_native_bfloat16() -> bool:

@@ -67,11 +67,10 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"])
     deadline = None
     if c.time_budget:
-        # The first validation traces its function: the plan's time of one pass plus that.
-        passes = c.epochs + (1 if ngram_fit is not None else 0)
-        tracing = resolved.plan["throughput"]["predict_startup"]
-        one_validation = (resolved.plan["validation_seconds"] - (passes - c.epochs + 1) * tracing) / passes
-        deadline = fit.Deadline(c.time_budget * 60, started, one_validation + tracing, c.epochs, clock,
+        # The first validation traces its function: one pass plus that.
+        plan_record = resolved.plan
+        one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
+        deadline = fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
                                 reserve_validations=1 if ngram_fit is not None else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
@@ -299,17 +298,16 @@ def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.Resolved
     import tensorflow as tf
 
     from app import inference, ngram
+    from app.export import ServingModel
 
     if ngram_fit is None:
         return None, 0.0, resolved
     val = dataset.splits["validation"]
-    buckets = model.inputs[0].shape[-1] is None
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def encoder(text):
-        return {"probabilities": tf.cast(model(tokenizer(text, bucket=buckets), training=False), tf.float32)}
-
-    encoder_probabilities, _ = inference.predict_texts(lambda text: encoder(text), val.texts)
+    # The encoder's probabilities exactly as the export will compute them (length buckets and all).
+    serving = ServingModel(model, tokenizer, dataset.classes, {})
+    encoder = tf.function(serving.encoder_probabilities, input_signature=[tf.TensorSpec([None], tf.string)])
+    encoder_probabilities, _ = inference.predict_texts(lambda text: {"probabilities": encoder(text)},
+                                                       val.texts)
     ngram_probabilities = ngram_fit.validation
     if ngram_probabilities is None:
         ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)

@@ -422,13 +422,9 @@ def _update_readme(table: str) -> None:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from app.runtime import cpu_name
+
+    return cpu_name()
 
 
 if __name__ == "__main__":
