@@ -27,6 +27,7 @@ from app.encoders import DEFAULT_ENCODER, EncoderSpec
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
 MIXED_PRECISION = ("auto", "none", "bf16")
 TRUNCATIONS = ("head", "tail", "head+tail")
+POOLINGS = ("cls", "mean")
 GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
 DEFAULT_EPOCHS = 3
 AUTO_FIELDS = ("max_seq_length",)  # may be given as "auto" (None)
@@ -76,6 +77,8 @@ class TrainConfig:
                           "URL) with --preprocess")
     preprocess: str | None = _field(None, "model", "preprocessor handle, for a bare encoder handle",
                                     "the encoder's own")
+    pooling: str = _field("cls", "model", "what the head reads: cls (the encoder's pooled [CLS] vector) or "
+                          "mean (the average of the last layer over the text's word pieces)")
     dropout: float = _field(0.1, "model", "dropout rate before the classifier head")
     ngram_model: bool = _field(True, "model", "average the encoder's probabilities with a TF-IDF n-gram "
                                "linear model over the whole text (app.ngram), weighted on the validation "
@@ -153,6 +156,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("dropout", cfg.dropout, "must be in [0, 1)")
     if cfg.max_seq_length is not None and not 8 <= cfg.max_seq_length <= 4096:
         bad("max-seq-length", cfg.max_seq_length, "must be between 8 and the encoder's limit")
+    if cfg.pooling not in POOLINGS:
+        bad("pooling", cfg.pooling, f"must be one of {list(POOLINGS)}")
     if cfg.truncation not in TRUNCATIONS:
         bad("truncation", cfg.truncation, f"must be one of {list(TRUNCATIONS)}")
     if not 0 < cfg.validation_split < 1:

@@ -1,4 +1,10 @@
-"""The classifier: TF-Hub encoder -> dropout -> dense softmax, in functional tf-keras.
+"""The classifier: TF-Hub encoder -> pooling -> dropout -> dense softmax, in functional tf-keras.
+
+The head reads the encoder's pooled [CLS] vector (`pooling="cls"`), or the mean of the last
+layer over the text's word pieces (`"mean"`), which is how sentence-embedding encoders such as
+the offline all-MiniLM-L6-v2 were trained to be read. Frozen, MiniLM's mean separates IMDb
+reviews far better than its [CLS] vector; fine-tuned, the two end level, and the [CLS] head is
+the cheaper (the pooled-only call skips most of the last layer), so it is the default.
 
 The model takes the encoder's three integer inputs, never strings: tokenization runs in
 `tf.data` during training (TPU-safe) and in front of the model in the exported SavedModel.
@@ -20,18 +26,28 @@ def build_classifier(
     seq_length: int | None = None,
     name: str = "bertclf",
     pooled_only: bool = False,
+    pooling: str = "cls",
 ) -> tf.keras.Model:
     """Build inside `strategy.scope()`: the encoder's variables belong to the strategy.
 
     `pooled_only` asks the encoder for the pooled output alone, which `app.convert`'s encoders
-    compute with less work (`EncoderSpec.pooled_only` says whether an encoder takes it).
+    compute with less work (`EncoderSpec.pooled_only` says whether an encoder takes it); it
+    applies to `pooling="cls"` only.
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if pooling not in ("cls", "mean"):
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
     inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
+    cls_only = pooled_only and pooling == "cls"
     encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder",
-                             arguments={"pooled_only": True} if pooled_only else None)
-    pooled = encoder(inputs)["pooled_output"]
+                             arguments={"pooled_only": True} if cls_only else None)
+    outputs = encoder(inputs)
+    if pooling == "mean":  # padding excluded; averaged in float32 whatever the encoder computes in
+        pooled = tf.keras.layers.GlobalAveragePooling1D(name="mean_pooling", dtype="float32")(
+            outputs["sequence_output"], mask=inputs["input_mask"])
+    else:
+        pooled = outputs["pooled_output"]
     x = tf.keras.layers.Dropout(dropout, name="dropout")(pooled)
     probs = tf.keras.layers.Dense(
         num_classes,

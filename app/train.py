@@ -211,7 +211,8 @@ def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
                              encoder=resolved.encoder.encoder,
                              converter=resolved.converter.get("fingerprint"),
                              dtype=resolved.encoder.compute_dtype, cpu_fusion=resolved.cpu_fusion,
-                             jit_compile=c.jit_compile, pooled_only=resolved.encoder.pooled_only)
+                             jit_compile=c.jit_compile, pooled_only=resolved.encoder.pooled_only,
+                             pooling=c.pooling)
     cached = budget.cached_throughput(key)
     if cached is not None:
         logger.info("time budget: this machine's throughput for %s from %s", resolved.encoder.name,
@@ -331,7 +332,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
     with strategy.scope():
         model = build_classifier(resolved.encoder.encoder, num_classes, c.dropout,
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
-                                 pooled_only=resolved.encoder.pooled_only)
+                                 pooled_only=resolved.encoder.pooled_only, pooling=c.pooling)
         clock = tf.Variable(0.0, trainable=False, name="budget_clock",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,

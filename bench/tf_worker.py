@@ -31,6 +31,7 @@ import tensorflow_text  # noqa: E402,F401
 from common import PROBE_STEPS, examples_in_budget, read_csv, read_texts, windows_rate  # noqa: E402
 
 from app import data, encoders, inference, preprocessing  # noqa: E402
+from app.config import TrainConfig  # noqa: E402
 from app.model import build_classifier  # noqa: E402
 from app.optimization import create_optimizer  # noqa: E402
 from app.runtime import cpu_fusion  # noqa: E402
@@ -106,7 +107,8 @@ def bertclf_model(args, classes):
         spec = encoders.resolve(args.encoder, compute_dtype=args.compute_dtype)
     tokenizer = preprocessing.Tokenizer(spec.preprocess, args.seq_length, "head+tail")
     seq_length = None if args.length_buckets else args.seq_length  # as app.train builds it
-    model = build_classifier(spec.encoder, len(classes), 0.1, seq_length, pooled_only=spec.pooled_only)
+    model = build_classifier(spec.encoder, len(classes), 0.1, seq_length, pooled_only=spec.pooled_only,
+                             pooling=TrainConfig.pooling)
     return spec, tokenizer, model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
@@ -28,6 +29,30 @@ def test_pooled_only_classifier_predicts_the_same(tiny_hub):
     short.set_weights(full.get_weights())
     x = Tokenizer(str(tiny_hub / "preprocess"), 16)(tf.constant(["good film", "bad plot", ""]))
     np.testing.assert_allclose(short(x).numpy(), full(x).numpy(), atol=1e-6, rtol=0)
+
+
+def test_mean_pooling_averages_the_text_and_ignores_the_padding(tiny_hub):
+    import tensorflow_hub as hub
+
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    model = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None, pooling="mean",
+                             pooled_only=True)  # pooled_only is for cls pooling: the mean reads every row
+    assert [layer.name for layer in model.layers[-4:]] == ["encoder", "mean_pooling", "dropout", "classifier"]
+    assert model.get_layer("encoder").get_config().get("arguments") in (None, {})
+    texts = tf.constant(["good film", "a bad plot that goes on and on", ""])
+    short, long = (Tokenizer(str(tiny_hub / "preprocess"), n)(texts) for n in (16, 48))
+    long = {k: tf.concat([v, tf.zeros([3, 16], v.dtype)], axis=1) for k, v in long.items()}  # more padding
+    np.testing.assert_allclose(model(short).numpy(), model(long).numpy(), atol=1e-5, rtol=0)
+    # The head reads the mean of the unpadded rows of the last layer.
+    sequence = hub.KerasLayer(str(tiny_hub / "encoder"))(short)["sequence_output"].numpy()
+    mask = short["input_mask"].numpy()[..., None]
+    expected = (sequence * mask).sum(1) / mask.sum(1)
+    pooled = tf.keras.Model(model.inputs, model.get_layer("mean_pooling").output)(short).numpy()
+    np.testing.assert_allclose(pooled, expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="pooling"):
+        build_classifier(str(tiny_hub / "encoder"), num_classes=3, pooling="max")
 
 
 def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
