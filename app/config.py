@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from app.data import BUNDLED_SAMPLE
+from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS
 from app.encoders import DEFAULT_ENCODER, EncoderSpec
 
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
@@ -52,10 +52,17 @@ class TrainConfig:
                        "the bundled sample, data/sample")
     test_data: str | None = _field(None, "data", "labelled test set, when --data has no test split",
                                    "the test split of --data, if any")
-    text_column: str | None = _field(None, "data", "table column with the texts",
+    text_column: str | None = _field(None, "data", "table column(s) with the texts: a name, a 0-based index "
+                                     "in a table without a header, or several joined by commas (their "
+                                     "texts joined by a line break)",
                                      "the one of text, review, sentence, content, document")
     label_column: str | None = _field(None, "data", "table column with the labels",
                                       "the one of label, sentiment, labels, class, target, category")
+    header: str = _field("auto", "data", "whether a CSV/TSV's first row names its columns: yes, none "
+                         "(columns are then named 0, 1, ...) or auto (detected, and logged)")
+    label_names: str | None = _field(None, "data", "file of class names, one a line, for integer labels: "
+                                     "line 1 names label 0, or label 1 when the labels run from 1",
+                                     "the labels as they are")
     validation_split: float = _field(0.1, "data", "share of the training data held out for validation "
                                      "when the data has no validation split (stratified, seeded)")
     max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
@@ -98,6 +105,9 @@ class TrainConfig:
                                     "from 0; then it decays linearly to 0")
     weight_decay: float = _field(0.01, "optimisation", "AdamW weight decay (not on layer norms and biases)")
     clip_norm: float = _field(1.0, "optimisation", "clip the gradients' global norm to this")
+    class_weight: str = _field("none", "optimisation",
+                               "weight the loss by class: none, balanced (each class inversely to its "
+                               "number of training examples) or a JSON file {class name: weight}")
     patience: int = _field(2, "optimisation", "stop after this many epochs without a better validation "
                            "accuracy")
     seed: int = _field(42, "optimisation", "seed for splits, shuffling, initialisation and dropout")
@@ -156,6 +166,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("dropout", cfg.dropout, "must be in [0, 1)")
     if cfg.max_seq_length is not None and not 8 <= cfg.max_seq_length <= 4096:
         bad("max-seq-length", cfg.max_seq_length, "must be between 8 and the encoder's limit")
+    if cfg.header not in HEADERS:
+        bad("header", cfg.header, f"must be one of {list(HEADERS)}")
+    if cfg.class_weight not in CLASS_WEIGHTS and not (cfg.class_weight.endswith(".json")
+                                                      and Path(cfg.class_weight).expanduser().is_file()):
+        bad("class-weight", cfg.class_weight, "must be none, balanced or an existing .json file of weights")
     if cfg.pooling not in POOLINGS:
         bad("pooling", cfg.pooling, f"must be one of {list(POOLINGS)}")
     if cfg.truncation not in TRUNCATIONS:
@@ -318,6 +333,10 @@ class ResolvedConfig:
     plan: dict = dataclasses.field(default_factory=dict)  # filled by with_plan: what app.budget chose
     training: dict = dataclasses.field(default_factory=dict)  # filled by with_training: wall time
     ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
+    class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
+
+    def with_class_weights(self, weights: dict[str, float]) -> ResolvedConfig:
+        return dataclasses.replace(self, class_weights=dict(weights))
 
     def with_ngram(self, ngram: dict) -> ResolvedConfig:
         return dataclasses.replace(self, ngram=ngram)
@@ -333,7 +352,8 @@ class ResolvedConfig:
                   steps_per_epoch: int) -> ResolvedConfig:
         """Add what reading the data decided: the table columns, classes, split sizes, steps."""
         config = dataclasses.replace(self.config, text_column=columns.get("text", self.config.text_column),
-                                     label_column=columns.get("label", self.config.label_column))
+                                     label_column=columns.get("label", self.config.label_column),
+                                     header=columns.get("header", self.config.header))
         total = steps_per_epoch * config.epochs
         schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total,
                     "warmup_steps": int(round(total * config.warmup_fraction))}

@@ -53,10 +53,31 @@ IGNORED_FOLDERS = {"unsup"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".parquet"}
 TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
 LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
+HEADERS = ("auto", "yes", "none")
+TEXT_JOINER = "\n"  # between the columns of a joined --text-column (a line break: whitespace to the encoder)
+FEW_EXAMPLES = 10  # a class with fewer training examples than this is warned about
+CLASS_WEIGHTS = ("none", "balanced")  # or a JSON file
 
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file, column or row."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TableFormat:
+    """How a table is read. Columns are named by the header, or by 0-based index (`"0"`, `"1"`,
+    ...) in a table without one; `text_column` may join several (`"title,description"`, joined
+    with a line break). `label_names` is a file of class names, one a line, for integer labels:
+    line k names label value k-1, or k when the labels run from 1 (as AG News's do)."""
+
+    text_column: str | None = None
+    label_column: str | None = None
+    header: str = "auto"  # "auto": a first row of column names is detected (see _has_header)
+    label_names: str | None = None
+
+    def __post_init__(self):
+        if self.header not in HEADERS:
+            raise ValueError(f"--header must be one of {list(HEADERS)}, got {self.header!r}")
 
 
 @dataclasses.dataclass
@@ -152,13 +173,30 @@ def _read_folder(folder: Path, notes: _Notes) -> dict[str, Split]:
     return {name: _read_class_folders(path, notes) for name, path in sorted(split_dirs.items())}
 
 
-def _pick_column(df: pd.DataFrame, wanted: str | None, guesses: Sequence[str], kind: str,
-                 path: Path) -> str:
-    columns = list(df.columns)
+def _pick_columns(df: pd.DataFrame, wanted: str | None, guesses: Sequence[str], kind: str,
+                  path: Path, header: bool, join: bool = False) -> list[str]:
+    """The column(s) a table's texts or labels come from: `wanted` (a name; for texts, several
+    joined by commas), else the one column named like `guesses`."""
+    columns = [str(c) for c in df.columns]
     if wanted is not None:
-        if wanted not in columns:
-            raise DataError(f"{path}: no {kind} column {wanted!r}; columns are {columns}")
-        return wanted
+        parts = [wanted] if wanted in columns or not join else [w.strip() for w in wanted.split(",")]
+        missing = [w for w in parts if w not in columns]
+        if missing:
+            if header:
+                hint = "; a table without a header row takes --header none and 0-based indices"
+                raise DataError(f"{path}: no {kind} column {missing[0]!r}; columns are {columns}{hint}")
+            raise DataError(f"{path}: no {kind} column {missing[0]!r}: the table has no header row, so "
+                            f"its columns are the indices 0 to {len(columns) - 1}")
+        return parts
+    if not header:
+        first = {c: str(df[c].iloc[0])[:40] for c in columns}
+        raise DataError(f"{path}: the table has no header row; say which columns to use by 0-based index "
+                        f"with --text-column and --label-column (first row: {first})")
+    return [_pick_column(df, guesses, kind, path)]
+
+
+def _pick_column(df: pd.DataFrame, guesses: Sequence[str], kind: str, path: Path) -> str:
+    columns = list(df.columns)
     lower = {str(c).lower(): c for c in columns}
     found = [lower[g] for g in guesses if g in lower]
     if len(found) == 1:
@@ -186,8 +224,53 @@ def _read_jsonl(path: Path, raw: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _read_table(path: Path, text_column: str | None, label_column: str | None,
-                notes: _Notes) -> dict[str, Split]:
+def _has_header(df: pd.DataFrame, table: TableFormat) -> tuple[bool, str]:
+    """(whether the first row of a headerless read names the columns, why): as `--header` says,
+    else detected where the first row says so unambiguously."""
+    if table.header != "auto":
+        return table.header == "yes", f"--header {table.header}"
+    first = [str(v).strip() for v in df.iloc[0]]
+    asked = [c for c in (table.text_column, table.label_column) if c]
+    parts = [p.strip() for c in asked for p in c.split(",")]
+    if any(name in first for name in asked + parts):
+        return True, "a header row (it names the columns asked for)"
+    if parts and all(p.isdigit() for p in parts):
+        return False, "no header row (columns asked for by index); columns named 0, 1, ..."
+    if any(v.lower() in TEXT_COLUMN_GUESSES + LABEL_COLUMN_GUESSES for v in first):
+        return True, "a header row (it names a text or label column)"
+    if len(df) > 1:
+        for i in range(df.shape[1]):
+            rest = df.iloc[1:, i]
+            if rest.map(_is_number).all():
+                if _is_number(first[i]):  # a number where the other rows have numbers: data
+                    return False, (f"no header row (column {i} holds numbers in every row, the first "
+                                   "included); columns named 0, 1, ...")
+                return True, f"a header row ({first[i]!r} heads a column of numbers)"
+    return True, "a header row (pass --header none if the first row is data)"
+
+
+def _is_number(value) -> bool:
+    try:
+        float(str(value))
+        return str(value).strip() != ""
+    except ValueError:
+        return False
+
+
+def _with_header(df: pd.DataFrame, names: list, path: Path) -> pd.DataFrame:
+    names = [str(n).strip() for n in names]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header row names column(s) {repeated} more than once")
+    df.columns = names
+    return df
+
+
+def _text_str(value) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Split]:
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(
@@ -196,6 +279,11 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None,
         )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    delimited = suffix in (".csv", ".tsv")
+    if table.header != "auto" and not delimited:
+        raise DataError(f"--header {table.header}: {path} is {suffix}, whose columns are always named; "
+                        "--header is for .csv and .tsv")
+    header = True
     try:
         if suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -204,8 +292,15 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None,
             if suffix == ".jsonl":
                 df = _read_jsonl(path, raw)
             else:
-                df = pd.read_csv(io.StringIO(raw), sep="\t" if suffix == ".tsv" else ",",
+                df = pd.read_csv(io.StringIO(raw), sep="\t" if suffix == ".tsv" else ",", header=None,
                                  dtype=str, keep_default_na=False, na_filter=False)
+                header, why = _has_header(df, table)
+                if header:
+                    df = _with_header(df.iloc[1:].reset_index(drop=True), list(df.iloc[0]), path)
+                else:
+                    df.columns = [str(i) for i in range(df.shape[1])]
+                if table.header == "auto":
+                    logger.info("%s: %s", path, why)
     except DataError:
         raise
     except pd.errors.EmptyDataError as e:
@@ -216,15 +311,21 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None,
         raise DataError(f"{path}: cannot read ({e})") from e
     if df.empty:
         raise DataError(f"{path}: file has no rows")
-    text_col = _pick_column(df, text_column, TEXT_COLUMN_GUESSES, "text", path)
-    label_col = _pick_column(df, label_column, LABEL_COLUMN_GUESSES, "label", path)
-    notes.columns = {"text": str(text_col), "label": str(label_col)}
-    logger.info("%s: texts from column %r, labels from column %r", path, text_col, label_col)
+    text_cols = _pick_columns(df, table.text_column, TEXT_COLUMN_GUESSES, "text", path, header, join=True)
+    (label_col,) = _pick_columns(df, table.label_column, LABEL_COLUMN_GUESSES, "label", path, header)
+    notes.columns = {"text": ",".join(text_cols), "label": label_col}
+    if delimited:
+        notes.columns["header"] = "yes" if header else "none"
+    logger.info("%s: texts from column%s %s%s, labels from column %r", path, "s" * (len(text_cols) > 1),
+                ", ".join(repr(c) for c in text_cols), " (joined by a line break)" * (len(text_cols) > 1),
+                label_col)
     texts, labels, ids, skipped = [], [], [], []
-    # Row numbers as a person sees them in the file: header is line 1 for CSV/TSV.
-    first = 2 if suffix in (".csv", ".tsv") else 1
-    for i, (text, label) in enumerate(zip(df[text_col].tolist(), df[label_col].tolist(), strict=True)):
-        text = "" if text is None or (isinstance(text, float) and np.isnan(text)) else str(text)
+    # Row numbers as a person sees them in the file: a header is line 1.
+    first = 2 if delimited and header else 1
+    columns = [df[c].tolist() for c in text_cols]
+    for i, label in enumerate(df[label_col].tolist()):
+        parts = [_text_str(column[i]) for column in columns]
+        text = TEXT_JOINER.join(p for p in parts if p.strip())
         label = _label_str(label)
         row = i + first
         if not text.strip() or label == "":
@@ -292,10 +393,12 @@ def download_imdb(cache_dir: str | None = None, origin: str = IMDB_URL,
     raise DataError(f"{archive}: extracted archive has no aclImdb/train folder")
 
 
-def read_source(source: str, text_column: str | None = None, label_column: str | None = None,
+def read_source(source: str, table: TableFormat | None = None,
                 notes: _Notes | None = None) -> dict[str, Split]:
-    """Read one `--data` value into splits (train/validation/test as the source has them)."""
+    """Read one `--data` value into splits (train/validation/test as the source has them); a
+    table as `table` says, and integer labels named from `table.label_names`."""
     notes = notes or _Notes()
+    table = table or TableFormat()
     if source == "imdb":
         return _read_folder(download_imdb(), notes)
     if source.startswith("tfds:"):
@@ -303,9 +406,11 @@ def read_source(source: str, text_column: str | None = None, label_column: str |
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"--data {source}: no such file or directory")
-    if path.is_dir():
-        return _read_folder(path, notes)
-    return _read_table(path, text_column, label_column, notes)
+    splits = _read_folder(path, notes) if path.is_dir() else _read_table(path, table, notes)
+    if table.label_names:
+        splits, rule = name_labels(splits, read_label_names(table.label_names), table.label_names)
+        logger.info("%s: class names from --label-names: %s", source, rule)
+    return splits
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -333,26 +438,78 @@ def stratified_subset(split: Split, n: int, seed: int) -> tuple[Split, Split]:
     return split.take(sorted(keep)), split.take(sorted(rest))
 
 
-def read_dataset(
-    data: str,
-    test_data: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-) -> Dataset:
-    """Read `data` (and `test_data`) as they are and fix the ordered list of class names.
+def read_label_names(path: str) -> list[str]:
+    """The class names of a `--label-names` file: one a line, blank lines and surrounding spaces
+    ignored."""
+    try:
+        raw = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"--label-names {path}: cannot read ({e.strerror or e})") from e
+    names = [line.strip() for line in raw.splitlines() if line.strip()]
+    if len(names) < 2:
+        raise DataError(f"--label-names {path}: needs one class name a line, at least two; "
+                        f"found {len(names)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"--label-names {path}: names {repeated} more than once")
+    return names
+
+
+def name_labels(splits: dict[str, Split], names: list[str], path: str) -> tuple[dict[str, Split], str]:
+    """Replace integer labels by their names: value k is line k+1 of the file, or line k when
+    the labels run from 1 to len(names) (never 0). (named splits, which of the two)."""
+    values = {}
+    for split in splits.values():
+        for label, where in zip(split.labels, split.ids, strict=True):
+            if label not in values:
+                try:
+                    values[label] = int(label)
+                except ValueError:
+                    raise DataError(f"--label-names {path} names integer labels; {where} has label "
+                                    f"{label!r}") from None
+    seen = sorted(set(values.values()))
+    if seen[0] >= 1 and seen[-1] == len(names):
+        base, rule = 1, f"label 1 is line 1 of {path} (labels run 1 to {len(names)})"
+    elif seen[0] == 0 and seen[-1] < len(names):
+        base, rule = 0, f"label 0 is line 1 of {path}"
+    else:
+        raise DataError(f"--label-names {path} has {len(names)} names, which do not cover the labels "
+                        f"{seen[0]} to {seen[-1]} found: its lines name the labels 0 to {len(names) - 1}, "
+                        f"or 1 to {len(names)}")
+    named = {k: Split(v.texts, [names[values[label] - base] for label in v.labels], v.ids)
+             for k, v in splits.items()}
+    return named, rule
+
+
+def read_dataset(data: str, test_data: str | None = None, table: TableFormat | None = None) -> Dataset:
+    """Read `data` (and `test_data`) as they are and fix the ordered list of class names: the
+    `--label-names` file's order, else `class_order`.
 
     A single class, or a label in another split that training never saw, is an error.
     """
     notes = _Notes()
-    splits = read_source(data, text_column, label_column, notes)
+    table = table or TableFormat()
+    splits = read_source(data, table, notes)
     if test_data:
-        test_splits = read_source(test_data, text_column, label_column, notes)
+        test_splits = read_source(test_data, table, notes)
         if "test" in splits:
             notes.add(f"--test-data {test_data} replaces the test split found in {data}")
         splits["test"] = test_splits.get("test") or test_splits.get("train")
     if "train" not in splits or not len(splits["train"]):
         raise DataError(f"--data {data}: no training examples (found splits {sorted(splits)})")
     classes = class_order(splits["train"].labels)
+    if table.label_names:
+        names = read_label_names(table.label_names)
+        present = set(splits["train"].labels)
+        classes = [n for n in names if n in present]
+        unused = [n for n in names if n not in present]
+        if unused:
+            notes.add(f"--label-names {table.label_names}: no training examples of {unused}; "
+                      "the classifier will not know them")
+    few = {c: n for c, n in splits["train"].counts().items() if n < FEW_EXAMPLES}
+    if few:
+        notes.add(f"class(es) with fewer than {FEW_EXAMPLES} training examples: {few}; their recall "
+                  "will be poor and their figures in the report uncertain")
     if len(classes) < 2:
         raise DataError(f"--data {data}: training data has a single class {classes}; need two or more")
     for name, split in splits.items():
@@ -367,8 +524,7 @@ def read_dataset(
 def load_dataset(
     data: str,
     test_data: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
+    table: TableFormat | None = None,
     validation_split: float = 0.1,
     max_train_examples: int | None = None,
     max_eval_examples: int | None = None,
@@ -379,7 +535,7 @@ def load_dataset(
     Without a validation split in the data, a stratified, seeded `validation_split` of train is
     held out. `max_*_examples` take stratified, seeded subsets for quick runs.
     """
-    dataset = read_dataset(data, test_data, text_column, label_column)
+    dataset = read_dataset(data, test_data, table)
     splits, classes = dict(dataset.splits), dataset.classes
     notes = _Notes()
     notes.messages = list(dataset.warnings)
@@ -410,7 +566,56 @@ def load_dataset(
     return Dataset(classes, ordered, notes.messages, dataset.columns)
 
 
+def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, float]:
+    """Each class's loss weight for `--class-weight`: 1 for `none`; for `balanced`, the number
+    of examples over (classes x the class's examples), scikit-learn's rule, so every class
+    weighs as much in the loss as the others; or from a JSON file {class name: weight}, classes
+    it does not list weighing 1."""
+    if spec == "none":
+        return {c: 1.0 for c in classes}
+    if spec == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = [c for c in classes if c in set(split.labels)]
+        weights = compute_class_weight("balanced", classes=np.asarray(present), y=np.asarray(split.labels))
+        found = dict(zip(present, weights, strict=True))
+        return {c: round(float(found.get(c, 1.0)), 6) for c in classes}
+    try:
+        raw = json.loads(Path(spec).expanduser().read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"--class-weight {spec}: cannot read ({e.strerror or e})") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"--class-weight {spec}: not valid JSON ({e.msg})") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"--class-weight {spec}: expected a JSON object {{class name: weight}}, "
+                        f"got {type(raw).__name__}")
+    unknown = sorted(set(map(str, raw)) - set(classes))
+    if unknown:
+        raise DataError(f"--class-weight {spec} names class(es) {unknown} that are not in the training "
+                        f"classes {list(classes)}")
+    for name, weight in raw.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < float("inf"):
+            raise DataError(f"--class-weight {spec}: the weight of {name!r} must be a positive number, "
+                            f"got {weight!r}")
+    return {c: float(raw.get(c, 1.0)) for c in classes}
+
+
 # ----------------------------------------------------------------------------- inspect CLI
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `TableFormat`, for the CLIs that read labelled tables (app.train has them
+    in its config)."""
+    parser.add_argument("--text-column", help="table column(s) with the texts: a name, a 0-based index "
+                        "without a header, or several joined by commas (default: found by name)")
+    parser.add_argument("--label-column", help="table column with the labels (default: found by name)")
+    parser.add_argument("--header", default="auto", choices=HEADERS,
+                        help="whether a CSV/TSV's first row names its columns (default: detected)")
+    parser.add_argument("--label-names", help="file of class names, one a line, for integer labels")
+
+
+def table_format(args: argparse.Namespace) -> TableFormat:
+    return TableFormat(args.text_column, args.label_column, args.header, args.label_names)
 
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:
@@ -448,8 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(BUNDLED_SAMPLE),
                    help="folder, table file, imdb or tfds:NAME (default: the bundled sample)")
     p.add_argument("--test-data", help="labelled test set, when --data has none")
-    p.add_argument("--text-column", help="table column with the texts (default: found by name)")
-    p.add_argument("--label-column", help="table column with the labels (default: found by name)")
+    add_table_arguments(p)
     p.add_argument("--encoder", default=None,
                    help="encoder whose tokenizer counts tokens (default: the offline MiniLM)")
     p.add_argument("--max-seq-length", type=int, default=128,
@@ -463,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_seq_length < 8:
             raise ValueError(f"--max-seq-length must be at least 8, got {args.max_seq_length}")
         # Every split as it is: inspect reports the data, it holds nothing out.
-        dataset = read_dataset(args.data, args.test_data, args.text_column, args.label_column)
+        dataset = read_dataset(args.data, args.test_data, table_format(args))
         tokenizer = None
         if not args.no_tokens:
             from app import encoders

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app import data as data_mod
 from app import inference, runtime
 
 logger = logging.getLogger(__name__)
@@ -378,20 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
     parser.add_argument("--data", required=True, help="labelled data (any app.data source)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: test, else all)")
-    parser.add_argument("--text-column", help="table column with the texts (default: found by name)")
-    parser.add_argument("--label-column", help="table column with the labels (default: found by name)")
+    data_mod.add_table_arguments(parser)
     parser.add_argument("--output", default=None, help="report folder (default: reports/NAME_VERSION)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per call (default 64)")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
     args = parser.parse_args(argv)
     runtime.setup(args.verbose)
     try:
-        from app import data as data_mod
-
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         folder = inference.resolve_model_dir(args.model)
-        splits = data_mod.read_source(args.data, args.text_column, args.label_column)
+        splits = data_mod.read_source(args.data, data_mod.table_format(args))
         name = args.split or ("test" if "test" in splits else None)
         if name is not None and name not in splits:
             raise ValueError(f"--split {name}: {args.data} has splits {sorted(splits)}")

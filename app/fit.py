@@ -31,11 +31,12 @@ def has_backup(run_dir: Path) -> bool:
 
 def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, run_dir: Path,
         epochs: int, patience: int, cpu_fusion: bool, callbacks: list | None = None,
-        deadline: Deadline | None = None) -> pd.DataFrame:
+        deadline: Deadline | None = None, class_weight: dict[int, float] | None = None) -> pd.DataFrame:
     """Train, keep the best epoch's weights in `model`, and return the history (one row an epoch).
 
     `callbacks` are Keras callbacks added after the run's own; a `deadline` stops training in
     time (`--time-budget`), and a resumed run counts the seconds its earlier epochs spent.
+    `class_weight` (class index -> weight) weights each example's loss by its class.
     """
     history_csv = run_dir / "history.csv"
     best_path = run_dir / "checkpoints" / "best"
@@ -56,7 +57,7 @@ def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Datase
     ]
     with runtime.cpu_fusion(cpu_fusion):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=all_callbacks,
-                  verbose=1 if sys.stdout.isatty() else 2)
+                  class_weight=class_weight, verbose=1 if sys.stdout.isatty() else 2)
     # BackupAndRestore deleted its checkpoint when fit ended normally; drop the empty folder.
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     if best_path.with_suffix(".index").exists():

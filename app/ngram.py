@@ -102,8 +102,10 @@ def _tfidf_matrix(counts, idf: np.ndarray):
 
 
 def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int = 42,
-        max_tokens: int = MAX_TOKENS, c: float = C) -> FittedNgram:
-    """Adapt the vocabulary, compute the inverse document frequencies and fit the classifier."""
+        max_tokens: int = MAX_TOKENS, c: float = C,
+        class_weight: dict[int, float] | None = None) -> FittedNgram:
+    """Adapt the vocabulary, compute the inverse document frequencies and fit the classifier
+    (its loss weighted by `class_weight`, class index -> weight, as the encoder's is)."""
     from sklearn.linear_model import LogisticRegression
 
     start = time.monotonic()
@@ -119,7 +121,7 @@ def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int
     idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0  # scikit-learn's smooth idf
     idf[0] = 0.0  # out of vocabulary
     features = _tfidf_matrix(counts, idf)
-    classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight)
     present = np.unique(label_ids)
     classifier.fit(features, label_ids)
     kernel = np.zeros((len(idf), num_classes))

@@ -55,6 +55,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     strategy, resolved = resolve(cfg)
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
+    resolved = weigh_classes(resolved, dataset)
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
     resolved, dataset = plan(resolved, strategy, dataset, started, ngram_fit is not None)
@@ -76,7 +77,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
     history = fit.fit(model, train_ds, val_ds, run_dir, c.epochs, c.patience, resolved.cpu_fusion, callbacks,
-                      deadline)
+                      deadline, class_weight=_class_ids(resolved, dataset.classes))
     ngram_model, ngram_weight, resolved = ensemble(model, tokenizer, ngram_fit, dataset, resolved)
     resolved = resolved.with_training(training_record(resolved, started, deadline, history))
     if deadline is not None:
@@ -149,11 +150,30 @@ def read_data(resolved: config_mod.ResolvedConfig):
     from app import data
 
     c = resolved.config
-    dataset = data.load_dataset(c.data, c.test_data, c.text_column, c.label_column, c.validation_split,
-                                c.max_train_examples, c.max_eval_examples, c.seed)
+    table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names)
+    dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
+                                c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
         logger.warning("data: %s", warning)
     return dataset
+
+
+def weigh_classes(resolved: config_mod.ResolvedConfig, dataset) -> config_mod.ResolvedConfig:
+    """Each class's loss weight (`--class-weight`), from the training split as read; a budget's
+    plan keeps its class proportions."""
+    from app import data
+
+    weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.config.class_weight)
+    if resolved.config.class_weight != "none":
+        logger.info("class weights (--class-weight %s): %s", resolved.config.class_weight, weights)
+    return resolved.with_class_weights(weights)
+
+
+def _class_ids(resolved: config_mod.ResolvedConfig, classes: list[str]) -> dict[int, float] | None:
+    """The class weights by class index, as Keras and scikit-learn take them; None unweighted."""
+    if resolved.config.class_weight == "none":
+        return None
+    return {i: resolved.class_weights[c] for i, c in enumerate(classes)}
 
 
 def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, started: float | None = None,
@@ -290,7 +310,7 @@ def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
     if not resolved.config.ngram_model:
         return None
     return ngram.fit(dataset.splits["train"].texts, dataset.label_ids("train"), len(dataset.classes),
-                     resolved.config.seed)
+                     resolved.config.seed, class_weight=_class_ids(resolved, dataset.classes))
 
 
 def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):

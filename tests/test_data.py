@@ -99,7 +99,9 @@ def test_tables_with_detected_columns(tmp_path, suffix):
     ds = data.read_dataset(str(path))
     assert ds.classes == ["negative", "positive"]
     assert ds.splits["train"].counts() == {"negative": 6, "positive": 6}
-    assert ds.columns == {"text": "review", "label": "sentiment"}  # said, and saved with the run
+    # Said, and saved with the run; a CSV/TSV also says whether its first row was a header.
+    header = {"header": "yes"} if suffix in (".csv", ".tsv") else {}
+    assert ds.columns == {"text": "review", "label": "sentiment", **header}
 
 
 def test_integer_labels_are_ordered_numerically(tmp_path):
@@ -113,7 +115,7 @@ def test_named_columns_and_table_split_column(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame({"body": ["a", "b", "c", "d"], "y": ["x", "z", "x", "z"],
                   "split": ["train", "train", "test", "test"]}).to_csv(path, index=False)
-    ds = data.read_dataset(str(path), text_column="body", label_column="y")
+    ds = data.read_dataset(str(path), table=data.TableFormat("body", "y"))
     assert ds.splits["train"].counts() == {"x": 1, "z": 1}
     assert ds.splits["test"].counts() == {"x": 1, "z": 1}
 
@@ -131,7 +133,7 @@ def test_empty_rows_are_skipped_and_counted(tmp_path):
     path.write_text("text,label\ngood,pos\n   ,neg\nbad,\nbad,neg\nok,pos\nmeh,neg\n")
     ds = data.read_dataset(str(path))
     assert len(ds.splits["train"]) == 4
-    (warning,) = ds.warnings
+    (warning,) = [w for w in ds.warnings if "skipped" in w]
     assert "skipped 2 row(s)" in warning and "[3, 4]" in warning and "t.csv" in warning
 
 
@@ -215,3 +217,123 @@ def test_inspect_cli_refuses_every_bad_input(tmp_path):
     for i, (path, message) in enumerate(bad_data_inputs(tmp_path).values()):
         cli = run_module if i == 0 else run_in_process
         assert_clear_failure(cli("data", "inspect", "--data", path, "--no-tokens"), message)
+
+
+# ----------------------------------------------------------------------------- tables as they come
+
+NEWS_NAMES = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def _news(tmp_path, rows_per_class: int = 12, labels=(1, 2, 3, 4)) -> tuple[Path, Path]:
+    """A 4-class news table as AG News is distributed: no header, class index 1-4, title,
+    description; the class names in a separate file."""
+    rows = [f'"{c}","Title {c}-{i}","Description, with a comma, {c}-{i}"' for i in range(rows_per_class)
+            for c in labels]
+    table = tmp_path / "news.csv"
+    table.write_text("\n".join(rows) + "\n")
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(NEWS_NAMES) + "\n")
+    return table, names
+
+
+def test_a_headerless_table_reads_by_column_index_with_joined_texts_and_named_labels(tmp_path):
+    table, names = _news(tmp_path)
+    ds = data.read_dataset(str(table), table=data.TableFormat("1,2", "0", label_names=str(names)))
+    assert ds.classes == NEWS_NAMES  # the names file's order, not alphabetical
+    assert ds.columns == {"text": "1,2", "label": "0", "header": "none"}
+    train = ds.splits["train"]
+    assert train.counts() == {name: 12 for name in NEWS_NAMES}
+    # The first row is data (row 1, no header); label 1 is the file's first name.
+    assert (train.ids[0], train.labels[0]) == ("news.csv:1", "World")
+    assert train.texts[0] == f"Title 1-0{data.TEXT_JOINER}Description, with a comma, 1-0"
+    # Detected without the column flags, it asks for them by index, showing the first row.
+    with pytest.raises(DataError, match=r"no header row; say which columns to use by 0-based index"):
+        data.read_dataset(str(table))
+    # --header yes takes the first row as names.
+    with pytest.raises(DataError, match=r"no text column '1'; columns are \['1', 'Title 1-0'"):
+        data.read_dataset(str(table), table=data.TableFormat("1,2", "0", header="yes"))
+
+
+def test_header_detection_and_named_column_joins(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"title": ["Good", "Bad"] * 6, "description": ["fun film", "dull plot"] * 6,
+                  "stars": [5, 1] * 6}).to_csv(path, index=False)
+    ds = data.read_dataset(str(path), table=data.TableFormat("title,description", "stars"))
+    assert ds.columns == {"text": "title,description", "label": "stars", "header": "yes"}
+    assert ds.splits["train"].texts[:2] == ["Good\nfun film", "Bad\ndull plot"]
+    assert ds.splits["train"].ids[0] == "t.csv:2"  # line 1 is the header
+    # "stars" heads a column of numbers: a header row, found without naming a column.
+    assert data._has_header(pd.read_csv(path, header=None, dtype=str), data.TableFormat())[0] is True
+    numbers = pd.DataFrame([["1", "some text"], ["2", "more text"]])
+    assert data._has_header(numbers, data.TableFormat())[0] is False
+    pd.DataFrame({"text": ["a"], "label": ["b"]}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    with pytest.raises(DataError, match=r"--header is for .csv and .tsv"):
+        data.read_dataset(str(tmp_path / "t.jsonl"), table=data.TableFormat(header="none"))
+    with pytest.raises(ValueError, match=r"--header must be one of"):
+        data.TableFormat(header="maybe")
+
+
+@pytest.mark.parametrize("case", ["missing index", "too few names", "too many names", "text label",
+                                  "repeated name", "missing file"])
+def test_tables_as_they_come_get_clear_errors(tmp_path, case):
+    table, names = _news(tmp_path)
+    fmt = data.TableFormat("1,2", "0", label_names=str(names))
+    if case == "missing index":
+        fmt = data.TableFormat("1,5", "0", label_names=str(names))
+        message = (r"news.csv: no text column '5': the table has no header row, so its columns are the "
+                   r"indices 0 to 2")
+    elif case == "too few names":
+        names.write_text("World\nSports\nBusiness\n")
+        message = r"has 3 names, which do not cover the labels 1 to 4 found"
+    elif case == "too many names":
+        names.write_text("\n".join([*NEWS_NAMES, "Extra"]))  # labels 1-4: neither 0-4 nor 1-5
+        message = r"has 5 names, which do not cover the labels 1 to 4 found"
+    elif case == "text label":
+        table.write_text(table.read_text() + '"five","t","d"\n')
+        message = r"names integer labels; news.csv:49 has label 'five'"
+    elif case == "repeated name":
+        names.write_text("World\nSports\nWorld\nTech\n")
+        message = r"names \['World'\] more than once"
+    else:
+        names.unlink()
+        message = r"--label-names .*classes.txt: cannot read"
+    with pytest.raises(DataError, match=message):
+        data.read_dataset(str(table), table=fmt)
+
+
+def test_zero_based_labels_and_a_class_with_a_handful_of_examples(tmp_path):
+    rows = [{"text": f"review {i}", "label": 1 + i % 2} for i in range(40)] + [{"text": "rare", "label": 0}]
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    names = tmp_path / "names.txt"
+    names.write_text("rare\nsome\nmany\n")
+    ds = data.read_dataset(str(path), table=data.TableFormat(label_names=str(names)))
+    assert ds.classes == ["rare", "some", "many"]  # label 0 is line 1
+    assert ds.splits["train"].counts()["rare"] == 1
+    assert any("fewer than 10 training examples: {'rare': 1}" in w for w in ds.warnings)
+
+
+def test_inspect_cli_reads_a_headerless_table_and_says_which_columns(tmp_path):
+    table, names = _news(tmp_path)
+    proc = run_in_process("data", "inspect", "--data", table, "--text-column", "1,2", "--label-column", "0",
+                          "--label-names", names, "--no-tokens")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["columns"] == {"text": "1,2", "label": "0", "header": "none"}
+    assert report["classes"] == NEWS_NAMES
+
+
+def test_class_weights_none_balanced_and_from_a_file(tmp_path):
+    split = data.Split(["t"] * 8, ["a"] * 6 + ["b"] * 2, [str(i) for i in range(8)])
+    assert data.class_weights(split, ["a", "b"], "none") == {"a": 1.0, "b": 1.0}
+    balanced = data.class_weights(split, ["a", "b"], "balanced")
+    assert balanced == pytest.approx({"a": 8 / 12, "b": 8 / 4})
+    path = tmp_path / "w.json"
+    path.write_text('{"b": 3}')
+    assert data.class_weights(split, ["a", "b"], str(path)) == {"a": 1.0, "b": 3.0}
+    for content, message in [('{"c": 2}', r"names class\(es\) \['c'\] that are not in the training"),
+                             ('{"b": -1}', r"the weight of 'b' must be a positive number, got -1"),
+                             ('[1, 2]', r"expected a JSON object"), ("{", r"not valid JSON")]:
+        path.write_text(content)
+        with pytest.raises(DataError, match=message):
+            data.class_weights(split, ["a", "b"], str(path))

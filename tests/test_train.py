@@ -54,10 +54,10 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     assert values["preprocess"] == str(Path(cfg.encoder) / "preprocess")
     assert values["run_dir"] == str(result.run_dir)
     # No null or "auto" left but settings that were left unset on purpose or do not apply
-    # (a folder of files has no columns).
+    # (a folder of files has no columns, no header and no label names file).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
-    assert unset == ["label_column", "max_eval_examples", "max_train_examples", "test_data", "text_column",
-                     "time_budget", "tpu"]
+    assert unset == ["header", "label_column", "label_names", "max_eval_examples", "max_train_examples",
+                     "test_data", "text_column", "time_budget", "tpu"]
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
     assert saved["encoder"]["encoder"] == str(Path(cfg.encoder) / "encoder")
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
@@ -107,6 +107,8 @@ def bad_train_cases(tmp_path_factory):
         "batch larger than the data": (["--batch-size", "4096"], "larger than the"),
         "bad config file": (["--config", str(tmp / "missing.yaml")], "no such file"),
         "unknown flag value": (["--truncation", "middle"], "--truncation must be one of"),
+        "unknown class weighting": (["--class-weight", "heavy"], "--class-weight must be none, balanced or"),
+        "unknown header value": (["--header", "maybe"], "--header must be one of"),
         "missing data": (["--data", str(tmp / "nope")], "no such file or directory"),
         "bf16 for an fp32 encoder": (["--mixed-precision", "bf16"], "--mixed-precision bf16: encoder"),
     }
@@ -146,3 +148,47 @@ def test_a_budget_needs_one_machine():
     hardware = config.Hardware("MultiWorkerMirroredStrategy", 2, "CPU", False, False)
     with pytest.raises(ValueError, match="--time-budget needs one machine"):
         config.resolve(_parse(["--time-budget", "10"]), hardware, find_encoder=lambda *a, **k: None)
+
+
+
+
+def test_a_headerless_weighted_mean_pooled_run_without_ngrams(tiny_hub, tiny_reviews, tmp_path):
+    """The newer flags in one run: a table as it comes (no header, columns by index, integer
+    labels named from a file), balanced class weights, mean pooling, no n-gram model; the
+    export serves the encoder alone, as it is in memory."""
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from app import data
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    train = data.read_dataset(str(tiny_reviews)).splits["train"]
+    rows = [(2 if label == "pos" else 1, text) for text, label in zip(train.texts, train.labels, strict=True)]
+    rows = [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 1][:40]  # 100 pos, 40 neg
+    pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", header=False, index=False)
+    (tmp_path / "names.txt").write_text("neg\npos\n")
+    args = tiny_train_args(tiny_hub, tmp_path / "reviews.csv", tmp_path, epochs=2, pooling="mean",
+                           text_column="1", label_column="0", label_names=tmp_path / "names.txt",
+                           class_weight="balanced")
+    result = train.run(_parse([*args, "--no-ngram-model"]))
+    saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
+    values = saved["config"]
+    assert (values["header"], values["text_column"], values["label_column"]) == ("none", "1", "0")
+    assert saved["data"]["classes"] == ["neg", "pos"]
+    # Balanced: each class weighs n / (2 x its count) in the training split the run used.
+    used = data.load_dataset(str(tmp_path / "reviews.csv"), table=data.TableFormat(
+        "1", "0", label_names=str(tmp_path / "names.txt")), seed=values["seed"]).splits["train"].counts()
+    n = sum(used.values())
+    assert saved["class_weights"] == pytest.approx({c: n / (2 * k) for c, k in used.items()}, rel=1e-5)
+    assert saved["class_weights"]["neg"] > 2 * saved["class_weights"]["pos"]
+    assert values["pooling"] == "mean" and values["ngram_model"] is False and saved["ngram"] == {}
+    served = tf.saved_model.load(str(result.export_dir))
+    assert not hasattr(served, "ngram_probabilities")
+    texts = ["a good great film", "a bad awful plot", ""]
+    probabilities = served.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
+    model = build_classifier(str(tiny_hub / "encoder"), 2, seq_length=None, pooling="mean")
+    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    in_memory = model(Tokenizer(str(tiny_hub / "preprocess"), 32)(tf.constant(texts)), training=False).numpy()
+    np.testing.assert_allclose(probabilities, in_memory, atol=1e-5, rtol=0)
