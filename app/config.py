@@ -58,6 +58,9 @@ class TrainConfig:
                                      "the one of text, review, sentence, content, document")
     label_column: str | None = _field(None, "data", "table column with the labels",
                                       "the one of label, sentiment, labels, class, target, category")
+    text_pair_column: str | None = _field(None, "data", "table column with the second texts of text pairs "
+                                          "(paraphrase, entailment): packed after the first with [SEP], "
+                                          "sharing --max-seq-length", "none: single texts")
     header: str = _field("auto", "data", "whether a CSV/TSV's first row names its columns: yes, none "
                          "(columns are then named 0, 1, ...) or auto (detected, and logged)")
     label_names: str | None = _field(None, "data", "file of class names, one a line, for integer labels: "
@@ -353,7 +356,8 @@ class ResolvedConfig:
         """Add what reading the data decided: the table columns, classes, split sizes, steps."""
         config = dataclasses.replace(self.config, text_column=columns.get("text", self.config.text_column),
                                      label_column=columns.get("label", self.config.label_column),
-                                     header=columns.get("header", self.config.header))
+                                     header=columns.get("header", self.config.header),
+                                     text_pair_column=columns.get("text_pair", self.config.text_pair_column))
         total = steps_per_epoch * config.epochs
         schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total,
                     "warmup_steps": int(round(total * config.warmup_fraction))}
@@ -425,6 +429,8 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
         # TPUs want one static shape; elsewhere short texts should not pay for padding.
         length_buckets=cfg.length_buckets if cfg.length_buckets is not None else not on_tpu,
         preprocess=spec.preprocess,
+        # A bag of words cannot compare two texts: no n-gram model for text pairs.
+        ngram_model=cfg.ngram_model and cfg.text_pair_column is None,
         strategy=strategy,
         run_dir=str(cfg.resolved_run_dir),
     )

@@ -74,6 +74,7 @@ class TableFormat:
     label_column: str | None = None
     header: str = "auto"  # "auto": a first row of column names is detected (see _has_header)
     label_names: str | None = None
+    text_pair_column: str | None = None  # the second text of text pairs (sentence-pair tasks)
 
     def __post_init__(self):
         if self.header not in HEADERS:
@@ -87,13 +88,15 @@ class Split:
     texts: list[str]
     labels: list[str]
     ids: list[str]
+    pairs: list[str] | None = None  # the second texts of text pairs (--text-pair-column)
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def take(self, index: Sequence[int]) -> Split:
+        pairs = None if self.pairs is None else [self.pairs[i] for i in index]
         return Split([self.texts[i] for i in index], [self.labels[i] for i in index],
-                     [self.ids[i] for i in index])
+                     [self.ids[i] for i in index], pairs)
 
     def counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in sorted(pd.Series(self.labels).value_counts().items())}
@@ -232,10 +235,10 @@ def _has_header(df: pd.DataFrame, table: TableFormat) -> tuple[bool, str]:
     first = [str(v).strip() for v in df.iloc[0]]
     asked = [c for c in (table.text_column, table.label_column) if c]
     parts = [p.strip() for c in asked for p in c.split(",")]
+    if parts and all(p.isdigit() for p in parts):  # (a header naming columns "0", "1": --header yes)
+        return False, "no header row (columns asked for by index); columns named 0, 1, ..."
     if any(name in first for name in asked + parts):
         return True, "a header row (it names the columns asked for)"
-    if parts and all(p.isdigit() for p in parts):
-        return False, "no header row (columns asked for by index); columns named 0, 1, ..."
     if any(v.lower() in TEXT_COLUMN_GUESSES + LABEL_COLUMN_GUESSES for v in first):
         return True, "a header row (it names a text or label column)"
     if len(df) > 1:
@@ -313,31 +316,41 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
         raise DataError(f"{path}: file has no rows")
     text_cols = _pick_columns(df, table.text_column, TEXT_COLUMN_GUESSES, "text", path, header, join=True)
     (label_col,) = _pick_columns(df, table.label_column, LABEL_COLUMN_GUESSES, "label", path, header)
+    pair_col = None
+    if table.text_pair_column is not None:
+        (pair_col,) = _pick_columns(df, table.text_pair_column, (), "text pair", path, header)
     notes.columns = {"text": ",".join(text_cols), "label": label_col}
+    if pair_col is not None:
+        notes.columns["text_pair"] = pair_col
+        logger.info("%s: second texts of the pairs from column %r", path, pair_col)
     if delimited:
         notes.columns["header"] = "yes" if header else "none"
     logger.info("%s: texts from column%s %s%s, labels from column %r", path, "s" * (len(text_cols) > 1),
                 ", ".join(repr(c) for c in text_cols), " (joined by a line break)" * (len(text_cols) > 1),
                 label_col)
-    texts, labels, ids, skipped = [], [], [], []
+    texts, labels, ids, pairs, skipped = [], [], [], [], []
     # Row numbers as a person sees them in the file: a header is line 1.
     first = 2 if delimited and header else 1
     columns = [df[c].tolist() for c in text_cols]
+    second = df[pair_col].tolist() if pair_col is not None else None
     for i, label in enumerate(df[label_col].tolist()):
         parts = [_text_str(column[i]) for column in columns]
         text = TEXT_JOINER.join(p for p in parts if p.strip())
+        pair = _text_str(second[i]) if second is not None else "-"
         label = _label_str(label)
         row = i + first
-        if not text.strip() or label == "":
+        if not text.strip() or not pair.strip() or label == "":
             skipped.append(row)
             continue
         texts.append(text)
         labels.append(label)
         ids.append(f"{path.name}:{row}")
+        pairs.append(pair)
     if skipped:
-        notes.add(f"{path}: skipped {len(skipped)} row(s) with an empty text or label "
+        what = "an empty text, second text or label" if second is not None else "an empty text or label"
+        notes.add(f"{path}: skipped {len(skipped)} row(s) with {what} "
                   f"(rows {skipped[:5]}{' …' if len(skipped) > 5 else ''})")
-    split = Split(texts, labels, ids)
+    split = Split(texts, labels, ids, pairs if second is not None else None)
     if "split" in df.columns:  # a table that carries its own split assignment
         names = [SPLIT_NAMES.get(str(s).lower()) for s in df["split"]]
         kept = [names[int(i.rsplit(":", 1)[1]) - first] for i in ids]
@@ -399,6 +412,9 @@ def read_source(source: str, table: TableFormat | None = None,
     table as `table` says, and integer labels named from `table.label_names`."""
     notes = notes or _Notes()
     table = table or TableFormat()
+    if table.text_pair_column is not None and (source == "imdb" or source.startswith("tfds:")):
+        raise DataError(f"--text-pair-column {table.text_pair_column}: --data {source} has single texts; "
+                        "text pairs come in a table (.csv, .tsv, .jsonl, .parquet)")
     if source == "imdb":
         return _read_folder(download_imdb(), notes)
     if source.startswith("tfds:"):
@@ -406,6 +422,9 @@ def read_source(source: str, table: TableFormat | None = None,
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"--data {source}: no such file or directory")
+    if path.is_dir() and table.text_pair_column is not None:
+        raise DataError(f"--text-pair-column {table.text_pair_column}: --data {source} is a folder of "
+                        "single texts; text pairs come in a table (.csv, .tsv, .jsonl, .parquet)")
     splits = _read_folder(path, notes) if path.is_dir() else _read_table(path, table, notes)
     if table.label_names:
         splits, rule = name_labels(splits, read_label_names(table.label_names), table.label_names)
@@ -476,7 +495,7 @@ def name_labels(splits: dict[str, Split], names: list[str], path: str) -> tuple[
         raise DataError(f"--label-names {path} has {len(names)} names, which do not cover the labels "
                         f"{seen[0]} to {seen[-1]} found: its lines name the labels 0 to {len(names) - 1}, "
                         f"or 1 to {len(names)}")
-    named = {k: Split(v.texts, [names[values[label] - base] for label in v.labels], v.ids)
+    named = {k: dataclasses.replace(v, labels=[names[values[label] - base] for label in v.labels])
              for k, v in splits.items()}
     return named, rule
 
@@ -612,10 +631,12 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--header", default="auto", choices=HEADERS,
                         help="whether a CSV/TSV's first row names its columns (default: detected)")
     parser.add_argument("--label-names", help="file of class names, one a line, for integer labels")
+    parser.add_argument("--text-pair-column", help="table column with the second texts of text pairs")
 
 
 def table_format(args: argparse.Namespace) -> TableFormat:
-    return TableFormat(args.text_column, args.label_column, args.header, args.label_names)
+    return TableFormat(args.text_column, args.label_column, args.header, args.label_names,
+                       args.text_pair_column)
 
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:
@@ -630,7 +651,9 @@ def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> 
         entry = {"n_examples": len(split), "counts": split.counts()}
         if tokenizer is not None and len(split):
             lengths = np.concatenate([
-                tokenizer.token_lengths(split.texts[i:i + 1024]) for i in range(0, len(split), 1024)
+                tokenizer.token_lengths(split.texts[i:i + 1024],
+                                        None if split.pairs is None else split.pairs[i:i + 1024])
+                for i in range(0, len(split), 1024)
             ]) + 2  # [CLS] and [SEP]
             entry["tokens"] = {
                 "median": float(np.median(lengths)),

@@ -358,8 +358,8 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
 
 def evaluate_export(model: str, texts: Sequence[str], labels: Sequence[str], ids: Sequence[str],
                     out: str | Path, data: str, history: pd.DataFrame | None = None,
-                    batch_size: int = 64) -> dict:
-    """Run an exported model over labelled texts and write the report."""
+                    batch_size: int = 64, pairs: Sequence[str] | None = None) -> dict:
+    """Run an exported model over labelled texts (or text pairs) and write the report."""
     loaded = inference.load(model)
     classes = loaded.classes
     unknown = sorted(set(labels) - set(classes))
@@ -367,7 +367,9 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence[str], ids
         raise ValueError(f"--data {data}: label(s) {unknown[:5]} are not classes of the model {classes}")
     index = {c: i for i, c in enumerate(classes)}
     logger.info("evaluating %s on %d texts", loaded.folder, len(texts))
-    probabilities, seconds = loaded.predict(texts, batch_size)
+    probabilities, seconds = loaded.predict(texts, batch_size, pairs)
+    if pairs is not None:  # quoted in the report as the pair
+        texts = [f"{t} [SEP] {p}" for t, p in zip(texts, pairs, strict=True)]
     pred = Predictions(list(ids), list(texts), np.asarray([index[y] for y in labels]), probabilities, seconds)
     return write_report(pred, classes, out, model=str(loaded.folder), data=data, history=history,
                         config=loaded.config)
@@ -394,14 +396,15 @@ def main(argv: list[str] | None = None) -> int:
         if name is not None and name not in splits:
             raise ValueError(f"--split {name}: {args.data} has splits {sorted(splits)}")
         if name is None:
-            split = data_mod.Split([], [], [])
-            for s in splits.values():
-                split = data_mod.Split(split.texts + s.texts, split.labels + s.labels, split.ids + s.ids)
+            parts = list(splits.values())
+            split = data_mod.Split([t for s in parts for t in s.texts], [y for s in parts for y in s.labels],
+                                   [i for s in parts for i in s.ids],
+                                   None if parts[0].pairs is None else [p for s in parts for p in s.pairs])
         else:
             split = splits[name]
         out = Path(args.output) if args.output else Path("reports") / f"{folder.parent.name}_{folder.name}"
         report = evaluate_export(str(folder), split.texts, split.labels, split.ids, out, args.data,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, pairs=split.pairs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

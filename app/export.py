@@ -7,12 +7,13 @@ base folder and only loads integer-named versions, so it never sees half a model
 Signatures:
 * `serving_default`: `text` (string `[None]`) -> `probabilities` (float32 `[None, classes]`),
   `class_id` (int64 `[None]`), `label` (string `[None]`). The tokenizer is inside, and the
-  n-gram model (`app.ngram`) whose probabilities are averaged in, when the run has one.
-* `classify`: serialized `tf.Example`s with a `text` feature -> `classes`, `scores`
-  (a Classification signature, so TF Serving's `:classify` API works).
+  n-gram model (`app.ngram`) whose probabilities are averaged in, when the run has one. A model
+  of text pairs takes `text` and `text_pair`.
+* `classify`: serialized `tf.Example`s with a `text` feature (and `text_pair`) -> `classes`,
+  `scores` (a Classification signature, so TF Serving's `:classify` API works).
 
-Also saved (not a signature): `tokenize(text)`, the encoder inputs the model computes on, and
-with an n-gram model `ngram_probabilities(text)`, its part of the average.
+Also saved (not a signature): `tokenize(text[, text_pair])`, the encoder inputs the model
+computes on, and with an n-gram model `ngram_probabilities(text)`, its part of the average.
 Assets: `labels.txt` (class names in order), `config.json` (the run's resolved config), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
 Loading an export is `app.inference`.
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 WARMUP_TEXTS = ("An unforgettable film.", "", "Dull, slow and far too long.")
 _STAGING = re.compile(r"^\.tmp-v(\d+)-pid(\d+)-")
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
+_PAIR = tf.TensorSpec([None], tf.string, name="text_pair")
 
 
 class ServingModel(tf.Module):
@@ -51,7 +53,8 @@ class ServingModel(tf.Module):
     """
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
-                 assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0):
+                 assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0,
+                 pairs: bool = False):
         super().__init__(name="serving_model")
         object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
         object.__setattr__(self, "_tokenizer", tokenizer)
@@ -68,37 +71,41 @@ class ServingModel(tf.Module):
         self._ngram_weight = float(ngram_weight) if self.ngram is not None else 0.0
         if self.ngram is not None:  # saved beside `tokenize`, for checking the average's parts
             self.ngram_probabilities = tf.function(self.ngram.__call__, input_signature=[_TEXT])
+        # The functions' inputs: a text, or a text pair (their signatures are fixed at saving).
+        self._pairs = pairs
+        inputs = [_TEXT, _PAIR] if pairs else [_TEXT]
+        self.serve = tf.function(self._serve, input_signature=inputs)
+        self.tokenize = tf.function(self._tokenize, input_signature=inputs)
+        self.classify = tf.function(self._classify, input_signature=[
+            tf.TensorSpec([None], tf.string, name="inputs")])
 
-    def encoder_probabilities(self, text: tf.Tensor) -> tf.Tensor:
+    def encoder_probabilities(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> tf.Tensor:
         """The fine-tuned encoder's probabilities alone."""
-        return tf.cast(self._classifier(self._tokenizer(text, bucket=self._buckets), training=False),
-                       tf.float32)
+        return tf.cast(self._classifier(self._tokenize(text, text_pair), training=False), tf.float32)
 
-    def _probabilities(self, text: tf.Tensor) -> tf.Tensor:
-        probabilities = self.encoder_probabilities(text)
+    def _probabilities(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> tf.Tensor:
+        probabilities = self.encoder_probabilities(text, text_pair)
         if self.ngram is not None:
             w = self._ngram_weight
             probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
         return probabilities
 
-    @tf.function(input_signature=[_TEXT])
-    def serve(self, text):
-        probabilities = self._probabilities(text)
+    def _serve(self, text, text_pair=None):
+        probabilities = self._probabilities(text, text_pair)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_id": class_id,
                 "label": tf.gather(self.class_names, class_id)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-    def classify(self, inputs):
-        features = tf.io.parse_example(inputs, {"text": tf.io.FixedLenFeature([], tf.string)})
-        scores = self._probabilities(features["text"])
+    def _classify(self, inputs):
+        names = ["text", "text_pair"] if self._pairs else ["text"]
+        features = tf.io.parse_example(inputs, {n: tf.io.FixedLenFeature([], tf.string) for n in names})
+        scores = self._probabilities(*(features[n] for n in names))
         classes = tf.tile(self.class_names[tf.newaxis], [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
-    @tf.function(input_signature=[_TEXT])
-    def tokenize(self, text):
+    def _tokenize(self, text, text_pair=None):
         """The encoder inputs `serve` computes on, for checking them against training's."""
-        return self._tokenizer(text, bucket=self._buckets)
+        return self._tokenizer(text, text_pair, bucket=self._buckets)
 
 
 def _remove_stale_staging(base: Path) -> None:
@@ -129,7 +136,7 @@ def _set_classify_method(export_dir: Path) -> None:
     path.write_bytes(proto.SerializeToString())
 
 
-def _write_warmup(export_dir: Path, texts: Sequence[str]) -> None:
+def _write_warmup(export_dir: Path, texts: Sequence[str], pairs: bool = False) -> None:
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     extra = export_dir / "assets.extra"
@@ -139,6 +146,8 @@ def _write_warmup(export_dir: Path, texts: Sequence[str]) -> None:
             request = predict_pb2.PredictRequest()
             request.model_spec.signature_name = "serving_default"
             request.inputs["text"].CopyFrom(tf.make_tensor_proto([text], dtype=tf.string))
+            if pairs:
+                request.inputs["text_pair"].CopyFrom(tf.make_tensor_proto([text], dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -184,12 +193,14 @@ def export_model(
     version: int | None = None,
     ngram: tf.Module | None = None,
     ngram_weight: float = 0.0,
+    pairs: bool = False,
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
     An existing version is never overwritten; without `version`, the next free number is used
     (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
-    (`app.ngram`) and a positive weight, the served probabilities average the two.
+    (`app.ngram`) and a positive weight, the served probabilities average the two. A model of
+    text `pairs` takes `text` and `text_pair`.
     """
     version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name
@@ -202,11 +213,11 @@ def export_model(
             config_path = Path(scratch) / "config.json"
             config_path.write_text(config_json, encoding="utf-8")
             assets = {"labels": str(labels_path), "config": str(config_path)}
-            module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight)
+            module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs)
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)
-        _write_warmup(staging, WARMUP_TEXTS)
+        _write_warmup(staging, WARMUP_TEXTS, pairs)
         staging.chmod(0o755)
         if final.exists():  # another export took this number meanwhile
             raise ValueError(f"{final} appeared during export; not overwriting it")

@@ -37,9 +37,21 @@ class LoadedModel:
     config: dict
     serve: Callable
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
-        """(probabilities [n, classes], seconds)."""
-        return predict_texts(self.serve, texts, batch_size)
+    @property
+    def takes_pairs(self) -> bool:
+        """Whether the model classifies text pairs (its signature takes `text_pair`)."""
+        return "text_pair" in self.serve.structured_input_signature[1]
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64,
+                pairs: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
+        """(probabilities [n, classes], seconds); `pairs` are the second texts of a model of
+        text pairs."""
+        if self.takes_pairs and pairs is None:
+            raise ValueError(f"--model {self.folder} classifies text pairs: give each text its second "
+                             "text (app.predict --pairs, --text-pair-column for tables)")
+        if not self.takes_pairs and pairs is not None:
+            raise ValueError(f"--model {self.folder} classifies single texts, not text pairs")
+        return predict_texts(self.serve, texts, batch_size, pairs)
 
 
 def versions(base: Path) -> list[int]:
@@ -85,21 +97,29 @@ def load(model: str | os.PathLike) -> LoadedModel:
     return LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
 
 
-def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, float]:
-    """Run a `serving_default` signature over texts in batches; (probabilities in the texts'
-    order, seconds). Texts are batched in order of length: the export pads each batch only to
-    its longest text's bucket."""
+def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,
+                  pairs: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
+    """Run a `serving_default` signature over texts (and their `pairs`) in batches;
+    (probabilities in the texts' order, seconds). Texts are batched in order of length: the
+    export pads each batch only to its longest text's bucket."""
     import tensorflow as tf
 
     texts = list(texts)
-    order = np.argsort([len(t) for t in texts], kind="stable")
+    pairs = None if pairs is None else list(pairs)
+    if pairs is not None and len(pairs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(pairs)} second texts: a pair needs both")
+    sizes = [len(t) + (len(pairs[i]) if pairs is not None else 0) for i, t in enumerate(texts)]
+    order = np.argsort(sizes, kind="stable")
     outputs = []
     start = time.perf_counter()
     next_report = PROGRESS_EVERY
     with runtime.cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
         for i in range(0, len(texts), batch_size):
-            batch = tf.constant([texts[j] for j in order[i:i + batch_size]], tf.string)
-            outputs.append(serve(text=batch)["probabilities"].numpy())
+            rows = order[i:i + batch_size]
+            inputs = {"text": tf.constant([texts[j] for j in rows], tf.string)}
+            if pairs is not None:
+                inputs["text_pair"] = tf.constant([pairs[j] for j in rows], tf.string)
+            outputs.append(serve(**inputs)["probabilities"].numpy())
             done = min(i + batch_size, len(texts))
             if done >= next_report and done < len(texts):
                 rate = done / (time.perf_counter() - start)

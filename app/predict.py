@@ -5,6 +5,10 @@
     echo "Great cast" | python -m app.predict --model saved_models/bertclf
     python -m app.predict --server http://localhost:8501 --model-name bertclf "Great cast"
     python -m app.predict --grpc localhost:8500 --model-name bertclf "Great cast"
+    python -m app.predict --model saved_models/pairs --pairs $'A man sings.\tSomeone is singing.'
+
+With `--pairs`, a model of text pairs gets each line (or argument) as its two texts separated by
+a tab.
 
 The server clients send the texts to `:predict` (REST row format, or gRPC Predict) and learn the
 class names once from the `classify` signature. A server's reply is only parsed as data and printed.
@@ -27,27 +31,36 @@ class ServerError(ValueError):
     """TF Serving answered with an error, or not at all."""
 
 
-def predict_local(model: str, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-    """Run the export's `serving_default` signature; one dict per text."""
+def predict_local(model: str, texts: Sequence[str], batch_size: int = 64,
+                  pairs: Sequence[str] | None = None) -> list[dict]:
+    """Run the export's `serving_default` signature; one dict per text (or text pair)."""
     from app import inference
 
     loaded = inference.load(model)
-    probabilities, _ = loaded.predict(texts, batch_size)
-    return [_result(text, loaded.classes, p) for text, p in zip(texts, probabilities, strict=True)]
+    probabilities, _ = loaded.predict(texts, batch_size, pairs)
+    return [_result(text, loaded.classes, p, None if pairs is None else pairs[i])
+            for i, (text, p) in enumerate(zip(texts, probabilities, strict=True))]
 
 
-def _result(text: str, classes: Sequence[str], probabilities) -> dict:
+def _result(text: str, classes: Sequence[str], probabilities, pair: str | None = None) -> dict:
     probs = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
-    return {"text": text, "label": max(probs, key=probs.get), "probabilities": probs}
+    out = {"text": text, **({"text_pair": pair} if pair is not None else {})}
+    return {**out, "label": max(probs, key=probs.get), "probabilities": probs}
 
 
-def _check_predictions(text_batch: Sequence[str], rows, classes: Sequence[str]) -> list[dict]:
+def _inputs(texts: Sequence[str], pairs: Sequence[str] | None, i: int) -> dict[str, str]:
+    """One instance as the export's signatures name their inputs."""
+    return {"text": texts[i], **({"text_pair": pairs[i]} if pairs is not None else {})}
+
+
+def _check_predictions(text_batch: Sequence[str], rows, classes: Sequence[str],
+                       pair_batch: Sequence[str] | None = None) -> list[dict]:
     """Validate TF Serving's predict reply (row format) and pair probabilities with class names."""
     if not isinstance(rows, list) or len(rows) != len(text_batch):
         raise ServerError(f"server reply has {len(rows) if isinstance(rows, list) else 'no'} "
                           f"predictions for {len(text_batch)} texts")
     out = []
-    for text, row in zip(text_batch, rows, strict=True):
+    for i, (text, row) in enumerate(zip(text_batch, rows, strict=True)):
         try:
             probabilities = [float(p) for p in row["probabilities"]]
         except (KeyError, TypeError, ValueError) as e:
@@ -55,7 +68,7 @@ def _check_predictions(text_batch: Sequence[str], rows, classes: Sequence[str]) 
         if len(probabilities) != len(classes):
             raise ServerError(f"server returned {len(probabilities)} probabilities "
                               f"for {len(classes)} classes")
-        out.append(_result(text, classes, probabilities))
+        out.append(_result(text, classes, probabilities, None if pair_batch is None else pair_batch[i]))
     return out
 
 
@@ -92,8 +105,10 @@ def _post(url: str, body: dict, timeout: float) -> dict:
 
 
 def predict_rest(server: str, model_name: str, texts: Sequence[str], batch_size: int = 64,
-                 timeout: float = 30.0, version: int | None = None) -> list[dict]:
-    """TF Serving's REST API: `:predict` in row format for the texts.
+                 timeout: float = 30.0, version: int | None = None,
+                 pairs: Sequence[str] | None = None) -> list[dict]:
+    """TF Serving's REST API: `:predict` in row format for the texts (with `pairs`, each
+    instance has `text` and `text_pair`).
 
     The class names (the order of `probabilities`) come from one `:classify` call, whose reply
     names every class.
@@ -104,7 +119,7 @@ def predict_rest(server: str, model_name: str, texts: Sequence[str], batch_size:
     model = f"{base}/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
     if not texts:
         return []
-    reply = _post(model + ":classify", {"signature_name": "classify", "examples": [{"text": texts[0]}]},
+    reply = _post(model + ":classify", {"signature_name": "classify", "examples": [_inputs(texts, pairs, 0)]},
                   timeout)
     results = reply.get("results")
     if not isinstance(results, list) or not results:
@@ -113,16 +128,18 @@ def predict_rest(server: str, model_name: str, texts: Sequence[str], batch_size:
     out = []
     for i in range(0, len(texts), batch_size):
         batch = list(texts[i:i + batch_size])
-        body = {"signature_name": "serving_default", "instances": [{"text": t} for t in batch]}
+        pair_batch = None if pairs is None else list(pairs[i:i + batch_size])
+        body = {"signature_name": "serving_default",
+                "instances": [_inputs(texts, pairs, j) for j in range(i, i + len(batch))]}
         reply = _post(model + ":predict", body, timeout)
         if "predictions" not in reply:
             raise ServerError(f"{model}:predict: reply has no 'predictions': {str(reply)[:200]}")
-        out.extend(_check_predictions(batch, reply["predictions"], classes))
+        out.extend(_check_predictions(batch, reply["predictions"], classes, pair_batch))
     return out
 
 
 def predict_grpc(address: str, model_name: str, texts: Sequence[str], batch_size: int = 64,
-                 timeout: float = 30.0) -> list[dict]:
+                 timeout: float = 30.0, pairs: Sequence[str] | None = None) -> list[dict]:
     """TF Serving's gRPC PredictionService (tensorflow-serving-api): Predict, names from Classify."""
     import grpc
     import tensorflow as tf
@@ -138,19 +155,24 @@ def predict_grpc(address: str, model_name: str, texts: Sequence[str], batch_size
         request.model_spec.name = model_name
         request.model_spec.signature_name = "classify"
         example = request.input.example_list.examples.add()
-        example.features.feature["text"].bytes_list.value.append(texts[0].encode("utf-8"))
+        for name, value in _inputs(texts, pairs, 0).items():
+            example.features.feature[name].bytes_list.value.append(value.encode("utf-8"))
         try:
             reply = stub.Classify(request, timeout=timeout)
             classes = [c.label for c in reply.result.classifications[0].classes]
             for i in range(0, len(texts), batch_size):
                 batch = list(texts[i:i + batch_size])
+                pair_batch = None if pairs is None else list(pairs[i:i + batch_size])
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = model_name
                 request.model_spec.signature_name = "serving_default"
                 request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+                if pair_batch is not None:
+                    request.inputs["text_pair"].CopyFrom(tf.make_tensor_proto(pair_batch, dtype=tf.string))
                 reply = stub.Predict(request, timeout=timeout)
                 probs = tf.make_ndarray(reply.outputs["probabilities"]).tolist()
-                out.extend(_check_predictions(batch, [{"probabilities": p} for p in probs], classes))
+                out.extend(_check_predictions(batch, [{"probabilities": p} for p in probs], classes,
+                                              pair_batch))
         except grpc.RpcError as e:
             raise ServerError(f"{address}: {e.code().name}: {e.details()}") from e
         except (KeyError, IndexError) as e:
@@ -174,10 +196,22 @@ def _read_texts(args) -> list[str]:
     return [line.rstrip("\n") for line in sys.stdin if line.strip()]
 
 
+def split_pairs(lines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(first texts, second texts) of `--pairs` lines, each two texts separated by a tab."""
+    firsts, seconds = [], []
+    for number, line in enumerate(lines, start=1):
+        if "\t" not in line:
+            raise ValueError(f"--pairs: text {number} has no tab between its two texts: {line[:80]!r}")
+        first, second = line.split("\t", 1)
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
 def _print_table(results: Iterable[dict]) -> None:
     for r in results:
         probs = "  ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
-        text = " ".join(r["text"].split())
+        text = " / ".join(" ".join(r[k].split()) for k in ("text", "text_pair") if k in r)
         text = text if len(text) <= 60 else text[:59] + "…"
         print(f"{r['label']:<12} {probs}  {text!r}")
 
@@ -189,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="saved_models/NAME (latest version) or saved_models/NAME/VERSION")
     parser.add_argument("--file", help="a file with one text per line")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--pairs", action="store_true",
+                        help="each text is a text pair, its two texts separated by a tab")
     parser.add_argument("--server", help="TF Serving REST address, e.g. http://localhost:8501")
     parser.add_argument("--grpc", help="TF Serving gRPC address, e.g. localhost:8500")
     parser.add_argument("--model-name", help="model name on the server")
@@ -208,16 +244,20 @@ def main(argv: list[str] | None = None) -> int:
         if not remote and not args.model:
             raise ValueError("--model is required (or --server/--grpc with --model-name)")
         texts = _read_texts(args)
+        pairs = None
+        if args.pairs:
+            texts, pairs = split_pairs(texts)
         if not args.server:  # the REST client needs no TensorFlow
             from app import runtime
 
             runtime.setup(args.verbose, logging.WARNING)
         if args.server:
-            results = predict_rest(args.server, args.model_name, texts, args.batch_size, args.timeout)
+            results = predict_rest(args.server, args.model_name, texts, args.batch_size, args.timeout,
+                                   pairs=pairs)
         elif args.grpc:
-            results = predict_grpc(args.grpc, args.model_name, texts, args.batch_size, args.timeout)
+            results = predict_grpc(args.grpc, args.model_name, texts, args.batch_size, args.timeout, pairs)
         else:
-            results = predict_local(args.model, texts, args.batch_size)
+            results = predict_local(args.model, texts, args.batch_size, pairs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -41,20 +41,31 @@ def bucket_width(seq_length: int) -> int:
     return -(-per_bucket // BUCKET_MULTIPLE) * BUCKET_MULTIPLE
 
 
-def truncate_tokens(tokens: tf.RaggedTensor, budget: int, truncation: str) -> tf.RaggedTensor:
-    """Keep at most `budget` tokens per row of a ragged `[batch, tokens]` tensor.
+def pair_budgets(first: tf.Tensor, second: tf.Tensor, budget: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """How a text pair shares `budget` word pieces (per row, from the two segments' lengths):
+    each keeps up to half, and one that is shorter leaves the rest to the other (the round robin
+    of BERT's pre-training and of TF Text's `RoundRobinTrimmer`)."""
+    first, second = tf.cast(first, tf.int64), tf.cast(second, tf.int64)
+    keep_first = tf.minimum(first, tf.maximum(budget - second, (budget + 1) // 2))
+    return keep_first, tf.minimum(second, budget - keep_first)
+
+
+def truncate_tokens(tokens: tf.RaggedTensor, budget, truncation: str) -> tf.RaggedTensor:
+    """Keep at most `budget` tokens (a number, or one per row) per row of a ragged
+    `[batch, tokens]` tensor.
 
     `head` keeps the start, `tail` the end, `head+tail` the first quarter and the last three
     quarters of the budget (the best-known recipe for long IMDb reviews, Sun et al. 2019).
     """
     if truncation not in TRUNCATIONS:
         raise ValueError(f"--truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-    head = {"head": budget, "tail": 0, "head+tail": budget // 4}[truncation]
     lengths = tokens.row_lengths()
+    budget = tf.broadcast_to(tf.cast(budget, tf.int64), tf.shape(lengths))
+    head = {"head": budget, "tail": tf.zeros_like(budget), "head+tail": budget // 4}[truncation]
     keep = tf.minimum(lengths, budget)
     excess = tf.maximum(lengths - budget, 0)
     positions = tf.ragged.range(keep)
-    shift = tf.cast(positions >= head, tf.int64) * tf.expand_dims(excess, 1)
+    shift = tf.cast(positions >= tf.expand_dims(head, 1), tf.int64) * tf.expand_dims(excess, 1)
     flat = positions + shift + tf.expand_dims(tokens.row_starts(), 1)
     return tf.RaggedTensor.from_row_lengths(tf.gather(tokens.values, flat.values), keep)
 
@@ -78,21 +89,32 @@ class Tokenizer(tf.Module):
         tokens = self.preprocessor.tokenize(normalize_text(texts))
         return tokens.merge_dims(1, 2) if tokens.shape.rank == 3 else tokens
 
-    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
-        """Word pieces per text, before truncation (without [CLS]/[SEP])."""
-        return self._word_pieces(tf.constant(list(texts), tf.string)).row_lengths().numpy()
+    def token_lengths(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        """Word pieces per text (or text pair), before truncation, without [CLS] and [SEP]."""
+        def count(strings):
+            return self._word_pieces(tf.constant(list(strings), tf.string)).row_lengths().numpy()
 
-    def tokens(self, texts) -> tf.RaggedTensor:
-        """`[batch]` strings to truncated word pieces, `[batch, (tokens)]` int32, no [CLS]/[SEP]."""
-        tokens = truncate_tokens(tf.cast(self._word_pieces(texts), tf.int64), self.seq_length - 2,
-                                 self.truncation)
-        return tf.cast(tokens, tf.int32)
+        # A pair has one more [SEP], between its two texts.
+        return count(texts) if pairs is None else count(texts) + count(pairs) + 1
 
-    def pack(self, tokens: tf.RaggedTensor, bucket: bool = False) -> dict[str, tf.Tensor]:
-        """Add [CLS]/[SEP] and pad to `seq_length`, or with `bucket` to the batch's length bucket."""
-        length = self.bucket_length(tokens) if bucket else self.seq_length
+    def tokens(self, texts, pairs=None) -> list[tf.RaggedTensor]:
+        """`[batch]` strings (and their pairs) to truncated word pieces: one `[batch, (tokens)]`
+        int32 segment a text column, without [CLS]/[SEP]. A pair shares the length as
+        `pair_budgets` says, each text truncated by `truncation`."""
+        first = tf.cast(self._word_pieces(texts), tf.int64)
+        if pairs is None:
+            return [tf.cast(truncate_tokens(first, self.seq_length - 2, self.truncation), tf.int32)]
+        second = tf.cast(self._word_pieces(pairs), tf.int64)
+        budgets = pair_budgets(first.row_lengths(), second.row_lengths(), self.seq_length - 3)
+        return [tf.cast(truncate_tokens(segment, b, self.truncation), tf.int32)
+                for segment, b in zip((first, second), budgets, strict=True)]
+
+    def pack(self, segments: list[tf.RaggedTensor], bucket: bool = False) -> dict[str, tf.Tensor]:
+        """Add [CLS]/[SEP] (type ids 0, then 1 for a pair's second text) and pad to `seq_length`,
+        or with `bucket` to the batch's length bucket."""
+        length = self.bucket_length(segments) if bucket else self.seq_length
         packed = self.preprocessor.bert_pack_inputs(
-            [tokens], seq_length=tf.convert_to_tensor(length, tf.int32))
+            list(segments), seq_length=tf.convert_to_tensor(length, tf.int32))
         static = None if bucket else self.seq_length
         return {k: tf.ensure_shape(v, [None, static]) for k, v in packed.items()}
 
@@ -100,18 +122,19 @@ class Tokenizer(tf.Module):
     def bucket_width(self) -> int:
         return bucket_width(self.seq_length)
 
-    def bucket_length(self, tokens: tf.RaggedTensor) -> tf.Tensor:
-        """The padded length for a batch: its longest row plus [CLS]/[SEP], rounded up to
-        `bucket_width`, never above `seq_length`."""
+    def bucket_length(self, segments: list[tf.RaggedTensor]) -> tf.Tensor:
+        """The padded length for a batch: its longest row plus [CLS] and the [SEP]s, rounded up
+        to `bucket_width`, never above `seq_length`."""
         width = self.bucket_width
+        lengths = tf.add_n([s.row_lengths() for s in segments])
         # (A padded zero keeps an empty batch at one bucket, not at reduce_max's lowest int.)
-        longest = tf.cast(tf.reduce_max(tf.pad(tokens.row_lengths(), [[0, 1]])), tf.int32) + 2
+        longest = tf.cast(tf.reduce_max(tf.pad(lengths, [[0, 1]])), tf.int32) + 1 + len(segments)
         return tf.minimum((longest + width - 1) // width * width, self.seq_length)
 
-    def __call__(self, texts, bucket: bool = False) -> dict[str, tf.Tensor]:
-        """`[batch]` strings to the encoder's three int32 inputs, `[batch, seq_length]`, or with
-        `bucket` `[batch, length bucket of the longest text]`."""
-        return self.pack(self.tokens(texts), bucket)
+    def __call__(self, texts, pairs=None, bucket: bool = False) -> dict[str, tf.Tensor]:
+        """`[batch]` strings (and, for text pairs, their second texts) to the encoder's three
+        int32 inputs, `[batch, seq_length]`, or with `bucket` `[batch, length bucket]`."""
+        return self.pack(self.tokens(texts, pairs), bucket)
 
 
 def make_tf_dataset(
@@ -124,8 +147,10 @@ def make_tf_dataset(
     drop_remainder: bool = False,
     cache: bool = False,
     length_buckets: bool = False,
+    pairs: Sequence[str] | None = None,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline of `(inputs, label)`; tokenization runs in parallel maps.
+    `pairs` are the second texts of text pairs.
 
     Batching before tokenizing lets the preprocessor work on whole batches; the model itself
     only ever sees integer tensors, which is what TPUs need.
@@ -139,11 +164,12 @@ def make_tf_dataset(
     """
     if length_buckets and labels is None:
         raise ValueError("length_buckets=True reorders examples and needs labels; got labels=None")
+    strings = tf.constant(list(texts), tf.string)
+    features = strings if pairs is None else (strings, tf.constant(list(pairs), tf.string))
     if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+        ds = tf.data.Dataset.from_tensor_slices(features)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(texts), tf.string),
-                                                 tf.constant(labels, tf.int32)))
+        ds = tf.data.Dataset.from_tensor_slices((features, tf.constant(labels, tf.int32)))
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     if length_buckets:
@@ -151,25 +177,33 @@ def make_tf_dataset(
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-        def tokenize_with_label(text, label):
-            return tokenizer(text), label
+        def tokenize(*columns):  # tf.data passes a pair's two texts as two arguments
+            return tokenizer(*columns)
 
-        ds = ds.map(tokenizer if labels is None else tokenize_with_label,
+        def tokenize_with_label(features, label):
+            return tokenizer(*_columns(features)), label
+
+        ds = ds.map(tokenize if labels is None else tokenize_with_label,
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _columns(features) -> tuple:
+    """(texts,) or (texts, pairs) from a pipeline's features."""
+    return tuple(features) if isinstance(features, tuple | list) else (features,)
+
+
 def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle: bool, seed: int,
                      drop_remainder: bool):
-    def sorted_tokens(text, label):
-        tokens = tokenizer.tokens(text)
-        order = tf.argsort(tokens.row_lengths(), stable=True)
-        return tf.gather(tokens, order), tf.gather(label, order)
+    def sorted_tokens(features, label):
+        segments = tokenizer.tokens(*_columns(features))
+        order = tf.argsort(tf.add_n([s.row_lengths() for s in segments]), stable=True)
+        return tuple(tf.gather(s, order) for s in segments), tf.gather(label, order)
 
-    def pack(tokens, label):
-        return tokenizer.pack(tokens, bucket=True), label
+    def pack(segments, label):
+        return tokenizer.pack(list(segments), bucket=True), label
 
     # Windows are whole numbers of batches, so no batch straddles two windows.
     ds = ds.batch(batch_size * BUCKET_WINDOW)

@@ -150,7 +150,7 @@ def read_data(resolved: config_mod.ResolvedConfig):
     from app import data
 
     c = resolved.config
-    table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names)
+    table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column)
     dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
                                 c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
@@ -189,12 +189,13 @@ def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, started: float 
     if c.max_seq_length is not None and not c.time_budget:
         return resolved, dataset
     train = dataset.splits["train"]
-    sample = train.texts
+    sample = train
     if len(sample) > LENGTH_SAMPLE:  # a seeded sample says enough about the lengths
         rng = np.random.default_rng(c.seed)
-        sample = [sample[i] for i in sorted(rng.choice(len(sample), LENGTH_SAMPLE, replace=False))]
+        sample = train.take(sorted(rng.choice(len(train), LENGTH_SAMPLE, replace=False)))
     limit = resolved.encoder.max_seq_length
-    lengths = preprocessing.Tokenizer(c.preprocess, limit, c.truncation).token_lengths(sample)
+    tokenizer = preprocessing.Tokenizer(c.preprocess, limit, c.truncation)
+    lengths = tokenizer.token_lengths(sample.texts, sample.pairs)
     if not c.time_budget:
         length, why = budget.auto_seq_length(lengths, limit)
         logger.info("--max-seq-length auto: %d (%s)", length, why)
@@ -266,12 +267,13 @@ def pipelines(resolved: config_mod.ResolvedConfig, dataset):
     if len(train) < c.batch_size:
         raise ValueError(f"--batch-size {c.batch_size} is larger than the {len(train)} training examples")
     tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
+    val = dataset.splits["validation"]
     train_ds = preprocessing.make_tf_dataset(
         train.texts, dataset.label_ids("train"), tokenizer, c.batch_size, shuffle=True, seed=c.seed,
-        drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets)
+        drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs)
     val_ds = preprocessing.make_tf_dataset(
-        dataset.splits["validation"].texts, dataset.label_ids("validation"), tokenizer, c.batch_size,
-        drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets)
+        val.texts, dataset.label_ids("validation"), tokenizer, c.batch_size,
+        drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets, pairs=val.pairs)
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
                                   int(train_ds.cardinality()))
@@ -308,6 +310,8 @@ def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
     from app import ngram
 
     if not resolved.config.ngram_model:
+        if resolved.requested.ngram_model and resolved.config.text_pair_column:
+            logger.info("no n-gram model for text pairs: a bag of words cannot compare two texts")
         return None
     return ngram.fit(dataset.splits["train"].texts, dataset.label_ids("train"), len(dataset.classes),
                      resolved.config.seed, class_weight=_class_ids(resolved, dataset.classes))
@@ -382,7 +386,7 @@ def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedCo
     version = choose_version(output_dir, c.model_name, c.version)
     resolved = resolved.with_export(str(Path(output_dir) / c.model_name / str(version)), version)
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
-                              version, ngram_model, ngram_weight)
+                              version, ngram_model, ngram_weight, pairs=c.text_pair_column is not None)
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         return None, resolved
@@ -397,7 +401,7 @@ def evaluate(export_dir: Path, dataset, history, run_dir: Path, data: str) -> tu
     split = dataset.splits[name]
     report_dir = run_dir / "report"
     report = evaluate_export(str(export_dir), split.texts, split.labels, split.ids, report_dir,
-                             data=f"{data} ({name} split)", history=history)
+                             data=f"{data} ({name} split)", history=history, pairs=split.pairs)
     return report_dir, report
 
 

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 # CPU fusion (app.runtime) compiles XLA clusters in every process for every new shape: on the
@@ -198,6 +199,39 @@ def write_tiny_reviews(root: Path, train_per_class: int = 100, test_per_class: i
 @pytest.fixture(scope="session")
 def tiny_reviews(tmp_path_factory) -> Path:
     return write_tiny_reviews(tmp_path_factory.mktemp("reviews") / "aclImdb")
+
+
+def write_tiny_pairs(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """A sentence-pair table (paraphrase detection's shape): `same` when the second sentence
+    has the first's sentiment words, `different` when it has the other class's."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        words = POSITIVE if i % 2 else NEGATIVE
+        other = NEGATIVE if i % 2 else POSITIVE
+        first = " ".join([*rng.choice(FILLER, size=4), *rng.choice(words, size=2)])
+        same = i % 4 < 2
+        second = " ".join([*rng.choice(FILLER, size=3), *rng.choice(words if same else other, size=2)])
+        rows.append({"sentence1": first, "sentence2": second, "label": "same" if same else "different"})
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_pairs(tiny_hub, tmp_path_factory):
+    """One finished `app.train` run of the tiny encoder on text pairs: (RunResult, config)."""
+    import argparse
+
+    from app import config, train
+
+    tmp = tmp_path_factory.mktemp("trained_pairs")
+    table = write_tiny_pairs(tmp / "pairs.tsv")
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = tiny_train_args(tiny_hub, table, tmp, epochs=2, text_column="sentence1",
+                           text_pair_column="sentence2", model_name="pairs")
+    cfg = config.build_config(parser.parse_args(args))
+    return train.run(cfg), cfg
 
 
 def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]:

@@ -48,21 +48,25 @@ class FakeTFServing:
         self._server.server_close()
 
     def _predict(self, body: dict) -> dict:
+        """Row format: each instance maps the signature's input names to values (a bare value for
+        a one-input signature); columnar: `inputs` maps each name to its list."""
         sig = self.model.signatures[body.get("signature_name", "serving_default")]
+        names = list(sig.structured_input_signature[1])
         if "instances" in body:
-            texts = [i["text"] if isinstance(i, dict) else i for i in body["instances"]]
-            out = {k: v.numpy() for k, v in sig(text=tf.constant(texts)).items()}
-            rows = [{k: _json(v[i]) for k, v in out.items()} for i in range(len(texts))]
-            return {"predictions": rows}
-        texts = body["inputs"]["text"] if isinstance(body["inputs"], dict) else body["inputs"]
-        out = sig(text=tf.constant(texts))
+            rows = body["instances"]
+            columns = {n: [r[n] if isinstance(r, dict) else r for r in rows] for n in names}
+            out = {k: v.numpy() for k, v in sig(**{n: tf.constant(c) for n, c in columns.items()}).items()}
+            return {"predictions": [{k: _json(v[i]) for k, v in out.items()} for i in range(len(rows))]}
+        inputs = body["inputs"] if isinstance(body["inputs"], dict) else {names[0]: body["inputs"]}
+        out = sig(**{n: tf.constant(inputs[n]) for n in names})
         return {"outputs": {k: _json(v.numpy()) for k, v in out.items()}}
 
     def _classify(self, body: dict) -> dict:
         examples = []
         for ex in body["examples"]:
-            feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[ex["text"].encode()]))
-            examples.append(tf.train.Example(features=tf.train.Features(feature={"text": feature}))
+            features = {k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+                        for k, v in ex.items()}
+            examples.append(tf.train.Example(features=tf.train.Features(feature=features))
                             .SerializeToString())
         out = self.model.signatures[body.get("signature_name", "classify")](inputs=tf.constant(examples))
         classes, scores = out["classes"].numpy(), out["scores"].numpy()
@@ -154,8 +158,8 @@ class FakeTFServingGrpc:
 
             def Predict(self, request, context):
                 self._check(request, context)
-                texts = tf.make_ndarray(request.inputs["text"])
-                out = outer.model.signatures["serving_default"](text=tf.constant(texts))
+                inputs = {name: tf.constant(tf.make_ndarray(t)) for name, t in request.inputs.items()}
+                out = outer.model.signatures["serving_default"](**inputs)
                 reply = predict_pb2.PredictResponse()
                 for key, value in out.items():
                     reply.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))

@@ -134,7 +134,8 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     assert c.epochs == config.DEFAULT_EPOCHS
     assert _nulls_and_autos(c.to_dict()) == ["header", "label_column", "label_names", "max_eval_examples",
                                              "max_seq_length", "max_train_examples", "test_data",
-                                             "text_column", "time_budget", "tpu", "version"]
+                                             "text_column", "text_pair_column", "time_budget", "tpu",
+                                             "version"]
     assert resolved.requested == config.TrainConfig()  # what was asked for, kept beside it
     full = resolved.with_data({"text": "review", "label": "sentiment"}, ["neg", "pos"],
                               {"train": 90, "validation": 10}, steps_per_epoch=3)

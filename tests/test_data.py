@@ -250,7 +250,7 @@ def test_a_headerless_table_reads_by_column_index_with_joined_texts_and_named_la
     with pytest.raises(DataError, match=r"no header row; say which columns to use by 0-based index"):
         data.read_dataset(str(table))
     # --header yes takes the first row as names.
-    with pytest.raises(DataError, match=r"no text column '1'; columns are \['1', 'Title 1-0'"):
+    with pytest.raises(DataError, match=r"no text column '2'; columns are \['1', 'Title 1-0'"):
         data.read_dataset(str(table), table=data.TableFormat("1,2", "0", header="yes"))
 
 
@@ -337,3 +337,22 @@ def test_class_weights_none_balanced_and_from_a_file(tmp_path):
         path.write_text(content)
         with pytest.raises(DataError, match=message):
             data.class_weights(split, ["a", "b"], str(path))
+
+
+def test_text_pairs_come_from_a_second_column_and_travel_with_their_rows(tmp_path, acl_tree):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("q1\tq2\tis_duplicate\nHow old?\tWhat age?\t1\nWhere?\t\t0\nWho?\tWhich one?\t0\n"
+                    + "".join(f"Q{i}\tP{i}\t{i % 2}\n" for i in range(20)))
+    ds = data.load_dataset(str(path), table=data.TableFormat("q1", "is_duplicate", text_pair_column="q2"),
+                           validation_split=0.25)
+    assert ds.columns == {"text": "q1", "label": "is_duplicate", "text_pair": "q2", "header": "yes"}
+    train = ds.splits["train"]
+    for text, pair in zip(train.texts, train.pairs, strict=True):  # still side by side after the split
+        assert (text, pair) in {("How old?", "What age?"), ("Who?", "Which one?")} or pair == "P" + text[1:]
+    assert len(train) + len(ds.splits["validation"]) == 22
+    skipped = "skipped 1 row(s) with an empty text, second text or label (rows [3])"
+    assert any(skipped in w for w in ds.warnings)
+    with pytest.raises(DataError, match=r"no text pair column 'q3'"):
+        data.read_dataset(str(path), table=data.TableFormat("q1", "is_duplicate", text_pair_column="q3"))
+    with pytest.raises(DataError, match=r"text pairs come in a table"):
+        data.read_dataset(str(acl_tree), table=data.TableFormat(text_pair_column="second"))

@@ -296,3 +296,43 @@ def test_the_ngram_model_is_served_only_with_a_weight(trained_tiny):
     text = tf.constant(["good film", "bad plot"])
     expected = 0.75 * mixed.encoder_probabilities(text) + 0.25 * grams(text)
     np.testing.assert_allclose(mixed.serve(text)["probabilities"], expected, atol=1e-6)
+
+
+def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(trained_pairs, tmp_path):
+    """Both signatures take the pair (`text`, `text_pair`; `classify` reads both features), and
+    a process importing only TensorFlow and TF Text answers as the in-memory model does."""
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    result, cfg = trained_pairs
+    texts, pairs = ["good great film", "bad plot", ""], ["the best music", "a great story", "dull"]
+    script = textwrap.dedent("""
+        import json, sys
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401
+        assert "app" not in sys.modules and "tf_keras" not in sys.modules
+        model = tf.saved_model.load(sys.argv[1])
+        texts, pairs = json.loads(open(sys.argv[2]).read())
+        sig = model.signatures["serving_default"]
+        served = sig(text=tf.constant(texts), text_pair=tf.constant(pairs))["probabilities"].numpy()
+        examples = [tf.train.Example(features=tf.train.Features(feature={
+            k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+            for k, v in (("text", t), ("text_pair", p))})).SerializeToString() for t, p in zip(texts, pairs)]
+        scores = model.signatures["classify"](inputs=tf.constant(examples))["scores"].numpy()
+        print(json.dumps({"served": served.tolist(), "classify": scores.tolist(),
+                          "inputs": sorted(sig.structured_input_signature[1])}))
+    """)
+    (tmp_path / "pairs.json").write_text(json.dumps([texts, pairs]))
+    env = {k: v for k, v in ENV.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+    argv = [sys.executable, "-c", script, str(result.export_dir), str(tmp_path / "pairs.json")]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer["inputs"] == ["text", "text_pair"]
+    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)
+    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), cfg.max_seq_length, cfg.truncation)
+    in_memory = model(tok(tf.constant(texts), tf.constant(pairs)), training=False).numpy()
+    np.testing.assert_allclose(answer["served"], in_memory, atol=1e-5)
+    np.testing.assert_allclose(answer["classify"], in_memory, atol=1e-5)
+    assert not hasattr(tf.saved_model.load(str(result.export_dir)), "ngram_probabilities")  # none for pairs

@@ -203,3 +203,28 @@ def test_rest_server_under_eight_concurrent_clients(model_base):
         assert answers[i]["label"] == want["label"]
         assert answers[i]["probabilities"]["pos"] == pytest.approx(want["probabilities"]["pos"], abs=1e-5)
     assert rss["round2"] - rss["round1"] < 100, rss  # a second identical round does not keep growing
+
+
+def test_text_pairs_locally_and_through_rest_and_grpc(trained_pairs, tmp_path):
+    base = trained_pairs[0].export_dir.parent
+    lines = ["good great film\tthe best music", "bad plot\ta great story"]
+    texts, pairs = predict.split_pairs(lines)
+    local = predict.predict_local(str(base), texts, pairs=pairs)
+    assert [r["text_pair"] for r in local] == ["the best music", "a great story"]
+    with FakeTFServing(base, "pairs") as server:
+        rest = predict.predict_rest(server.url, "pairs", texts, batch_size=1, pairs=pairs)
+    with FakeTFServingGrpc(base, "pairs") as server:
+        grpc = predict.predict_grpc(server.address, "pairs", texts, pairs=pairs)
+    for remote in (rest, grpc):
+        for a, b in zip(local, remote, strict=True):
+            assert (a["text"], a["text_pair"], a["label"]) == (b["text"], b["text_pair"], b["label"])
+            assert a["probabilities"]["same"] == pytest.approx(b["probabilities"]["same"], abs=1e-6)
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    proc = run_in_process("predict", "--model", base, "--pairs", "--file", tmp_path / "pairs.txt", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["label"] for r in rows] == [r["label"] for r in local]
+    # A pair model needs pairs; a line without a tab is named.
+    assert_clear_failure(run_in_process("predict", "--model", base, "good film"), "classifies text pairs")
+    assert_clear_failure(run_in_process("predict", "--model", base, "--pairs", "no tab here"),
+                         "--pairs: text 1 has no tab")

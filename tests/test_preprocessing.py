@@ -179,3 +179,42 @@ def test_length_buckets_need_labels(tiny_hub):
         make_tf_dataset(["a", "b"], None, tok, batch_size=2, length_buckets=True)
 
 
+
+
+# ----------------------------------------------------------------------------- text pairs
+
+
+@pytest.mark.parametrize("first, second, budget, expected", [
+    (3, 4, 13, (3, 4)),  # both fit
+    (20, 2, 13, (11, 2)),  # the short second text leaves the rest to the first
+    (2, 20, 13, (2, 11)),
+    (20, 20, 13, (7, 6)),  # both long: half each, the odd one to the first
+    (0, 30, 13, (0, 13)),
+])
+def test_pair_budgets_share_the_length_round_robin(first, second, budget, expected):
+    a, b = preprocessing.pair_budgets(tf.constant([first]), tf.constant([second]), budget)
+    assert (int(a[0]), int(b[0])) == expected
+
+
+def test_a_text_pair_is_packed_with_segment_ids_and_each_text_truncated(tiny_hub):
+    tok = Tokenizer(str(tiny_hub / "preprocess"), seq_length=16, truncation="head+tail")
+    good, bad, film = (tok.tokens(tf.constant([w]))[0].to_list()[0][0] for w in ("good", "bad", "film"))
+    cls, sep = _unpadded(tok(tf.constant([""])))[0]
+    long_first = " ".join(["good"] * 10 + ["film"] * 10)
+    inputs = tok(tf.constant([long_first, "good"]), tf.constant(["bad film", "bad " * 20]))
+    ids, types = _unpadded(inputs), inputs["input_type_ids"].numpy()
+    # 13 word pieces for the two texts: 11 for the long first (head+tail: 2 from its start, 9
+    # from its end), 2 for the second.
+    assert ids[0] == [cls, good, good, *[film] * 9, sep, bad, film, sep]
+    assert types[0].tolist() == [0] * 13 + [1] * 3
+    assert ids[1] == [cls, good, sep, *[bad] * 12, sep]
+    assert types[1].tolist() == [0] * 3 + [1] * 13
+    # The pipeline packs pairs as the tokenizer does, with and without length buckets.
+    texts, pairs = ["good film", long_first, "bad"], ["bad", "film film", "good " * 30]
+    direct = _unpadded(tok(tf.constant(texts), tf.constant(pairs)))
+    for buckets in (False, True):
+        ds = make_tf_dataset(texts, np.arange(3), tok, batch_size=2, length_buckets=buckets, pairs=pairs)
+        got = {int(i): row for x, y in ds for i, row in zip(y.numpy(), _unpadded(x), strict=True)}
+        assert [got[i] for i in range(3)] == direct
+    lengths = tok.token_lengths(texts, pairs)
+    assert lengths.tolist() == [2 + 1 + 1, 20 + 1 + 2, 1 + 1 + 30]

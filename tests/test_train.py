@@ -57,7 +57,7 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     # (a folder of files has no columns, no header and no label names file).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
     assert unset == ["header", "label_column", "label_names", "max_eval_examples", "max_train_examples",
-                     "test_data", "text_column", "time_budget", "tpu"]
+                     "test_data", "text_column", "text_pair_column", "time_budget", "tpu"]
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
     assert saved["encoder"]["encoder"] == str(Path(cfg.encoder) / "encoder")
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
@@ -164,8 +164,8 @@ def test_a_headerless_weighted_mean_pooled_run_without_ngrams(tiny_hub, tiny_rev
     from app.model import build_classifier
     from app.preprocessing import Tokenizer
 
-    train = data.read_dataset(str(tiny_reviews)).splits["train"]
-    rows = [(2 if label == "pos" else 1, text) for text, label in zip(train.texts, train.labels, strict=True)]
+    reviews = data.read_dataset(str(tiny_reviews)).splits["train"]
+    rows = [(2 if y == "pos" else 1, text) for text, y in zip(reviews.texts, reviews.labels, strict=True)]
     rows = [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 1][:40]  # 100 pos, 40 neg
     pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", header=False, index=False)
     (tmp_path / "names.txt").write_text("neg\npos\n")
@@ -192,3 +192,17 @@ def test_a_headerless_weighted_mean_pooled_run_without_ngrams(tiny_hub, tiny_rev
     model.load_weights(str(result.run_dir / "checkpoints" / "best"))
     in_memory = model(Tokenizer(str(tiny_hub / "preprocess"), 32)(tf.constant(texts)), training=False).numpy()
     np.testing.assert_allclose(probabilities, in_memory, atol=1e-5, rtol=0)
+
+
+def test_a_run_on_text_pairs_records_the_pair_column_and_reports_the_pairs(trained_pairs):
+    result, _ = trained_pairs
+    saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
+    values = saved["config"]
+    assert (values["text_column"], values["text_pair_column"]) == ("sentence1", "sentence2")
+    assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True
+    assert saved["data"]["classes"] == ["different", "same"]
+    # The report reads each pair as "first [SEP] second": 6 words, the separator and 5 words.
+    predictions = pd.read_csv(result.report_dir / "predictions.csv")
+    assert (predictions["n_words"] == 6 + 1 + 5).all()
+    report = json.loads((result.report_dir / "report.json").read_text())
+    assert report["n_examples"] == saved["data"]["examples"]["validation"]
