@@ -201,35 +201,44 @@ def tiny_reviews(tmp_path_factory) -> Path:
     return write_tiny_reviews(tmp_path_factory.mktemp("reviews") / "aclImdb")
 
 
-def write_tiny_pairs(path: Path, n: int = 160, seed: int = 0) -> Path:
-    """A sentence-pair table (paraphrase detection's shape): `same` when the second sentence
-    has the first's sentiment words, `different` when it has the other class's."""
+PAIR_CLASSES = ["different", "same"]
+
+
+def write_tiny_pairs(folder: Path, n: int = 160, seed: int = 0) -> tuple[Path, Path]:
+    """A sentence-pair table in a shape paraphrase corpora come in: no header, columns label
+    (1 = different, 2 = same, named in a separate file), first sentence, second sentence; `same`
+    when the second has the first's sentiment words. One pair in four is `same` (imbalanced)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        words = POSITIVE if i % 2 else NEGATIVE
-        other = NEGATIVE if i % 2 else POSITIVE
+        words, other = (POSITIVE, NEGATIVE) if i % 2 else (NEGATIVE, POSITIVE)
+        same = i % 4 == 0
         first = " ".join([*rng.choice(FILLER, size=4), *rng.choice(words, size=2)])
-        same = i % 4 < 2
         second = " ".join([*rng.choice(FILLER, size=3), *rng.choice(words if same else other, size=2)])
-        rows.append({"sentence1": first, "sentence2": second, "label": "same" if same else "different"})
-    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
-    return path
+        rows.append((2 if same else 1, first, second))
+    table = folder / "pairs.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", header=False, index=False)
+    names = folder / "classes.txt"
+    names.write_text("\n".join(PAIR_CLASSES) + "\n")
+    return table, names
 
 
 @pytest.fixture(scope="session")
 def trained_pairs(tiny_hub, tmp_path_factory):
-    """One finished `app.train` run of the tiny encoder on text pairs: (RunResult, config)."""
+    """One finished `app.train` run of the tiny encoder on text pairs, with the other flags a
+    table as it comes needs (no header, columns by index, label names) and balanced class
+    weights and mean pooling: (RunResult, config)."""
     import argparse
 
     from app import config, train
 
     tmp = tmp_path_factory.mktemp("trained_pairs")
-    table = write_tiny_pairs(tmp / "pairs.tsv")
+    table, names = write_tiny_pairs(tmp)
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
-    args = tiny_train_args(tiny_hub, table, tmp, epochs=2, text_column="sentence1",
-                           text_pair_column="sentence2", model_name="pairs")
+    args = tiny_train_args(tiny_hub, table, tmp, epochs=2, text_column="1", text_pair_column="2",
+                           label_column="0", label_names=names, class_weight="balanced", pooling="mean",
+                           model_name="pairs")
     cfg = config.build_config(parser.parse_args(args))
     return train.run(cfg), cfg
 

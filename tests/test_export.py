@@ -300,7 +300,8 @@ def test_the_ngram_model_is_served_only_with_a_weight(trained_tiny):
 
 def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(trained_pairs, tmp_path):
     """Both signatures take the pair (`text`, `text_pair`; `classify` reads both features), and
-    a process importing only TensorFlow and TF Text answers as the in-memory model does."""
+    a process importing only TensorFlow and TF Text answers as the in-memory (mean-pooled) model
+    does."""
     from app.model import build_classifier
     from app.preprocessing import Tokenizer
 
@@ -329,7 +330,7 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["inputs"] == ["text", "text_pair"]
-    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)
+    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None, pooling="mean")
     model.load_weights(str(result.run_dir / "checkpoints" / "best"))
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts), tf.constant(pairs)), training=False).numpy()

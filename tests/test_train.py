@@ -152,55 +152,26 @@ def test_a_budget_needs_one_machine():
 
 
 
-def test_a_headerless_weighted_mean_pooled_run_without_ngrams(tiny_hub, tiny_reviews, tmp_path):
-    """The newer flags in one run: a table as it comes (no header, columns by index, integer
-    labels named from a file), balanced class weights, mean pooling, no n-gram model; the
-    export serves the encoder alone, as it is in memory."""
-    import numpy as np
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
-
+def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(trained_pairs):
+    """A headerless pair table, columns by index, integer labels named from a file, balanced
+    class weights and mean pooling: all recorded, and the report reads the pairs."""
     from app import data
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
 
-    reviews = data.read_dataset(str(tiny_reviews)).splits["train"]
-    rows = [(2 if y == "pos" else 1, text) for text, y in zip(reviews.texts, reviews.labels, strict=True)]
-    rows = [r for r in rows if r[0] == 2] + [r for r in rows if r[0] == 1][:40]  # 100 pos, 40 neg
-    pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", header=False, index=False)
-    (tmp_path / "names.txt").write_text("neg\npos\n")
-    args = tiny_train_args(tiny_hub, tmp_path / "reviews.csv", tmp_path, epochs=2, pooling="mean",
-                           text_column="1", label_column="0", label_names=tmp_path / "names.txt",
-                           class_weight="balanced")
-    result = train.run(_parse([*args, "--no-ngram-model"]))
+    result, cfg = trained_pairs
     saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
     values = saved["config"]
-    assert (values["header"], values["text_column"], values["label_column"]) == ("none", "1", "0")
-    assert saved["data"]["classes"] == ["neg", "pos"]
+    assert (values["header"], values["text_column"], values["text_pair_column"], values["label_column"]) == (
+        "none", "1", "2", "0")
+    assert values["pooling"] == "mean" and values["class_weight"] == "balanced"
+    assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True  # none for pairs
+    assert saved["ngram"] == {}
+    assert saved["data"]["classes"] == ["different", "same"]  # the names file's order
     # Balanced: each class weighs n / (2 x its count) in the training split the run used.
-    used = data.load_dataset(str(tmp_path / "reviews.csv"), table=data.TableFormat(
-        "1", "0", label_names=str(tmp_path / "names.txt")), seed=values["seed"]).splits["train"].counts()
+    table = data.TableFormat("1", "0", label_names=cfg.label_names, text_pair_column="2")
+    used = data.load_dataset(cfg.data, table=table, seed=values["seed"]).splits["train"].counts()
     n = sum(used.values())
     assert saved["class_weights"] == pytest.approx({c: n / (2 * k) for c, k in used.items()}, rel=1e-5)
-    assert saved["class_weights"]["neg"] > 2 * saved["class_weights"]["pos"]
-    assert values["pooling"] == "mean" and values["ngram_model"] is False and saved["ngram"] == {}
-    served = tf.saved_model.load(str(result.export_dir))
-    assert not hasattr(served, "ngram_probabilities")
-    texts = ["a good great film", "a bad awful plot", ""]
-    probabilities = served.signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
-    model = build_classifier(str(tiny_hub / "encoder"), 2, seq_length=None, pooling="mean")
-    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
-    in_memory = model(Tokenizer(str(tiny_hub / "preprocess"), 32)(tf.constant(texts)), training=False).numpy()
-    np.testing.assert_allclose(probabilities, in_memory, atol=1e-5, rtol=0)
-
-
-def test_a_run_on_text_pairs_records_the_pair_column_and_reports_the_pairs(trained_pairs):
-    result, _ = trained_pairs
-    saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
-    values = saved["config"]
-    assert (values["text_column"], values["text_pair_column"]) == ("sentence1", "sentence2")
-    assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True
-    assert saved["data"]["classes"] == ["different", "same"]
+    assert saved["class_weights"]["same"] > 2 * saved["class_weights"]["different"]
     # The report reads each pair as "first [SEP] second": 6 words, the separator and 5 words.
     predictions = pd.read_csv(result.report_dir / "predictions.csv")
     assert (predictions["n_words"] == 6 + 1 + 5).all()
