@@ -336,10 +336,10 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
     for i, label in enumerate(df[label_col].tolist()):
         parts = [_text_str(column[i]) for column in columns]
         text = TEXT_JOINER.join(p for p in parts if p.strip())
-        pair = _text_str(second[i]) if second is not None else "-"
+        pair = _text_str(second[i]) if second is not None else None
         label = _label_str(label)
         row = i + first
-        if not text.strip() or not pair.strip() or label == "":
+        if not text.strip() or (pair is not None and not pair.strip()) or label == "":
             skipped.append(row)
             continue
         texts.append(text)

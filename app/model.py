@@ -17,6 +17,7 @@ import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 
 from app.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
+from app.config import POOLINGS
 
 
 def build_classifier(
@@ -36,8 +37,8 @@ def build_classifier(
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    if pooling not in ("cls", "mean"):
-        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
     inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
     cls_only = pooled_only and pooling == "cls"
     encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder",
