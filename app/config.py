@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS
+from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, TASKS
 from app.encoders import DEFAULT_ENCODER, EncoderSpec
 
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
@@ -66,6 +66,13 @@ class TrainConfig:
     label_names: str | None = _field(None, "data", "file of class names, one a line, for integer labels: "
                                      "line 1 names label 0, or label 1 when the labels run from 1",
                                      "the labels as they are")
+    task: str = _field("auto", "data", "single-label (one class a text, softmax) or multi-label (a set of "
+                       "labels a text, sigmoid, one threshold a label); auto: multi-label when the labels "
+                       "are lists, --label-separator or --label-columns is given (logged)")
+    label_separator: str | None = _field(None, "data", "multi-label: the labels in a cell are separated by "
+                                         "this, e.g. ','", "none")
+    label_columns: str | None = _field(None, "data", "multi-label: one 0/1 column per label, comma-"
+                                       "separated (names, or indices without a header)", "none")
     validation_split: float = _field(0.1, "data", "share of the training data held out for validation "
                                      "when the data has no validation split (stratified, seeded)")
     max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
@@ -171,6 +178,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("max-seq-length", cfg.max_seq_length, "must be between 8 and the encoder's limit")
     if cfg.header not in HEADERS:
         bad("header", cfg.header, f"must be one of {list(HEADERS)}")
+    if cfg.task not in TASKS:
+        bad("task", cfg.task, f"must be one of {list(TASKS)}")
+    if cfg.label_separator == "":
+        bad("label-separator", cfg.label_separator, "must be one or more characters")
+    if cfg.task == "single-label" and (cfg.label_separator or cfg.label_columns):
+        bad("task", cfg.task, "cannot take --label-separator or --label-columns (several labels a text)")
+    if cfg.label_columns and cfg.label_column:
+        bad("label-columns", cfg.label_columns, "and --label-column cannot both be given")
     if cfg.class_weight not in CLASS_WEIGHTS and not (cfg.class_weight.endswith(".json")
                                                       and Path(cfg.class_weight).expanduser().is_file()):
         bad("class-weight", cfg.class_weight, "must be none, balanced or an existing .json file of weights")
@@ -337,6 +352,10 @@ class ResolvedConfig:
     training: dict = dataclasses.field(default_factory=dict)  # filled by with_training: wall time
     ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
     class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
+    thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
+
+    def with_thresholds(self, thresholds: dict[str, float]) -> ResolvedConfig:
+        return dataclasses.replace(self, thresholds=dict(thresholds))
 
     def with_class_weights(self, weights: dict[str, float]) -> ResolvedConfig:
         return dataclasses.replace(self, class_weights=dict(weights))
@@ -352,10 +371,13 @@ class ResolvedConfig:
         return dataclasses.replace(self, training=training)
 
     def with_data(self, columns: dict[str, str], classes: list[str], examples: dict[str, int],
-                  steps_per_epoch: int) -> ResolvedConfig:
-        """Add what reading the data decided: the table columns, classes, split sizes, steps."""
+                  steps_per_epoch: int, multi_label: bool = False) -> ResolvedConfig:
+        """Add what reading the data decided: the table columns, the task, classes, split sizes,
+        steps."""
+        label_column = None if self.config.label_columns else columns.get("label", self.config.label_column)
         config = dataclasses.replace(self.config, text_column=columns.get("text", self.config.text_column),
-                                     label_column=columns.get("label", self.config.label_column),
+                                     label_column=label_column,
+                                     task="multi-label" if multi_label else "single-label",
                                      header=columns.get("header", self.config.header),
                                      text_pair_column=columns.get("text_pair", self.config.text_pair_column))
         total = steps_per_epoch * config.epochs

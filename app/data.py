@@ -6,7 +6,8 @@ Sources, chosen by what `--data` is:
   sub-folder of text files per class; `unsup/` and loose files ignored), or class folders
   directly;
 * `imdb`: the real Large Movie Review Dataset, downloaded once with `get_file`;
-* a table: `.csv`, `.tsv`, `.jsonl` or `.parquet` with text and label columns;
+* a table: `.csv`, `.tsv`, `.jsonl` or `.parquet` with text and label columns (for several labels
+  per text: a JSON list, a separated string, or one 0/1 column per label);
 * `tfds:NAME` through tensorflow-datasets, when it is installed.
 
 Texts are returned as they are in the file: every change bertclf makes to text happens in
@@ -57,6 +58,8 @@ HEADERS = ("auto", "yes", "none")
 TEXT_JOINER = "\n"  # between the columns of a joined --text-column (a line break: whitespace to the encoder)
 FEW_EXAMPLES = 10  # a class with fewer training examples than this is warned about
 CLASS_WEIGHTS = ("none", "balanced")  # or a JSON file
+TASKS = ("auto", "single-label", "multi-label")
+_TRUE, _FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no", ""}  # --label-columns values
 
 
 class DataError(ValueError):
@@ -75,18 +78,35 @@ class TableFormat:
     header: str = "auto"  # "auto": a first row of column names is detected (see _has_header)
     label_names: str | None = None
     text_pair_column: str | None = None  # the second text of text pairs (sentence-pair tasks)
+    # Multi-label: each example's labels are a set. They come as a JSON list (JSONL, Parquet),
+    # a string split at `label_separator`, or one 0/1 column per label (`label_columns`).
+    task: str = "auto"  # "auto": multi-label when the labels come in one of those forms (logged)
+    label_separator: str | None = None
+    label_columns: str | None = None  # comma-separated names (or indices without a header)
 
     def __post_init__(self):
         if self.header not in HEADERS:
             raise ValueError(f"--header must be one of {list(HEADERS)}, got {self.header!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {list(TASKS)}, got {self.task!r}")
+        if self.label_separator == "":
+            raise ValueError("--label-separator must be one or more characters, got ''")
+        if self.task == "single-label" and (self.label_separator or self.label_columns):
+            flag = "--label-separator" if self.label_separator else "--label-columns"
+            raise ValueError(f"{flag} gives each text several labels, which --task single-label "
+                             "does not take")
+        if self.label_columns and self.label_column:
+            raise ValueError(f"--label-columns {self.label_columns} and --label-column {self.label_column}: "
+                             "give one (the 0/1 columns, or the one column of labels)")
 
 
 @dataclasses.dataclass
 class Split:
-    """One split's examples. `labels` are class names (strings); `ids` say where each came from."""
+    """One split's examples. `labels` are class names (strings), or for multi-label data each
+    example's set of names (a tuple, possibly empty); `ids` say where each came from."""
 
     texts: list[str]
-    labels: list[str]
+    labels: list
     ids: list[str]
     pairs: list[str] | None = None  # the second texts of text pairs (--text-pair-column)
 
@@ -98,8 +118,14 @@ class Split:
         return Split([self.texts[i] for i in index], [self.labels[i] for i in index],
                      [self.ids[i] for i in index], pairs)
 
+    @property
+    def multi_label(self) -> bool:
+        return any(isinstance(label, tuple) for label in self.labels)
+
     def counts(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in sorted(pd.Series(self.labels).value_counts().items())}
+        """Examples per class (for multi-label data, the examples carrying each label)."""
+        names = [n for label in self.labels for n in label] if self.multi_label else self.labels
+        return {str(k): int(v) for k, v in sorted(pd.Series(names, dtype=object).value_counts().items())}
 
 
 @dataclasses.dataclass
@@ -111,10 +137,23 @@ class Dataset:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # For tables: the columns the texts and labels were read from ({"text": ..., "label": ...}).
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    multi_label: bool = False  # each example has a set of labels (any number, none included)
 
     def label_ids(self, split: str) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        return np.asarray([index[label] for label in self.splits[split].labels], dtype=np.int32)
+        """Class indices `[n]` (int32), or for multi-label data a 0/1 matrix `[n, classes]`
+        (float32, what binary cross-entropy takes)."""
+        return label_ids(self.splits[split].labels, self.classes, self.multi_label)
+
+
+def label_ids(labels: Sequence, classes: Sequence[str], multi_label: bool = False) -> np.ndarray:
+    """`Dataset.label_ids` for any labels (class names, or tuples of them)."""
+    index = {c: i for i, c in enumerate(classes)}
+    if not multi_label:
+        return np.asarray([index[label] for label in labels], dtype=np.int32)
+    hot = np.zeros((len(labels), len(classes)), np.float32)
+    for row, names in enumerate(labels):
+        hot[row, [index[n] for n in names]] = 1.0
+    return hot
 
 
 # ----------------------------------------------------------------------------- reading
@@ -127,6 +166,7 @@ class _Notes:
     def __init__(self):
         self.messages: list[str] = []
         self.columns: dict[str, str] = {}
+        self.classes: list[str] | None = None  # an order the source fixes (--label-columns)
 
     def add(self, message: str) -> None:
         logger.warning(message)
@@ -233,7 +273,7 @@ def _has_header(df: pd.DataFrame, table: TableFormat) -> tuple[bool, str]:
     if table.header != "auto":
         return table.header == "yes", f"--header {table.header}"
     first = [str(v).strip() for v in df.iloc[0]]
-    asked = [c for c in (table.text_column, table.label_column) if c]
+    asked = [c for c in (table.text_column, table.label_column, table.label_columns) if c]
     parts = [p.strip() for c in asked for p in c.split(",")]
     if parts and all(p.isdigit() for p in parts):  # (a header naming columns "0", "1": --header yes)
         return False, "no header row (columns asked for by index); columns named 0, 1, ..."
@@ -315,7 +355,16 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
     if df.empty:
         raise DataError(f"{path}: file has no rows")
     text_cols = _pick_columns(df, table.text_column, TEXT_COLUMN_GUESSES, "text", path, header, join=True)
-    (label_col,) = _pick_columns(df, table.label_column, LABEL_COLUMN_GUESSES, "label", path, header)
+    label_cols = None
+    if table.label_columns:
+        label_cols = _pick_columns(df, table.label_columns, (), "label", path, header, join=True)
+        label_col = ",".join(label_cols)
+        notes.classes = label_cols
+    else:
+        (label_col,) = _pick_columns(df, table.label_column, LABEL_COLUMN_GUESSES, "label", path, header)
+    multi, why = _multi_label(df, table, label_col)
+    if table.task == "auto" and multi:
+        logger.info("%s: multi-label: %s", path, why)
     pair_col = None
     if table.text_pair_column is not None:
         (pair_col,) = _pick_columns(df, table.text_pair_column, (), "text pair", path, header)
@@ -325,31 +374,43 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
         logger.info("%s: second texts of the pairs from column %r", path, pair_col)
     if delimited:
         notes.columns["header"] = "yes" if header else "none"
-    logger.info("%s: texts from column%s %s%s, labels from column %r", path, "s" * (len(text_cols) > 1),
+    logger.info("%s: texts from column%s %s%s, labels from %s", path, "s" * (len(text_cols) > 1),
                 ", ".join(repr(c) for c in text_cols), " (joined by a line break)" * (len(text_cols) > 1),
-                label_col)
-    texts, labels, ids, pairs, skipped = [], [], [], [], []
+                f"the 0/1 columns {label_cols}" if label_cols else f"column {label_col!r}")
+    texts, labels, ids, pairs, skipped, unlabelled = [], [], [], [], [], 0
     # Row numbers as a person sees them in the file: a header is line 1.
     first = 2 if delimited and header else 1
     columns = [df[c].tolist() for c in text_cols]
     second = df[pair_col].tolist() if pair_col is not None else None
-    for i, label in enumerate(df[label_col].tolist()):
+    flags = [df[c].tolist() for c in label_cols] if label_cols else None
+    for i, label in enumerate(df[label_cols[0] if label_cols else label_col].tolist()):
         parts = [_text_str(column[i]) for column in columns]
         text = TEXT_JOINER.join(p for p in parts if p.strip())
         pair = _text_str(second[i]) if second is not None else None
-        label = _label_str(label)
         row = i + first
-        if not text.strip() or (pair is not None and not pair.strip()) or label == "":
+        where = f"{path} row {row}"
+        if flags is not None:
+            label = tuple(c for c, column in zip(label_cols, flags, strict=True)
+                          if _flag(column[i], where, c))
+        elif multi:
+            label = _label_set(label, table.label_separator, where)
+        else:
+            label = _single_label(label, where)
+        if not text.strip() or (pair is not None and not pair.strip()) or (not multi and label == ""):
             skipped.append(row)
             continue
+        unlabelled += multi and not label
         texts.append(text)
         labels.append(label)
         ids.append(f"{path.name}:{row}")
         pairs.append(pair)
     if skipped:
-        what = "an empty text, second text or label" if second is not None else "an empty text or label"
+        what = ("an empty text" + ", second text" * (second is not None) + " or label" * (not multi))
         notes.add(f"{path}: skipped {len(skipped)} row(s) with {what} "
                   f"(rows {skipped[:5]}{' …' if len(skipped) > 5 else ''})")
+    if unlabelled:
+        logger.info("%s: %d row(s) have none of the labels (kept: the model learns that none applies)",
+                    path, unlabelled)
     split = Split(texts, labels, ids, pairs if second is not None else None)
     if "split" in df.columns:  # a table that carries its own split assignment
         names = [SPLIT_NAMES.get(str(s).lower()) for s in df["split"]]
@@ -360,6 +421,59 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
                             f"use {sorted(set(SPLIT_NAMES))}")
         return {n: split.take([i for i, k in enumerate(kept) if k == n]) for n in sorted(set(kept))}
     return {"train": split}
+
+
+def _multi_label(df: pd.DataFrame, table: TableFormat, label_col: str) -> tuple[bool, str]:
+    """(whether each example has a set of labels, why): as `--task` says, else from the flags
+    that give several labels, else from labels that are lists (JSONL, Parquet)."""
+    if table.task != "auto":
+        return table.task == "multi-label", f"--task {table.task}"
+    if table.label_columns:
+        return True, f"one 0/1 column per label (--label-columns {table.label_columns})"
+    if table.label_separator:
+        return True, f"labels separated by {table.label_separator!r} (--label-separator)"
+    values = df[label_col] if label_col in df.columns else []
+    lists = next((v for v in values if isinstance(v, list | tuple | np.ndarray)), None)
+    if lists is not None:
+        return True, f"column {label_col!r} holds lists of labels (e.g. {list(lists)[:4]})"
+    return False, "one label per example"
+
+
+def _flag(value, where: str, column: str) -> bool:
+    text = str(value).strip().lower() if value is not None and not (
+        isinstance(value, float) and np.isnan(value)) else ""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DataError(f"{where}: label column {column!r} holds {value!r}; --label-columns takes 0/1 "
+                    "(or true/false) in each label's column")
+
+
+def _label_set(value, separator: str | None, where: str) -> tuple[str, ...]:
+    """One example's labels: a list as it is, a string split at `separator` (or a JSON list
+    written into a CSV cell), each stripped, repeats and empty parts dropped."""
+    if isinstance(value, str) and separator is None and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: label {value[:60]!r} starts like a JSON list but is not one "
+                            f"({e.msg}); --label-separator splits plain strings") from e
+    if isinstance(value, list | tuple | np.ndarray):
+        parts = [_label_str(v) for v in value]
+    elif isinstance(value, dict):
+        raise DataError(f"{where}: label is a JSON object; expected a list of labels")
+    else:
+        text = _label_str(value)
+        parts = text.split(separator) if separator else [text]
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def _single_label(value, where: str) -> str:
+    if isinstance(value, list | tuple | np.ndarray):
+        raise DataError(f"{where}: the label is a list ({list(value)[:4]}); several labels per text take "
+                        "--task multi-label")
+    return _label_str(value)
 
 
 def _label_str(label) -> str:
@@ -425,6 +539,9 @@ def read_source(source: str, table: TableFormat | None = None,
     if path.is_dir() and table.text_pair_column is not None:
         raise DataError(f"--text-pair-column {table.text_pair_column}: --data {source} is a folder of "
                         "single texts; text pairs come in a table (.csv, .tsv, .jsonl, .parquet)")
+    if path.is_dir() and (table.task == "multi-label" or table.label_separator or table.label_columns):
+        raise DataError(f"--data {source} is a folder, one class a sub-folder: several labels per text "
+                        "come in a table (.csv, .tsv, .jsonl, .parquet)")
     splits = _read_folder(path, notes) if path.is_dir() else _read_table(path, table, notes)
     if table.label_names:
         splits, rule = name_labels(splits, read_label_names(table.label_names), table.label_names)
@@ -451,8 +568,10 @@ def stratified_subset(split: Split, n: int, seed: int) -> tuple[Split, Split]:
     if n >= len(split):
         return split, Split([], [], [])
     index = np.arange(len(split))
-    counts = pd.Series(split.labels).value_counts()
-    stratify = split.labels if counts.min() >= 2 and n >= len(counts) else None
+    stratify = None  # label sets: a seeded random subset
+    if not split.multi_label:
+        counts = pd.Series(split.labels).value_counts()
+        stratify = split.labels if counts.min() >= 2 and n >= len(counts) else None
     keep, rest = train_test_split(index, train_size=n, stratify=stratify, random_state=seed)
     return split.take(sorted(keep)), split.take(sorted(rest))
 
@@ -476,17 +595,21 @@ def read_label_names(path: str) -> list[str]:
 
 def name_labels(splits: dict[str, Split], names: list[str], path: str) -> tuple[dict[str, Split], str]:
     """Replace integer labels by their names: value k is line k+1 of the file, or line k when
-    the labels run from 1 to len(names) (never 0). (named splits, which of the two)."""
+    the labels run from 1 to len(names) (never 0); each label of a set likewise. (named splits,
+    which of the two)."""
     values = {}
     for split in splits.values():
         for label, where in zip(split.labels, split.ids, strict=True):
-            if label not in values:
-                try:
-                    values[label] = int(label)
-                except ValueError:
-                    raise DataError(f"--label-names {path} names integer labels; {where} has label "
-                                    f"{label!r}") from None
+            for value in label if isinstance(label, tuple) else (label,):
+                if value not in values:
+                    try:
+                        values[value] = int(value)
+                    except ValueError:
+                        raise DataError(f"--label-names {path} names integer labels; {where} has label "
+                                        f"{value!r}") from None
     seen = sorted(set(values.values()))
+    if not seen:
+        raise DataError(f"--label-names {path}: the data has no labels to name")
     if seen[0] >= 1 and seen[-1] == len(names):
         base, rule = 1, f"label 1 is line 1 of {path} (labels run 1 to {len(names)})"
     elif seen[0] == 0 and seen[-1] < len(names):
@@ -495,16 +618,21 @@ def name_labels(splits: dict[str, Split], names: list[str], path: str) -> tuple[
         raise DataError(f"--label-names {path} has {len(names)} names, which do not cover the labels "
                         f"{seen[0]} to {seen[-1]} found: its lines name the labels 0 to {len(names) - 1}, "
                         f"or 1 to {len(names)}")
-    named = {k: dataclasses.replace(v, labels=[names[values[label] - base] for label in v.labels])
-             for k, v in splits.items()}
+    def name(label):
+        if isinstance(label, tuple):
+            return tuple(names[values[v] - base] for v in label)
+        return names[values[label] - base]
+
+    named = {k: dataclasses.replace(v, labels=[name(label) for label in v.labels]) for k, v in splits.items()}
     return named, rule
 
 
 def read_dataset(data: str, test_data: str | None = None, table: TableFormat | None = None) -> Dataset:
     """Read `data` (and `test_data`) as they are and fix the ordered list of class names: the
-    `--label-names` file's order, else `class_order`.
+    `--label-names` file's order, or `--label-columns`', else `class_order`.
 
-    A single class, or a label in another split that training never saw, is an error.
+    A single class, or a label in another split that training never saw, is an error; so is
+    test data with label sets for single-label training data, and the reverse.
     """
     notes = _Notes()
     table = table or TableFormat()
@@ -516,10 +644,15 @@ def read_dataset(data: str, test_data: str | None = None, table: TableFormat | N
         splits["test"] = test_splits.get("test") or test_splits.get("train")
     if "train" not in splits or not len(splits["train"]):
         raise DataError(f"--data {data}: no training examples (found splits {sorted(splits)})")
-    classes = class_order(splits["train"].labels)
+    multi = splits["train"].multi_label
+    for name, split in splits.items():
+        if len(split) and split.multi_label != multi:
+            raise DataError(f"the {name} split has {'sets of labels' if split.multi_label else 'one label'} "
+                            f"per text, the training data {'sets of labels' if multi else 'one label'}")
+    present = set(splits["train"].counts())
+    classes = [c for c in notes.classes if c in present] if notes.classes else class_order(list(present))
     if table.label_names:
         names = read_label_names(table.label_names)
-        present = set(splits["train"].labels)
         classes = [n for n in names if n in present]
         unused = [n for n in names if n not in present]
         if unused:
@@ -529,15 +662,20 @@ def read_dataset(data: str, test_data: str | None = None, table: TableFormat | N
     if few:
         notes.add(f"class(es) with fewer than {FEW_EXAMPLES} training examples: {few}; their recall "
                   "will be poor and their figures in the report uncertain")
+    if notes.classes:
+        unused = [c for c in notes.classes if c not in present]
+        if unused:
+            notes.add(f"--label-columns: no training example has label(s) {unused}; the classifier "
+                      "will not know them")
     if len(classes) < 2:
         raise DataError(f"--data {data}: training data has a single class {classes}; need two or more")
     for name, split in splits.items():
-        unseen = sorted(set(split.labels) - set(classes))
+        unseen = sorted(set(split.counts()) - set(classes))
         if unseen:
             raise DataError(f"{name} split has label(s) {unseen[:5]} that are not in the training "
                             f"classes {classes}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
-    return Dataset(classes, ordered, notes.messages, notes.columns)
+    return Dataset(classes, ordered, notes.messages, notes.columns, multi)
 
 
 def load_dataset(
@@ -577,12 +715,12 @@ def load_dataset(
             if name in splits:
                 splits[name], _ = stratified_subset(splits[name], max_eval_examples, seed)
     for name, split in splits.items():
-        missing = sorted(set(classes) - set(split.labels))
+        missing = sorted(set(classes) - set(split.counts()))
         if missing and len(split):
             notes.add(f"{name} split has no examples of class(es) {missing}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
     logger.info("classes %s; examples %s", classes, {k: len(v) for k, v in ordered.items()})
-    return Dataset(classes, ordered, notes.messages, dataset.columns)
+    return Dataset(classes, ordered, notes.messages, dataset.columns, dataset.multi_label)
 
 
 def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, float]:
@@ -632,11 +770,17 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
                         help="whether a CSV/TSV's first row names its columns (default: detected)")
     parser.add_argument("--label-names", help="file of class names, one a line, for integer labels")
     parser.add_argument("--text-pair-column", help="table column with the second texts of text pairs")
+    parser.add_argument("--task", default="auto", choices=TASKS,
+                        help="one label per text, or a set of labels (default: detected)")
+    parser.add_argument("--label-separator", help="for multi-label tables: the labels of a cell are "
+                        "separated by this, e.g. ,")
+    parser.add_argument("--label-columns", help="for multi-label tables: one 0/1 column per label, "
+                        "comma-separated")
 
 
 def table_format(args: argparse.Namespace) -> TableFormat:
     return TableFormat(args.text_column, args.label_column, args.header, args.label_names,
-                       args.text_pair_column)
+                       args.text_pair_column, args.task, args.label_separator, args.label_columns)
 
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:
@@ -645,7 +789,8 @@ def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> 
     the encoder's)."""
     from app import budget
 
-    report = {"classes": dataset.classes, "columns": dataset.columns, "splits": {},
+    report = {"classes": dataset.classes, "columns": dataset.columns,
+              "task": "multi-label" if dataset.multi_label else "single-label", "splits": {},
               "warnings": list(dataset.warnings)}
     for name, split in dataset.splits.items():
         entry = {"n_examples": len(split), "counts": split.counts()}

@@ -5,6 +5,10 @@
 Runs the same SavedModel TF Serving would run and writes, into the report folder:
 `report.json` (metrics), `predictions.csv`, PNG plots, `report.md` and a self-contained
 `report.html`. `app.train` calls `write_report` at the end of every run.
+
+A multi-label model's report has its own figures (`compute_multi_label_metrics`): micro and
+macro F1, per-label precision, recall, F1, support, ROC-AUC and threshold, subset accuracy,
+Hamming loss and label cardinality.
 """
 
 from __future__ import annotations
@@ -37,9 +41,15 @@ class Predictions:
 
     ids: list[str]
     texts: list[str]
-    true: np.ndarray  # int class ids
+    true: np.ndarray  # int class ids; for multi-label a 0/1 matrix [n, labels]
     probabilities: np.ndarray  # [n, classes]
     seconds: float = 0.0
+    predicted: np.ndarray | None = None  # multi-label: the export's 0/1 decisions [n, labels]
+    thresholds: np.ndarray | None = None  # multi-label: the export's threshold per label
+
+    @property
+    def multi_label(self) -> bool:
+        return self.predicted is not None
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -126,7 +136,109 @@ def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequen
     return out
 
 
+def compute_multi_label_metrics(true: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray,
+                                classes: Sequence[str], thresholds: Sequence[float]) -> dict:
+    """report.json of a multi-label model: `true` and `predicted` are 0/1 `[n, labels]`.
+    `accuracy` is the subset accuracy (the whole set right), the strictest reading."""
+    from sklearn import metrics
+
+    from app.ngram import binary_cross_entropy
+
+    true, predicted = np.asarray(true, int), np.asarray(predicted, int)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        true, predicted, average=None, zero_division=0)
+    micro = metrics.precision_recall_fscore_support(true, predicted, average="micro", zero_division=0)
+    subset = float(metrics.accuracy_score(true, predicted))
+    per_class, auc, ap, notes = {}, {}, {}, []
+    for j, c in enumerate(classes):
+        column = true[:, j]
+        if 0 < column.sum() < len(column):
+            auc[c] = float(metrics.roc_auc_score(column, probabilities[:, j]))
+            ap[c] = float(metrics.average_precision_score(column, probabilities[:, j]))
+        per_class[c] = {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]),
+                        "support": int(support[j]), "roc_auc": auc.get(c),
+                        "threshold": round(float(thresholds[j]), 6)}
+    absent = [c for j, c in enumerate(classes) if not true[:, j].any()]
+    if absent:
+        notes.append(f"the evaluation set has no examples of {absent}: their recall and ROC-AUC are "
+                     "undefined (their F1 counts as 0 in the macro average)")
+    return {
+        "task": "multi-label",
+        "n_examples": int(len(true)),
+        "classes": list(classes),
+        "accuracy": subset,
+        "subset_accuracy": subset,
+        "micro_precision": float(micro[0]), "micro_recall": float(micro[1]), "micro_f1": float(micro[2]),
+        "macro_precision": float(precision.mean()), "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "samples_f1": float(metrics.f1_score(true, predicted, average="samples", zero_division=0)),
+        "hamming_loss": float(metrics.hamming_loss(true, predicted)),
+        "label_cardinality": float(true.sum(1).mean()),
+        "predicted_cardinality": float(predicted.sum(1).mean()),
+        "roc_auc": float(np.mean(list(auc.values()))) if auc else None,
+        "average_precision": float(np.mean(list(ap.values()))) if ap else None,
+        "log_loss": binary_cross_entropy(true, probabilities),
+        "per_class": per_class,
+        "thresholds": {c: round(float(t), 6) for c, t in zip(classes, thresholds, strict=True)},
+        "notes": notes,
+    }
+
+
 # ----------------------------------------------------------------------------- plots
+
+
+def _multi_label_plots(pred: Predictions, classes: Sequence[str], report: dict, out: Path,
+                       history: pd.DataFrame | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.3 * len(classes)))
+    f1 = [report["per_class"][c]["f1"] for c in classes]
+    ax.barh(list(classes), f1)
+    for y, c in enumerate(classes):
+        ax.annotate(f"n={report['per_class'][c]['support']}", (f1[y], y), xytext=(3, -3),
+                    textcoords="offset points", fontsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.invert_yaxis()
+    ax.set_xlabel("F1 at the label's threshold")
+    ax.set_title("F1 per label")
+    save(fig, "f1_per_label.png")
+
+    if pred.true.any() and not pred.true.all():
+        fig, ax = plt.subplots(figsize=(5, 4))
+        PrecisionRecallDisplay.from_predictions(pred.true.ravel(), pred.probabilities.ravel(),
+                                                name="all labels (micro)", ax=ax)
+        ax.set_title("Precision-recall, every label decision")
+        save(fig, "precision_recall_curve.png")
+    _training_curves(history, out, save, "f1")
+    return written
+
+
+def _training_curves(history: pd.DataFrame | None, out: Path, save, metric: str = "accuracy") -> None:
+    import matplotlib.pyplot as plt
+
+    if history is None or not len(history):
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, name in zip(axes, ("loss", metric), strict=True):
+        for col in (name, f"val_{name}"):
+            if col in history:
+                ax.plot(history["epoch"] + 1, history[col], "o-", label=col)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+    save(fig, "training_curves.png")
 
 
 def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.DataFrame | None) -> list[str]:
@@ -213,37 +325,63 @@ def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.Dat
     ax.set_title("Accuracy by text length")
     save(fig, "accuracy_by_length.png")
 
-    if history is not None and len(history):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-            for col in (metric, f"val_{metric}"):
-                if col in history:
-                    ax.plot(history["epoch"] + 1, history[col], "o-", label=col)
-            ax.set_xlabel("epoch")
-            ax.set_title(metric)
-            ax.legend()
-        save(fig, "training_curves.png")
+    _training_curves(history, out, save)
     return written
 
 
 # ----------------------------------------------------------------------------- report
 
 
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
+
+
+def _multi_label_mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[dict]:
+    """The texts with the most wrong label decisions, the surest wrong decision first among equals."""
+    wrong = pred.predicted != pred.true
+    surety = np.where(wrong, np.abs(pred.probabilities - pred.thresholds[None]), 0).max(1)
+    rows = np.flatnonzero(wrong.any(1))
+    rows = rows[np.lexsort((-surety[rows], -wrong[rows].sum(1)))][:n]
+
+    def names(hot):
+        return ", ".join(c for c, h in zip(classes, hot, strict=True) if h) or "(none)"
+
+    return [{"id": pred.ids[i], "true": names(pred.true[i]), "predicted": names(pred.predicted[i]),
+             "confidence": float(surety[i]), "text": _quote(pred.texts[i])} for i in rows]
+
+
 def _mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[dict]:
+    if pred.multi_label:
+        return _multi_label_mistakes(pred, classes, n)
     predicted = pred.probabilities.argmax(1)
     wrong = np.flatnonzero(predicted != pred.true)
     wrong = wrong[np.argsort(-pred.probabilities[wrong, predicted[wrong]])][:n]
     rows = []
     for i in wrong:
-        text = " ".join(pred.texts[i].split())
         rows.append({"id": pred.ids[i], "true": classes[pred.true[i]], "predicted": classes[predicted[i]],
-                     "confidence": float(pred.probabilities[i, predicted[i]]),
-                     "text": text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"})
+                     "confidence": float(pred.probabilities[i, predicted[i]]), "text": _quote(pred.texts[i])})
     return rows
 
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "average_precision", "log_loss",
                 "brier", "ece")
+MULTI_LABEL_SUMMARY_KEYS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss",
+                            "label_cardinality", "predicted_cardinality", "roc_auc", "average_precision",
+                            "log_loss")
+
+
+def _summary_keys(report: dict) -> tuple[str, ...]:
+    return MULTI_LABEL_SUMMARY_KEYS if report.get("task") == "multi-label" else SUMMARY_KEYS
+
+
+def _class_columns(report: dict) -> tuple[str, ...]:
+    multi = report.get("task") == "multi-label"
+    return ("precision", "recall", "f1", "support") + (("roc_auc", "threshold") if multi else ())
+
+
+def _cell(value) -> str:
+    return str(value) if isinstance(value, int) else _fmt(value)
 
 
 def _fmt(value) -> str:
@@ -272,16 +410,18 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     if report["notes"]:
         lines.append("")
     lines += ["| metric | value |", "| --- | --- |"]
-    for key in SUMMARY_KEYS:
+    for key in _summary_keys(report):
         lines.append(f"| {key} | {_fmt(report.get(key))} |")
-    lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    columns = _class_columns(report)
+    lines += ["", "| class | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
     for c, m in report["per_class"].items():
-        lines.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
-    lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
-              "| | " + " | ".join(report["classes"]) + " |",
-              "| --- " * (len(report["classes"]) + 1) + "|"]
-    for c, row in zip(report["classes"], report["confusion_matrix"], strict=True):
-        lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
+        lines.append(f"| {c} | " + " | ".join(_cell(m[k]) for k in columns) + " |")
+    if "confusion_matrix" in report:
+        lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
+                  "| | " + " | ".join(report["classes"]) + " |",
+                  "| --- " * (len(report["classes"]) + 1) + "|"]
+        for c, row in zip(report["classes"], report["confusion_matrix"], strict=True):
+            lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
     lines += [""]
     for image in images:
         lines += [f"![{image[:-4].replace('_', ' ')}]({image})", ""]
@@ -303,11 +443,11 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
              f"{esc(_training_sentence(report))}</p>"]
     parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
     parts.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
-        f"<tr><td>{k}</td><td>{_fmt(report.get(k))}</td></tr>" for k in SUMMARY_KEYS) + "</table>")
-    parts.append("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
-                 + "".join(f"<tr><td>{esc(c)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
-                           f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
-                           for c, m in report["per_class"].items()) + "</table>")
+        f"<tr><td>{k}</td><td>{_fmt(report.get(k))}</td></tr>" for k in _summary_keys(report)) + "</table>")
+    columns = _class_columns(report)
+    parts.append("<table><tr><th>class</th>" + "".join(f"<th>{k}</th>" for k in columns) + "</tr>"
+                 + "".join(f"<tr><td>{esc(c)}</td>" + "".join(f"<td>{_cell(m[k])}</td>" for k in columns)
+                           + "</tr>" for c, m in report["per_class"].items()) + "</table>")
     for image in images:
         data = base64.b64encode((out / image).read_bytes()).decode()
         parts.append(f'<figure><img alt="{image}" src="data:image/png;base64,{data}"></figure>')
@@ -333,20 +473,32 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
         raise ValueError(f"--output {out}: cannot create the report folder ({e.strerror})") from e
     if len(pred.true) == 0:
         raise ValueError(f"--data {data}: no labelled examples to evaluate")
-    report = compute_metrics(pred.true, pred.probabilities, classes)
+    if pred.multi_label:
+        report = compute_multi_label_metrics(pred.true, pred.probabilities, pred.predicted, classes,
+                                             pred.thresholds)
+    else:
+        report = compute_metrics(pred.true, pred.probabilities, classes)
     report.update({"model": model, "data": data,
                    "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
                    "seconds": pred.seconds, "config": config or {},
                    # How long training took (app.train's wall time, budget), as the export recorded it.
                    "training": (config or {}).get("training", {})})
-    predicted = pred.probabilities.argmax(1)
-    frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
-                          "predicted_label": [classes[i] for i in predicted]})
+    if pred.multi_label:
+        def names(hot):
+            return "|".join(c for c, h in zip(classes, hot, strict=True) if h)
+
+        frame = pd.DataFrame({"id": pred.ids, "true_labels": [names(r) for r in pred.true],
+                              "predicted_labels": [names(r) for r in pred.predicted]})
+    else:
+        predicted = pred.probabilities.argmax(1)
+        frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
+                              "predicted_label": [classes[i] for i in predicted]})
     for i, c in enumerate(classes):
         frame[f"prob_{c}"] = pred.probabilities[:, i]
     frame["n_words"] = [len(t.split()) for t in pred.texts]
     frame.to_csv(out / "predictions.csv", index=False)
-    images = _plots(pred, classes, out, history)
+    images = (_multi_label_plots(pred, classes, report, out, history) if pred.multi_label
+              else _plots(pred, classes, out, history))
     report["plots"] = images
     mistakes = _mistakes(pred, classes)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -356,23 +508,46 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     return report
 
 
-def evaluate_export(model: str, texts: Sequence[str], labels: Sequence[str], ids: Sequence[str],
+def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Sequence[str],
                     out: str | Path, data: str, history: pd.DataFrame | None = None,
                     batch_size: int = 64, pairs: Sequence[str] | None = None) -> dict:
-    """Run an exported model over labelled texts (or text pairs) and write the report."""
+    """Run an exported model over labelled texts (or text pairs) and write the report. For a
+    multi-label model each of `labels` is a tuple of label names."""
     loaded = inference.load(model)
     classes = loaded.classes
-    unknown = sorted(set(labels) - set(classes))
+    multi = loaded.multi_label
+    given_sets = any(isinstance(y, tuple) for y in labels)
+    if len(labels) and given_sets != multi:
+        raise ValueError(f"--data {data} has {'sets of labels' if given_sets else 'one label'} per text; "
+                         f"the model {loaded.folder} is {'multi' if multi else 'single'}-label "
+                         + ("(read the data with --task multi-label)" if multi else ""))
+    seen = {n for y in labels for n in y} if given_sets else set(labels)
+    unknown = sorted(seen - set(classes))
     if unknown:
         raise ValueError(f"--data {data}: label(s) {unknown[:5]} are not classes of the model {classes}")
-    index = {c: i for i, c in enumerate(classes)}
     logger.info("evaluating %s on %d texts", loaded.folder, len(texts))
-    probabilities, seconds = loaded.predict(texts, batch_size, pairs)
+    outputs, seconds = loaded.predict_outputs(texts, batch_size, pairs)
+    probabilities = outputs.get("probabilities", np.zeros((0, len(classes)), np.float32))
     if pairs is not None:  # quoted in the report as the pair
         texts = [f"{t} [SEP] {p}" for t, p in zip(texts, pairs, strict=True)]
-    pred = Predictions(list(ids), list(texts), np.asarray([index[y] for y in labels]), probabilities, seconds)
+    true = data_mod.label_ids(list(labels), classes, multi)
+    thresholds = None
+    if multi:
+        recorded = loaded.config.get("thresholds") or {}
+        thresholds = np.asarray([recorded.get(c, np.nan) for c in classes], np.float32)
+    pred = Predictions(list(ids), list(texts), true, probabilities, seconds,
+                       outputs.get("predicted") if multi else None, thresholds)
     return write_report(pred, classes, out, model=str(loaded.folder), data=data, history=history,
                         config=loaded.config)
+
+
+def summary_line(report: dict) -> str:
+    """The figures a CLI ends with."""
+    if report.get("task") == "multi-label":
+        return (f"micro F1 {report['micro_f1']:.4f}, macro F1 {report['macro_f1']:.4f}, subset accuracy "
+                f"{report['subset_accuracy']:.4f} on {report['n_examples']} examples")
+    return (f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
+            f"on {report['n_examples']} examples")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,8 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
-          f"on {report['n_examples']} examples")
+    print(summary_line(report))
     print(f"report: {out / 'report.html'}")
     return 0
 

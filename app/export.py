@@ -8,7 +8,11 @@ Signatures:
 * `serving_default`: `text` (string `[None]`) -> `probabilities` (float32 `[None, classes]`),
   `class_id` (int64 `[None]`), `label` (string `[None]`). The tokenizer is inside, and the
   n-gram model (`app.ngram`) whose probabilities are averaged in, when the run has one. A model
-  of text pairs takes `text` and `text_pair`.
+  of text pairs takes `text` and `text_pair`. A multi-label model returns `probabilities` (one
+  sigmoid a label), `predicted` (int64 `[None, labels]`, 1 where the probability reaches the
+  label's threshold) and `labels` (string `[None, labels]`: the predicted labels' names, most
+  probable first, then empty strings), fixed-size tensors that TF Serving's REST and gRPC
+  replies carry as they are.
 * `classify`: serialized `tf.Example`s with a `text` feature (and `text_pair`) -> `classes`,
   `scores` (a Classification signature, so TF Serving's `:classify` API works).
 
@@ -54,7 +58,7 @@ class ServingModel(tf.Module):
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
                  assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0,
-                 pairs: bool = False):
+                 pairs: bool = False, thresholds: Sequence[float] | None = None):
         super().__init__(name="serving_model")
         object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
         object.__setattr__(self, "_tokenizer", tokenizer)
@@ -62,6 +66,9 @@ class ServingModel(tf.Module):
         self.tokenizer_resources = [o for o in tf.train.TrackableView(tokenizer).descendants()
                                     if isinstance(o, tf.saved_model.experimental.TrackableResource)]
         self.class_names = tf.Variable(list(classes), trainable=False, name="class_names")
+        # Multi-label: each label's decision threshold (app.decision); None for one class a text.
+        self.thresholds = None if thresholds is None else tf.Variable(
+            list(map(float, thresholds)), dtype=tf.float32, trainable=False, name="thresholds")
         self.assets = {name: tf.saved_model.Asset(path) for name, path in assets.items()}
         # A classifier built for any length (trained with length buckets) gets each request
         # padded to its bucket only: short texts don't pay for max_seq_length positions.
@@ -92,6 +99,15 @@ class ServingModel(tf.Module):
 
     def _serve(self, text, text_pair=None):
         probabilities = self._probabilities(text, text_pair)
+        if self.thresholds is not None:
+            predicted = probabilities >= self.thresholds
+            # The predicted labels first, each group most probable first.
+            order = tf.argsort(probabilities + 2.0 * tf.cast(predicted, tf.float32), axis=-1,
+                               direction="DESCENDING", stable=True)
+            names = tf.where(tf.gather(predicted, order, batch_dims=1), tf.gather(self.class_names, order),
+                             "")
+            return {"probabilities": probabilities, "predicted": tf.cast(predicted, tf.int64),
+                    "labels": names}
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_id": class_id,
                 "label": tf.gather(self.class_names, class_id)}
@@ -194,13 +210,15 @@ def export_model(
     ngram: tf.Module | None = None,
     ngram_weight: float = 0.0,
     pairs: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
     An existing version is never overwritten; without `version`, the next free number is used
     (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
     (`app.ngram`) and a positive weight, the served probabilities average the two. A model of
-    text `pairs` takes `text` and `text_pair`.
+    text `pairs` takes `text` and `text_pair`. `thresholds` (one a class) make it a multi-label
+    model's export.
     """
     version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name
@@ -213,7 +231,8 @@ def export_model(
             config_path = Path(scratch) / "config.json"
             config_path.write_text(config_json, encoding="utf-8")
             assets = {"labels": str(labels_path), "config": str(config_path)}
-            module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs)
+            module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs,
+                                  thresholds)
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)

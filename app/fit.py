@@ -21,7 +21,8 @@ from app import runtime
 
 logger = logging.getLogger(__name__)
 
-MONITOR = "val_accuracy"
+MONITOR = "val_accuracy"  # single-label; multi-label runs monitor MULTI_LABEL_MONITOR
+MULTI_LABEL_MONITOR = "val_f1"  # micro F1 at the 0.5 threshold (the thresholds are tuned after)
 
 
 def has_backup(run_dir: Path) -> bool:
@@ -31,12 +32,14 @@ def has_backup(run_dir: Path) -> bool:
 
 def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, run_dir: Path,
         epochs: int, patience: int, cpu_fusion: bool, callbacks: list | None = None,
-        deadline: Deadline | None = None, class_weight: dict[int, float] | None = None) -> pd.DataFrame:
+        deadline: Deadline | None = None, class_weight: dict[int, float] | None = None,
+        monitor: str = MONITOR) -> pd.DataFrame:
     """Train, keep the best epoch's weights in `model`, and return the history (one row an epoch).
 
     `callbacks` are Keras callbacks added after the run's own; a `deadline` stops training in
     time (`--time-budget`), and a resumed run counts the seconds its earlier epochs spent.
-    `class_weight` (class index -> weight) weights each example's loss by its class.
+    `class_weight` (class index -> weight) weights each example's loss by its class. The best
+    checkpoint and early stopping follow `monitor`.
     """
     history_csv = run_dir / "history.csv"
     best_path = run_dir / "checkpoints" / "best"
@@ -48,9 +51,9 @@ def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Datase
         ResumeNotice(),
         *([deadline] if deadline is not None else []),  # before the loggers: it adds train_seconds
         tf.keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor=MONITOR, mode="max", save_best_only=True, save_weights_only=True,
-            initial_value_threshold=_best_so_far(history_csv) if resuming else None),
-        tf.keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience),
+            str(best_path), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
+            initial_value_threshold=_best_so_far(history_csv, monitor) if resuming else None),
+        tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
         tf.keras.callbacks.CSVLogger(str(history_csv), append=resuming),
         tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
         *(callbacks or []),
@@ -67,12 +70,12 @@ def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Datase
     return history
 
 
-def _best_so_far(history_csv: Path) -> float | None:
+def _best_so_far(history_csv: Path, monitor: str = MONITOR) -> float | None:
     """Best monitored value of the epochs a resumed run already finished."""
     if not history_csv.exists() or history_csv.stat().st_size == 0:
         return None
     frame = _read_history(history_csv)
-    return float(frame[MONITOR].max()) if MONITOR in frame and len(frame) else None
+    return float(frame[monitor].max()) if monitor in frame and len(frame) else None
 
 
 def _spent_so_far(history_csv: Path) -> float:

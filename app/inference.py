@@ -38,6 +38,11 @@ class LoadedModel:
     serve: Callable
 
     @property
+    def multi_label(self) -> bool:
+        """Whether the model answers with a set of labels a text (its signature has `predicted`)."""
+        return "predicted" in self.serve.structured_outputs
+
+    @property
     def takes_pairs(self) -> bool:
         """Whether the model classifies text pairs (its signature takes `text_pair`)."""
         return "text_pair" in self.serve.structured_input_signature[1]
@@ -46,12 +51,19 @@ class LoadedModel:
                 pairs: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
         """(probabilities [n, classes], seconds); `pairs` are the second texts of a model of
         text pairs."""
+        outputs, seconds = self.predict_outputs(texts, batch_size, pairs)
+        return outputs["probabilities"], seconds
+
+    def predict_outputs(self, texts: Sequence[str], batch_size: int = 64,
+                        pairs: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+        """(every output of `serving_default`, in the texts' order, seconds): `probabilities`,
+        and `class_id`/`label`, or for a multi-label model `predicted`/`labels`."""
         if self.takes_pairs and pairs is None:
             raise ValueError(f"--model {self.folder} classifies text pairs: give each text its second "
                              "text (app.predict --pairs, --text-pair-column for tables)")
         if not self.takes_pairs and pairs is not None:
             raise ValueError(f"--model {self.folder} classifies single texts, not text pairs")
-        return predict_texts(self.serve, texts, batch_size, pairs)
+        return predict_outputs(self.serve, texts, batch_size, pairs)
 
 
 def versions(base: Path) -> list[int]:
@@ -99,9 +111,16 @@ def load(model: str | os.PathLike) -> LoadedModel:
 
 def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,
                   pairs: Sequence[str] | None = None) -> tuple[np.ndarray, float]:
-    """Run a `serving_default` signature over texts (and their `pairs`) in batches;
-    (probabilities in the texts' order, seconds). Texts are batched in order of length: the
-    export pads each batch only to its longest text's bucket."""
+    """(probabilities in the texts' order, seconds): `predict_outputs`' probabilities."""
+    outputs, seconds = predict_outputs(serve, texts, batch_size, pairs)
+    return outputs.get("probabilities", np.zeros((0, 0), np.float32)), seconds
+
+
+def predict_outputs(serve: Callable, texts: Sequence[str], batch_size: int = 64,
+                    pairs: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Run a `serving_default` signature over texts (and their `pairs`) in batches; (each
+    output in the texts' order, seconds). Texts are batched in order of length: the export pads
+    each batch only to its longest text's bucket."""
     import tensorflow as tf
 
     texts = list(texts)
@@ -119,7 +138,7 @@ def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,
             inputs = {"text": tf.constant([texts[j] for j in rows], tf.string)}
             if pairs is not None:
                 inputs["text_pair"] = tf.constant([pairs[j] for j in rows], tf.string)
-            outputs.append(serve(**inputs)["probabilities"].numpy())
+            outputs.append({k: v.numpy() for k, v in serve(**inputs).items()})
             done = min(i + batch_size, len(texts))
             if done >= next_report and done < len(texts):
                 rate = done / (time.perf_counter() - start)
@@ -128,7 +147,10 @@ def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,
                 next_report += PROGRESS_EVERY
     seconds = time.perf_counter() - start
     if not outputs:
-        return np.zeros((0, 0), np.float32), seconds
-    probabilities = np.empty_like(np.concatenate(outputs))
-    probabilities[order] = np.concatenate(outputs)
-    return probabilities, seconds
+        return {}, seconds
+    result = {}
+    for key in outputs[0]:
+        joined = np.concatenate([o[key] for o in outputs])
+        result[key] = np.empty_like(joined)
+        result[key][order] = joined
+    return result, seconds

@@ -1,4 +1,5 @@
-"""The classifier: TF-Hub encoder -> pooling -> dropout -> dense softmax, in functional tf-keras.
+"""The classifier: TF-Hub encoder -> pooling -> dropout -> dense softmax, in functional tf-keras
+(a dense sigmoid for multi-label data: one independent probability per label).
 
 The head reads the encoder's pooled [CLS] vector (`pooling="cls"`), or the mean of the last
 layer over the text's word pieces (`"mean"`), which is how sentence-embedding encoders such as
@@ -28,6 +29,7 @@ def build_classifier(
     name: str = "bertclf",
     pooled_only: bool = False,
     pooling: str = "cls",
+    multi_label: bool = False,
 ) -> tf.keras.Model:
     """Build inside `strategy.scope()`: the encoder's variables belong to the strategy.
 
@@ -37,6 +39,7 @@ def build_classifier(
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    # (A multi-label head has one output per label; a softmax over them would make them compete.)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
     inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
@@ -52,7 +55,7 @@ def build_classifier(
     x = tf.keras.layers.Dropout(dropout, name="dropout")(pooled)
     probs = tf.keras.layers.Dense(
         num_classes,
-        activation="softmax",
+        activation="sigmoid" if multi_label else "softmax",
         dtype="float32",  # probabilities stay float32 under a mixed-precision policy
         kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
         name="classifier",

@@ -11,6 +11,7 @@ vocabulary adapted on the training texts), then sublinear term frequency, invers
 frequency and unit length per text, as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`
 computes them. The classifier is scikit-learn's logistic regression fitted on those same
 features, its weights copied into the module; training and serving compute the same numbers.
+For multi-label data it is one logistic regression per label (one-vs-rest), read through a sigmoid.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ _BATCH = 512
 
 
 class NgramModel(tf.Module):
-    """Texts `[batch]` to class probabilities `[batch, classes]` from TF-IDF n-gram features."""
+    """Texts `[batch]` to class probabilities `[batch, classes]` from TF-IDF n-gram features
+    (a softmax; each label's own sigmoid when `multi_label`)."""
 
-    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray, kernel: np.ndarray, bias: np.ndarray):
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+                 multi_label: bool = False):
         super().__init__(name="ngram_model")
+        self._multi_label = multi_label
         self.vectorizer = tf.keras.layers.TextVectorization(
             standardize="lower_and_strip_punctuation", ngrams=NGRAMS, output_mode="count", sparse=True,
             vocabulary=list(vocabulary), name="ngram_vectorizer")
@@ -55,6 +59,8 @@ class NgramModel(tf.Module):
         return tf.sparse.sparse_dense_matmul(self.features(texts), self.kernel) + self.bias
 
     def __call__(self, texts: tf.Tensor) -> tf.Tensor:
+        if self._multi_label:
+            return tf.sigmoid(self.logits(texts))
         return tf.nn.softmax(self.logits(texts), axis=-1)
 
 
@@ -105,7 +111,8 @@ def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int
         max_tokens: int = MAX_TOKENS, c: float = C,
         class_weight: dict[int, float] | None = None) -> FittedNgram:
     """Adapt the vocabulary, compute the inverse document frequencies and fit the classifier
-    (its loss weighted by `class_weight`, class index -> weight, as the encoder's is)."""
+    (its loss weighted by `class_weight`, class index -> weight, as the encoder's is). A 0/1
+    matrix of `label_ids` (`[n, labels]`) fits one classifier per label."""
     from sklearn.linear_model import LogisticRegression
 
     start = time.monotonic()
@@ -121,17 +128,27 @@ def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int
     idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0  # scikit-learn's smooth idf
     idf[0] = 0.0  # out of vocabulary
     features = _tfidf_matrix(counts, idf)
-    classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight)
-    present = np.unique(label_ids)
-    classifier.fit(features, label_ids)
     kernel = np.zeros((len(idf), num_classes))
     bias = np.zeros(num_classes)
-    if len(present) == 2:  # one weight vector: p(second class) = sigmoid(x w + b) = softmax([0, x w + b])
-        kernel[:, present[1]], bias[present[1]] = classifier.coef_[0], classifier.intercept_[0]
+    multi_label = label_ids.ndim == 2
+    if multi_label:
+        for j in range(num_classes):
+            column = label_ids[:, j]
+            if column.min() == column.max():  # every text has the label, or none: a constant
+                bias[j] = 30.0 if column.min() else -30.0
+                continue
+            classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features, column)
+            kernel[:, j], bias[j] = classifier.coef_[0], classifier.intercept_[0]
     else:
-        kernel[:, present], bias[present] = classifier.coef_.T, classifier.intercept_
-    bias[np.setdiff1d(np.arange(num_classes), present)] = -1e9  # never predicted: no training examples
-    model = NgramModel(vocabulary, idf, kernel, bias)
+        classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight)
+        present = np.unique(label_ids)
+        classifier.fit(features, label_ids)
+        if len(present) == 2:  # one weight vector: p(second class) = sigmoid(x w + b) = softmax([0, x w + b])
+            kernel[:, present[1]], bias[present[1]] = classifier.coef_[0], classifier.intercept_[0]
+        else:
+            kernel[:, present], bias[present] = classifier.coef_.T, classifier.intercept_
+        bias[np.setdiff1d(np.arange(num_classes), present)] = -1e9  # never predicted: no training examples
+    model = NgramModel(vocabulary, idf, kernel, bias, multi_label)
     seconds = time.monotonic() - start
     logger.info("n-gram model: %d n-grams from %d texts, fitted in %.1f s", len(vocabulary), n, seconds)
     return FittedNgram(model, {"vocabulary": len(vocabulary), "ngrams": NGRAMS, "c": c,
@@ -148,9 +165,13 @@ def predict(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
 def choose_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray, label_ids: np.ndarray
                   ) -> tuple[float, dict]:
     """(n-gram weight, validation figures): the weight in `WEIGHTS` with the best validation
-    accuracy, ties to the lower log loss, then to the smaller weight."""
+    accuracy, ties to the lower log loss, then to the smaller weight. For multi-label data
+    (`label_ids` a 0/1 matrix) the lowest binary cross-entropy, its accuracy the share of
+    label decisions right at 0.5."""
     from sklearn.metrics import log_loss
 
+    if label_ids.ndim == 2:
+        return _choose_multi_label_weight(encoder_probabilities, ngram_probabilities, label_ids)
     labels = np.arange(encoder_probabilities.shape[1])
     rows = []
     for w in WEIGHTS:
@@ -162,4 +183,27 @@ def choose_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.nda
     weight = float(WEIGHTS[best])
     accuracy = {"encoder": rows[0][0], "ngram": rows[-1][0], "ensemble": rows[best][0]}
     figures = {"weight": weight, "validation_examples": int(len(label_ids)), "validation_accuracy": accuracy}
+    return weight, figures
+
+
+def binary_cross_entropy(true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean over examples and labels of each label's log loss."""
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return float(-np.mean(true * np.log(p) + (1 - true) * np.log(1 - p)))
+
+
+def _choose_multi_label_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray,
+                               true: np.ndarray) -> tuple[float, dict]:
+    losses = [binary_cross_entropy(true, (1 - w) * encoder_probabilities + w * ngram_probabilities)
+              for w in WEIGHTS]
+    best = int(np.argmin(losses))  # the first of equal losses: the smaller weight
+    weight = float(WEIGHTS[best])
+
+    def accuracy(w):
+        return float(np.mean((((1 - w) * encoder_probabilities + w * ngram_probabilities) >= 0.5) == true))
+
+    figures = {"weight": weight, "validation_examples": int(len(true)),
+               "validation_accuracy": {"encoder": accuracy(0.0), "ngram": accuracy(1.0),
+                                       "ensemble": accuracy(weight)},
+               "validation_loss": {"encoder": losses[0], "ngram": losses[-1], "ensemble": losses[best]}}
     return weight, figures

@@ -8,7 +8,8 @@
     python -m app.predict --model saved_models/pairs --pairs $'A man sings.\tSomeone is singing.'
 
 With `--pairs`, a model of text pairs gets each line (or argument) as its two texts separated by
-a tab.
+a tab. A multi-label model answers each text with its set of labels (`labels`, most probable
+first; possibly empty) and every label's probability.
 
 The server clients send the texts to `:predict` (REST row format, or gRPC Predict) and learn the
 class names once from the `classify` signature. A server's reply is only parsed as data and printed.
@@ -37,15 +38,23 @@ def predict_local(model: str, texts: Sequence[str], batch_size: int = 64,
     from app import inference
 
     loaded = inference.load(model)
-    probabilities, _ = loaded.predict(texts, batch_size, pairs)
-    return [_result(text, loaded.classes, p, None if pairs is None else pairs[i])
-            for i, (text, p) in enumerate(zip(texts, probabilities, strict=True))]
+    outputs, _ = loaded.predict_outputs(texts, batch_size, pairs)
+    predicted = outputs.get("predicted")
+    return [_result(text, loaded.classes, p, None if pairs is None else pairs[i],
+                    None if predicted is None else predicted[i])
+            for i, (text, p) in enumerate(zip(texts, outputs.get("probabilities", []), strict=True))]
 
 
-def _result(text: str, classes: Sequence[str], probabilities, pair: str | None = None) -> dict:
+def _result(text: str, classes: Sequence[str], probabilities, pair: str | None = None,
+            predicted=None) -> dict:
+    """One answer; `predicted` (a multi-label model's 0/1 decisions) makes it a label set."""
     probs = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
     out = {"text": text, **({"text_pair": pair} if pair is not None else {})}
-    return {**out, "label": max(probs, key=probs.get), "probabilities": probs}
+    if predicted is None:
+        return {**out, "label": max(probs, key=probs.get), "probabilities": probs}
+    chosen = sorted((c for c, hit in zip(classes, predicted, strict=True) if int(hit)),
+                    key=lambda c: -probs[c])
+    return {**out, "labels": chosen, "probabilities": probs}
 
 
 def _inputs(texts: Sequence[str], pairs: Sequence[str] | None, i: int) -> dict[str, str]:
@@ -68,7 +77,11 @@ def _check_predictions(text_batch: Sequence[str], rows, classes: Sequence[str],
         if len(probabilities) != len(classes):
             raise ServerError(f"server returned {len(probabilities)} probabilities "
                               f"for {len(classes)} classes")
-        out.append(_result(text, classes, probabilities, None if pair_batch is None else pair_batch[i]))
+        predicted = row.get("predicted")  # a multi-label model's decisions
+        if predicted is not None and (not isinstance(predicted, list) or len(predicted) != len(classes)):
+            raise ServerError(f"server reply's 'predicted' is not one 0/1 a class: {predicted!r:.200}")
+        out.append(_result(text, classes, probabilities, None if pair_batch is None else pair_batch[i],
+                           predicted))
     return out
 
 
@@ -170,9 +183,13 @@ def predict_grpc(address: str, model_name: str, texts: Sequence[str], batch_size
                 if pair_batch is not None:
                     request.inputs["text_pair"].CopyFrom(tf.make_tensor_proto(pair_batch, dtype=tf.string))
                 reply = stub.Predict(request, timeout=timeout)
-                probs = tf.make_ndarray(reply.outputs["probabilities"]).tolist()
-                out.extend(_check_predictions(batch, [{"probabilities": p} for p in probs], classes,
-                                              pair_batch))
+                probabilities = tf.make_ndarray(reply.outputs["probabilities"]).tolist()
+                rows = [{"probabilities": p} for p in probabilities]
+                if "predicted" in reply.outputs:  # a multi-label model
+                    hots = tf.make_ndarray(reply.outputs["predicted"]).tolist()
+                    for row, hot in zip(rows, hots, strict=True):
+                        row["predicted"] = hot
+                out.extend(_check_predictions(batch, rows, classes, pair_batch))
         except grpc.RpcError as e:
             raise ServerError(f"{address}: {e.code().name}: {e.details()}") from e
         except (KeyError, IndexError) as e:
@@ -213,7 +230,8 @@ def _print_table(results: Iterable[dict]) -> None:
         probs = "  ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
         text = " / ".join(" ".join(r[k].split()) for k in ("text", "text_pair") if k in r)
         text = text if len(text) <= 60 else text[:59] + "…"
-        print(f"{r['label']:<12} {probs}  {text!r}")
+        label = r["label"] if "label" in r else ",".join(r["labels"]) or "(none)"
+        print(f"{label:<12} {probs}  {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,7 +169,9 @@ def make_tf_dataset(
     if labels is None:
         ds = tf.data.Dataset.from_tensor_slices(features)
     else:
-        ds = tf.data.Dataset.from_tensor_slices((features, tf.constant(labels, tf.int32)))
+        # Class ids, or a multi-label 0/1 matrix.
+        labels = tf.constant(labels, tf.float32 if np.ndim(labels) == 2 else tf.int32)
+        ds = tf.data.Dataset.from_tensor_slices((features, labels))
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     if length_buckets:

@@ -65,20 +65,26 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     (run_dir / "config.json").write_text(resolved.to_json())
     (run_dir / "classes.json").write_text(json.dumps(dataset.classes))
     c = resolved.config
-    model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"])
+    model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"],
+                               dataset.multi_label)
     deadline = None
     if c.time_budget:
         # The first validation traces its function: one pass plus that.
         plan_record = resolved.plan
         one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
+        # After fit: one more pass over the validation split for the n-gram weight or the thresholds.
+        after = ngram_fit is not None or dataset.multi_label
         deadline = fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
-                                reserve_validations=1 if ngram_fit is not None else 0)
+                                reserve_validations=1 if after else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
     history = fit.fit(model, train_ds, val_ds, run_dir, c.epochs, c.patience, resolved.cpu_fusion, callbacks,
-                      deadline, class_weight=_class_ids(resolved, dataset.classes))
-    ngram_model, ngram_weight, resolved = ensemble(model, tokenizer, ngram_fit, dataset, resolved)
+                      deadline, class_weight=_class_ids(resolved, dataset.classes),
+                      monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR)
+    ngram_model, ngram_weight, resolved, val_probabilities = ensemble(model, tokenizer, ngram_fit, dataset,
+                                                                      resolved)
+    resolved = decide(resolved, dataset, val_probabilities)
     resolved = resolved.with_training(training_record(resolved, started, deadline, history))
     if deadline is not None:
         update_throughput(resolved, deadline)
@@ -150,7 +156,8 @@ def read_data(resolved: config_mod.ResolvedConfig):
     from app import data
 
     c = resolved.config
-    table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column)
+    table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column,
+                             c.task, c.label_separator, c.label_columns)
     dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
                                 c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
@@ -163,6 +170,12 @@ def weigh_classes(resolved: config_mod.ResolvedConfig, dataset) -> config_mod.Re
     plan keeps its class proportions."""
     from app import data
 
+    if dataset.multi_label:
+        if resolved.config.class_weight != "none":
+            raise ValueError(f"--class-weight {resolved.config.class_weight} weighs one class per text; "
+                             "multi-label data gets a decision threshold per label instead (chosen on "
+                             "the validation split), so leave it at none")
+        return resolved.with_class_weights({c: 1.0 for c in dataset.classes})
     weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.config.class_weight)
     if resolved.config.class_weight != "none":
         logger.info("class weights (--class-weight %s): %s", resolved.config.class_weight, weights)
@@ -247,10 +260,10 @@ def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
                 resolved.encoder.name, list(lengths), budget.cache_file())
     texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
     texts = (texts * batch)[:batch]  # the longest texts, so that every probe length is filled
-    model, _ = build_model(resolved, strategy, len(dataset.classes), total_steps=1000)
+    model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
     inputs = {length: preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
               for length in lengths}
-    labels = tf.zeros([batch], tf.int32)
+    labels = tf.zeros([batch, len(dataset.classes)]) if dataset.multi_label else tf.zeros([batch], tf.int32)
     with runtime.cpu_fusion(resolved.cpu_fusion):
         throughput = budget.probe(lambda length: model.train_on_batch(inputs[length], labels),
                                   lambda length: model.predict_on_batch(inputs[length]), lengths, batch)
@@ -276,7 +289,7 @@ def pipelines(resolved: config_mod.ResolvedConfig, dataset):
         drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets, pairs=val.pairs)
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
-                                  int(train_ds.cardinality()))
+                                  int(train_ds.cardinality()), dataset.multi_label)
     return tokenizer, train_ds, val_ds, resolved
 
 
@@ -318,35 +331,59 @@ def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
 
 
 def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
-    """(n-gram model or None, its weight, resolved config): the weight of the n-gram model's
-    probabilities, chosen on the validation split against the trained encoder's."""
+    """(n-gram model or None, its weight, resolved config, validation probabilities): the
+    weight of the n-gram model's probabilities, chosen on the validation split against the
+    trained encoder's; the probabilities are the export's on the validation split (None when
+    nothing after needs them: single-label without an n-gram model)."""
     import tensorflow as tf
 
     from app import inference, ngram
     from app.export import ServingModel
 
-    if ngram_fit is None:
-        return None, 0.0, resolved
+    if ngram_fit is None and not dataset.multi_label:
+        return None, 0.0, resolved, None
     val = dataset.splits["validation"]
     # The encoder's probabilities exactly as the export will compute them (length buckets and all).
-    serving = ServingModel(model, tokenizer, dataset.classes, {})
-    encoder = tf.function(serving.encoder_probabilities, input_signature=[tf.TensorSpec([None], tf.string)])
-    encoder_probabilities, _ = inference.predict_texts(lambda text: {"probabilities": encoder(text)},
-                                                       val.texts)
+    serving = ServingModel(model, tokenizer, dataset.classes, {}, pairs=val.pairs is not None)
+    spec = tf.TensorSpec([None], tf.string)
+    signature = [spec] * (1 + (val.pairs is not None))
+    encoder = tf.function(serving.encoder_probabilities, input_signature=signature)
+    encoder_probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
+                                                       val.texts, pairs=val.pairs)
+    if ngram_fit is None:
+        return None, 0.0, resolved, encoder_probabilities
     ngram_probabilities = ngram_fit.validation
     if ngram_probabilities is None:
         ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)
     weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities,
                                           dataset.label_ids("validation"))
     acc = figures["validation_accuracy"]
-    logger.info("n-gram weight %.2f: validation accuracy %.4f (encoder alone %.4f, n-grams alone %.4f)",
-                weight, acc["ensemble"], acc["encoder"], acc["ngram"])
-    return ngram_fit.model, weight, resolved.with_ngram({**ngram_fit.record, **figures})
+    logger.info("n-gram weight %.2f: validation %s %.4f (encoder alone %.4f, n-grams alone %.4f)",
+                weight, "label decisions right at 0.5" if dataset.multi_label else "accuracy",
+                acc["ensemble"], acc["encoder"], acc["ngram"])
+    probabilities = (1 - weight) * encoder_probabilities + weight * ngram_probabilities
+    return ngram_fit.model, weight, resolved.with_ngram({**ngram_fit.record, **figures}), probabilities
 
 
-def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int):
+def decide(resolved: config_mod.ResolvedConfig, dataset, probabilities) -> config_mod.ResolvedConfig:
+    """Multi-label: each label's decision threshold, the best F1 on the validation split
+    (app.decision), recorded in the resolved config and applied by the export."""
+    from app import decision
+
+    if not dataset.multi_label:
+        return resolved
+    thresholds = decision.choose_thresholds(probabilities, dataset.label_ids("validation"))
+    chosen = {c: round(float(t), 4) for c, t in zip(dataset.classes, thresholds, strict=True)}
+    logger.info("decision thresholds (best F1 per label on %d validation examples): %s",
+                len(dataset.splits["validation"]), chosen)
+    return resolved.with_thresholds(chosen)
+
+
+def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int,
+                multi_label: bool = False):
     """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
-    the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`)."""
+    the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`).
+    Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
     import tensorflow as tf
 
     from app.model import build_classifier
@@ -356,15 +393,22 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
     with strategy.scope():
         model = build_classifier(resolved.encoder.encoder, num_classes, c.dropout,
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
-                                 pooled_only=resolved.encoder.pooled_only, pooling=c.pooling)
+                                 pooled_only=resolved.encoder.pooled_only, pooling=c.pooling,
+                                 multi_label=multi_label)
         clock = tf.Variable(0.0, trainable=False, name="budget_clock",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
                                      c.clip_norm, clock)
+        if multi_label:
+            loss = tf.keras.losses.BinaryCrossentropy()
+            metrics = [tf.keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")]
+        else:
+            loss = tf.keras.losses.SparseCategoricalCrossentropy()
+            metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         model.compile(
             optimizer=optimizer,
-            loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            loss=loss,
+            metrics=metrics,
             jit_compile=c.jit_compile,
             steps_per_execution=c.steps_per_execution,
         )
@@ -385,8 +429,10 @@ def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedCo
     output_dir = c.output_dir if chief else tempfile.mkdtemp(prefix="bertclf-worker-export-")
     version = choose_version(output_dir, c.model_name, c.version)
     resolved = resolved.with_export(str(Path(output_dir) / c.model_name / str(version)), version)
+    thresholds = [resolved.thresholds[name] for name in classes] if resolved.thresholds else None
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
-                              version, ngram_model, ngram_weight, pairs=c.text_pair_column is not None)
+                              version, ngram_model, ngram_weight, pairs=c.text_pair_column is not None,
+                              thresholds=thresholds)
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         return None, resolved
@@ -423,11 +469,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.export_dir is not None:
+        from app.evaluate import summary_line
+
         r = result.report
         print(f"\nexported model: {result.export_dir}")
         print(f"report:         {result.report_dir / 'report.html'}")
-        print(f"test accuracy {r['accuracy']:.4f}, macro F1 {r['macro_f1']:.4f} on {r['n_examples']} "
-              f"examples ({r['data']})")
+        print(f"test {summary_line(r)} ({r['data']})")
     return 0
 
 

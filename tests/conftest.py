@@ -243,6 +243,50 @@ def trained_pairs(tiny_hub, tmp_path_factory):
     return train.run(cfg), cfg
 
 
+TAG_CLASSES = ["praise", "complaint", "music"]
+
+
+def write_tiny_tags(folder: Path, n: int = 160, seed: int = 0) -> tuple[Path, Path]:
+    """A multi-label table in the shape emotion corpora come in: TSV without a header, columns
+    text, label ids separated by commas (0-based, named in a separate file), an id. `praise`
+    when the text has positive words, `complaint` negative ones, `music` the word music: any
+    number of the three, none included."""
+    rng = np.random.default_rng(seed)
+    filler = [w for w in FILLER if w != "music"]
+    rows = []
+    for i in range(n):
+        words, tags = list(rng.choice(filler, size=4)), []
+        for tag, (vocabulary, share) in enumerate(((POSITIVE, 0.5), (NEGATIVE, 0.4), (["music"], 0.35))):
+            if rng.random() < share:
+                words += list(rng.choice(vocabulary, size=2 if tag < 2 else 1))
+                tags.append(str(tag))
+        rng.shuffle(words)
+        rows.append((" ".join(words), ",".join(tags), f"t{i}"))
+    table = folder / "tags.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", header=False, index=False)
+    names = folder / "tags.txt"
+    names.write_text("\n".join(TAG_CLASSES) + "\n")
+    return table, names
+
+
+@pytest.fixture(scope="session")
+def trained_tags(tiny_hub, tmp_path_factory):
+    """One finished multi-label `app.train` run of the tiny encoder, read from the TSV as it
+    comes (no header, label ids separated by commas, their names in a file): (RunResult, config)."""
+    import argparse
+
+    from app import config, train
+
+    tmp = tmp_path_factory.mktemp("trained_tags")
+    table, names = write_tiny_tags(tmp)
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = tiny_train_args(tiny_hub, table, tmp, epochs=3, text_column="0", label_column="1",
+                           label_separator=",", label_names=names, model_name="tags")
+    cfg = config.build_config(parser.parse_args(args))
+    return train.run(cfg), cfg
+
+
 def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]:
     """`app.train` flags for a quick run of the tiny encoder."""
     # A random tiny encoder needs about 100 steps to pick up the sentiment words.

@@ -356,3 +356,71 @@ def test_text_pairs_come_from_a_second_column_and_travel_with_their_rows(tmp_pat
         data.read_dataset(str(path), table=data.TableFormat("q1", "is_duplicate", text_pair_column="q3"))
     with pytest.raises(DataError, match=r"text pairs come in a table"):
         data.read_dataset(str(acl_tree), table=data.TableFormat(text_pair_column="second"))
+
+
+def test_multi_label_tables_read_in_each_form_they_come_in(tmp_path):
+    """Label sets from a separated string (ids named from a file, as emotion corpora ship
+    them), JSONL lists, Parquet lists, one 0/1 column per label, and a JSON list written into a
+    CSV cell; an example with no labels is kept, as an empty set."""
+    (tmp_path / "go.tsv").write_text("good film\t0,2\tx1\nbad film\t1\tx2\nthe plot\t\tx3\ngreat\t2,0\tx4\n")
+    (tmp_path / "names.txt").write_text("joy\nanger\nlove\n")
+    table = data.TableFormat("0", "1", "none", str(tmp_path / "names.txt"), label_separator=",")
+    ds = data.read_dataset(str(tmp_path / "go.tsv"), table=table)
+    assert ds.multi_label and ds.classes == ["joy", "anger", "love"]
+    assert ds.splits["train"].labels == [("joy", "love"), ("anger",), (), ("love", "joy")]
+    np.testing.assert_array_equal(ds.label_ids("train"), [[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 0, 1]])
+    assert ds.label_ids("train").dtype == np.float32
+    assert ds.splits["train"].counts() == {"anger": 1, "joy": 2, "love": 2}
+
+    rows = [{"text": "a", "labels": ["x", "y"]}, {"text": "b", "labels": []}, {"text": "c", "labels": ["y"]}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = data.read_dataset(str(tmp_path / "t.jsonl"))  # detected: the labels are lists
+    assert ds.multi_label and ds.splits["train"].labels == [("x", "y"), (), ("y",)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
+    assert data.read_dataset(str(tmp_path / "t.parquet")).splits["train"].labels == [("x", "y"), (), ("y",)]
+
+    pd.DataFrame({"text": ["a", "b", "c"], "toxic": [1, 0, 1], "insult": ["0", "false", "true"]}).to_csv(
+        tmp_path / "cols.csv", index=False)
+    ds = data.read_dataset(str(tmp_path / "cols.csv"), table=data.TableFormat(label_columns="toxic,insult"))
+    assert ds.classes == ["toxic", "insult"]  # the columns' order, not alphabetical
+    assert ds.splits["train"].labels == [("toxic",), (), ("toxic", "insult")]
+
+    pd.DataFrame({"text": ["a", "b"], "label": ['["x", "y"]', "[]"]}).to_csv(tmp_path / "j.csv", index=False)
+    ds = data.read_dataset(str(tmp_path / "j.csv"), table=data.TableFormat(task="multi-label"))
+    assert ds.splits["train"].labels == [("x", "y"), ()]
+
+
+def test_multi_label_validation_split_is_seeded_and_keeps_every_example(tmp_path):
+    rows = [{"text": f"text {i}", "labels": [["a"], ["b"], ["a", "b"], []][i % 4]} for i in range(40)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    one = data.load_dataset(str(tmp_path / "t.jsonl"), validation_split=0.25, seed=3)
+    two = data.load_dataset(str(tmp_path / "t.jsonl"), validation_split=0.25, seed=3)
+    assert len(one.splits["validation"]) == 10 and len(one.splits["train"]) == 30
+    assert one.splits["validation"].ids == two.splits["validation"].ids
+    assert sorted(one.splits["train"].ids + one.splits["validation"].ids) == sorted(f"t.jsonl:{i}"
+                                                                                    for i in range(1, 41))
+
+
+@pytest.mark.parametrize("case", ["bad flag value", "list for single-label", "separator with single-label",
+                                  "both label flags", "folder", "mixed test data", "unknown test label"])
+def test_multi_label_input_mistakes_get_clear_errors(tmp_path, acl_tree, case):
+    pd.DataFrame({"text": ["a", "b"], "toxic": [1, 2]}).to_csv(tmp_path / "cols.csv", index=False)
+    (tmp_path / "t.jsonl").write_text('{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": ["y"]}\n')
+    (tmp_path / "single.jsonl").write_text('{"text": "a", "labels": "x"}\n{"text": "b", "labels": "y"}\n')
+    (tmp_path / "other.jsonl").write_text('{"text": "a", "labels": ["z"]}\n')
+    source, test, table, message = {
+        "bad flag value": ("cols.csv", None, dict(label_columns="toxic"),
+                           "cols.csv row 3: label column 'toxic' holds '2'"),
+        "list for single-label": ("t.jsonl", None, dict(task="single-label"), "several labels per text take "
+                                  "--task multi-label"),
+        "separator with single-label": ("t.jsonl", None, dict(task="single-label", label_separator=","),
+                                        "--label-separator gives each text several labels"),
+        "both label flags": ("cols.csv", None, dict(label_column="toxic", label_columns="toxic"),
+                             "give one"),
+        "folder": (str(acl_tree), None, dict(label_separator=","), "several labels per text come in a table"),
+        "mixed test data": ("t.jsonl", "single.jsonl", {}, "the test split has one label per text"),
+        "unknown test label": ("t.jsonl", "other.jsonl", {}, "test split has label(s) ['z']"),
+    }[case]
+    with pytest.raises(ValueError) as error:
+        data.read_dataset(str(tmp_path / source), test and str(tmp_path / test), data.TableFormat(**table))
+    assert message in str(error.value)

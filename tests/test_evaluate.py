@@ -131,3 +131,55 @@ def test_evaluate_cli_refuses_broken_models(exported, tiny_reviews, tmp_path):
         cli = run_module if i == 0 else run_in_process
         assert_clear_failure(cli("evaluate", "--model", model, "--data", tiny_reviews, "--output",
                                  tmp_path / "r"), message)
+
+
+ML_TRUE = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+ML_PROBS = np.array([[0.9, 0.2, 0.7], [0.3, 0.8, 0.4], [0.6, 0.3, 0.1], [0.2, 0.1, 0.6]])
+ML_THRESHOLDS = np.array([0.5, 0.5, 0.5], np.float32)
+
+
+def test_multi_label_metrics_by_hand(tmp_path):
+    predicted = (ML_PROBS >= ML_THRESHOLDS).astype(int)  # [[1,0,1],[0,1,0],[1,0,0],[0,0,1]]
+    pred = Predictions(["a", "b", "c", "d"], ["good music", "bad", "good bad", "plain"], ML_TRUE, ML_PROBS,
+                       0.5, predicted, ML_THRESHOLDS)
+    report = write_report(pred, ["praise", "complaint", "music"], tmp_path, model="m/1", data="fixture")
+    # Decisions: TP 4 (a: praise, music; b: complaint; c: praise), FP 1 (d: music), FN 1 (c: complaint).
+    assert report["micro_f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))
+    # Per label F1: praise 1, complaint 2/3 (1 TP, 1 FN), music 2/3 (1 TP, 1 FP).
+    assert report["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert report["per_class"]["complaint"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "roc_auc": 1.0, "threshold": 0.5})
+    assert report["subset_accuracy"] == report["accuracy"] == pytest.approx(2 / 4)  # a and b
+    assert report["hamming_loss"] == pytest.approx(2 / 12)
+    assert report["label_cardinality"] == pytest.approx(5 / 4)
+    assert report["predicted_cardinality"] == pytest.approx(5 / 4)
+    assert report["thresholds"] == {"praise": 0.5, "complaint": 0.5, "music": 0.5}
+    frame = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    assert list(frame["true_labels"]) == ["praise|music", "complaint", "praise|complaint", ""]
+    assert list(frame["predicted_labels"]) == ["praise|music", "complaint", "praise", "music"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| micro_f1 |" in md and "| roc_auc | threshold |" in md
+    # The mistakes: c and d, one wrong decision each; d's (0.6 against 0.5) and c's (0.3) quoted.
+    assert "true **praise, complaint**, predicted **praise**" in md
+    assert "true **(none)**, predicted **music**" in md
+    for png in ("f1_per_label.png", "precision_recall_curve.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert "confusion_matrix" not in report
+
+
+def test_evaluate_cli_on_a_multi_label_export_reads_the_table_with_its_flags(trained_tags, tmp_path):
+    from tests.conftest import write_tiny_tags
+
+    result, _ = trained_tags
+    table, names = write_tiny_tags(tmp_path, n=24, seed=5)
+    flags = ["--header", "none", "--text-column", "0", "--label-column", "1", "--label-names", names]
+    proc = run_in_process("evaluate", "--model", result.export_dir, "--data", table, "--label-separator", ",",
+                          *flags, "--output", tmp_path / "report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "micro F1" in proc.stdout and "subset accuracy" in proc.stdout
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["task"] == "multi-label" and report["n_examples"] == 24
+    assert report["thresholds"] == result.config.thresholds
+    # Without the separator the labels read as single labels ("0,2" a name): refused, and why.
+    assert_clear_failure(run_in_process("evaluate", "--model", result.export_dir, "--data", table,
+                                        "--task", "single-label", *flags[:6]), "is multi-label")

@@ -337,3 +337,45 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     np.testing.assert_allclose(answer["served"], in_memory, atol=1e-5)
     np.testing.assert_allclose(answer["classify"], in_memory, atol=1e-5)
     assert not hasattr(tf.saved_model.load(str(result.export_dir)), "ngram_probabilities")  # none for pairs
+
+
+def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(trained_tags, tmp_path):
+    """`serving_default` returns per-label probabilities, the 0/1 decisions at the recorded
+    thresholds and the predicted names (most probable first, padded with ""); `classify` the
+    same scores; a process importing only TensorFlow and TF Text gets what app.inference gets."""
+    result, _ = trained_tags
+    texts = ["good great music", "bad dull film", "the plot", ""]
+    script = textwrap.dedent("""
+        import json, sys
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401
+        assert "app" not in sys.modules and "tf_keras" not in sys.modules
+        model = tf.saved_model.load(sys.argv[1])
+        texts = json.loads(sys.argv[2])
+        out = model.signatures["serving_default"](text=tf.constant(texts))
+        examples = [tf.train.Example(features=tf.train.Features(feature={"text": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[t.encode()]))})).SerializeToString() for t in texts]
+        scores = model.signatures["classify"](inputs=tf.constant(examples))["scores"].numpy()
+        print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                          "predicted": out["predicted"].numpy().tolist(),
+                          "labels": [[v.decode() for v in row] for row in out["labels"].numpy()],
+                          "classify": scores.tolist(), "outputs": sorted(out)}))
+    """)
+    env = {k: v for k, v in ENV.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+    proc = subprocess.run([sys.executable, "-c", script, str(result.export_dir), json.dumps(texts)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer["outputs"] == ["labels", "predicted", "probabilities"]
+    classes = ["praise", "complaint", "music"]
+    thresholds = np.array([result.config.thresholds[c] for c in classes], np.float32)
+    probabilities = np.array(answer["probabilities"], np.float32)
+    np.testing.assert_array_equal(answer["predicted"], (probabilities >= thresholds).astype(int))
+    for row, hot, p in zip(answer["labels"], answer["predicted"], probabilities, strict=True):
+        chosen = sorted((c for c, h in zip(classes, hot, strict=True) if h),
+                        key=lambda c, p=p: -p[classes.index(c)])
+        assert row == chosen + [""] * (len(classes) - len(chosen))
+    np.testing.assert_allclose(answer["classify"], probabilities, atol=1e-6)
+    local, _ = inference.load(result.export_dir).predict_outputs(texts)
+    np.testing.assert_allclose(local["probabilities"], probabilities, atol=1e-6)
+    assert answer["predicted"][0][0] == 1 and answer["predicted"][1][1] == 1  # praise; complaint

@@ -82,3 +82,18 @@ def test_the_weight_is_chosen_on_validation():
     assert 0 < weight < 1
     assert figures["validation_accuracy"]["ensemble"] == 1.0
     assert figures["validation_accuracy"]["encoder"] == figures["validation_accuracy"]["ngram"] == 0.5
+
+
+def test_multi_label_fits_one_classifier_per_label_through_a_sigmoid():
+    texts = ["good music", "bad film", "good film", "music", "bad music", "film"] * 4
+    true = np.array([[("good" in t), ("bad" in t), ("music" in t)] for t in texts], np.float32)
+    fitted = ngram.fit(texts, true, 3)
+    p = ngram.predict(fitted.model, ["good music", "bad film"])
+    assert p.shape == (2, 3)
+    assert not np.allclose(p.sum(1), 1.0)  # independent labels, not a softmax
+    np.testing.assert_array_equal(p >= 0.5, [[True, False, True], [False, True, False]])
+    # A label every text has, or none has, is a constant.
+    constant = ngram.fit(texts, np.concatenate([true[:, :2], np.ones((len(texts), 1))], 1), 3)
+    assert ngram.predict(constant.model, ["anything"])[0, 2] > 0.999
+    weight, figures = ngram.choose_weight(np.full_like(true, 0.5), ngram.predict(fitted.model, texts), true)
+    assert weight == 1.0 and figures["validation_loss"]["ensemble"] < figures["validation_loss"]["encoder"]

@@ -34,6 +34,8 @@ def test_notebook_executes_without_errors(minilm_hub_cache, tmp_path, monkeypatc
     assert any(o.output_type == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
     assert (tmp_path / "out" / "saved_models" / "notebook" / "1" / "saved_model.pb").is_file()
     assert (tmp_path / "out" / "runs" / "notebook" / "report" / "report.json").is_file()
+    assert json.loads((tmp_path / "out" / "runs" / "notebook-tags" / "report" / "report.json").read_text()
+                      )["task"] == "multi-label"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "SMALL run" in text  # says its numbers mean nothing
     assert "localhost:8501/v1/models/notebook:predict" in text  # the model it made, not another

@@ -228,3 +228,26 @@ def test_text_pairs_locally_and_through_rest_and_grpc(trained_pairs, tmp_path):
     assert_clear_failure(run_in_process("predict", "--model", base, "good film"), "classifies text pairs")
     assert_clear_failure(run_in_process("predict", "--model", base, "--pairs", "no tab here"),
                          "--pairs: text 1 has no tab")
+
+
+def test_label_sets_locally_and_through_rest_and_grpc(trained_tags, tmp_path):
+    base = trained_tags[0].export_dir.parent
+    texts = ["good great music", "bad dull film", "the plot"]
+    local = predict.predict_local(str(base), texts)
+    assert all("labels" in r and "label" not in r for r in local)
+    assert "praise" in local[0]["labels"] and "complaint" in local[1]["labels"]
+    with FakeTFServing(base, "tags") as server:
+        rest = predict.predict_rest(server.url, "tags", texts, batch_size=2)
+    with FakeTFServingGrpc(base, "tags") as server:
+        grpc = predict.predict_grpc(server.address, "tags", texts)
+    for remote in (rest, grpc):
+        for a, b in zip(local, remote, strict=True):
+            assert (a["text"], a["labels"]) == (b["text"], b["labels"])
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
+    proc = run_in_process("predict", "--model", base, *texts)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[0] == ",".join(local[0]["labels"])
+    assert lines[2].split()[0] == (",".join(local[2]["labels"]) or "(none)")
+    proc = run_in_process("predict", "--model", base, "--json", texts[0])
+    assert json.loads(proc.stdout)["labels"] == local[0]["labels"]

@@ -56,8 +56,10 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     # No null or "auto" left but settings that were left unset on purpose or do not apply
     # (a folder of files has no columns, no header and no label names file).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
-    assert unset == ["header", "label_column", "label_names", "max_eval_examples", "max_train_examples",
-                     "test_data", "text_column", "text_pair_column", "time_budget", "tpu"]
+    assert unset == ["header", "label_column", "label_columns", "label_names", "label_separator",
+                     "max_eval_examples", "max_train_examples", "test_data", "text_column",
+                     "text_pair_column", "time_budget", "tpu"]
+    assert values["task"] == "single-label"  # resolved from the data
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
     assert saved["encoder"]["encoder"] == str(Path(cfg.encoder) / "encoder")
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
@@ -177,3 +179,34 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
     assert (predictions["n_words"] == 6 + 1 + 5).all()
     report = json.loads((result.report_dir / "report.json").read_text())
     assert report["n_examples"] == saved["data"]["examples"]["validation"]
+
+
+def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
+    """Detected from --label-separator, trained with a sigmoid head and binary cross-entropy,
+    each label's threshold chosen on validation and recorded in the run, the export and the report."""
+    result, _ = trained_tags
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["config"]["task"] == "multi-label"
+    assert saved["data"]["classes"] == ["praise", "complaint", "music"]  # the names file's order
+    assert set(saved["thresholds"]) == {"praise", "complaint", "music"}
+    assert all(0 < t < 1 for t in saved["thresholds"].values())
+    exported = json.loads((result.export_dir / "assets" / "config.json").read_text())
+    assert exported["thresholds"] == saved["thresholds"]
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert {"f1", "val_f1"} <= set(history.columns) and "val_accuracy" not in history
+    report = result.report
+    assert report["task"] == "multi-label" and report["thresholds"] == saved["thresholds"]
+    # The labels are words in the texts: the run (n-grams and encoder) should find them.
+    assert report["micro_f1"] > 0.8, report["per_class"]
+    assert saved["ngram"]["weight"] >= 0 and "validation_loss" in saved["ngram"]
+
+
+def test_class_weights_are_refused_for_multi_label_data(tiny_hub, tmp_path):
+    from tests.conftest import write_tiny_tags
+
+    table, _ = write_tiny_tags(tmp_path, n=40)
+    proc = run_in_process("train", *tiny_train_args(tiny_hub, table, tmp_path, header="none", text_column="0",
+                                                    label_column="1", label_separator=",",
+                                                    class_weight="balanced"))
+    assert_clear_failure(proc, "multi-label data gets a decision threshold per label")
+    assert not (tmp_path / "models").exists()

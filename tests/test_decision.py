@@ -1,0 +1,37 @@
+"""app.decision: each label's threshold is the one with the best validation F1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app import decision
+
+
+def test_each_label_gets_its_best_f1_threshold_halfway_to_the_next_score():
+    probabilities = np.array([[0.9, 0.30, 0.2], [0.6, 0.25, 0.1], [0.4, 0.20, 0.3], [0.1, 0.05, 0.4]])
+    true = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]])
+    thresholds = decision.choose_thresholds(probabilities, true)
+    # Label 0: keeping the scores from 0.6 up catches both positives and nothing else (F1 1);
+    # halfway between 0.6 and the next score below, 0.4.
+    # Label 1: every example but the third is positive; keeping all (>= 0.05) gives F1 6/7,
+    # better than >= 0.25 (4/5): halfway between 0.05 and 0.
+    # Label 2: no positives in validation: the default.
+    np.testing.assert_allclose(thresholds, [0.5, 0.025, decision.DEFAULT_THRESHOLD], rtol=1e-6)
+    np.testing.assert_array_equal(decision.label_sets(probabilities, thresholds),
+                                  [[1, 1, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]])
+
+
+def test_equal_f1_prefers_the_threshold_nearest_one_half():
+    # Keeping >= 0.9 (P 1, R 1/2) and >= 0.2 (P 1/2, R 1) both give F1 2/3; >= 0.8 and >= 0.3 less
+    # or more: true [1, 0, 0, 1] ranks P N N P.
+    probabilities = np.array([[0.9], [0.8], [0.3], [0.2]])
+    true = np.array([[1], [0], [0], [1]])
+    thresholds = decision.choose_thresholds(probabilities, true)
+    # F1 by rule: >=0.9: 2/3; >=0.8: 1/2; >=0.3: 2/5; >=0.2: 2/3. Midpoints 0.85 and 0.1: 0.85.
+    assert thresholds[0] == pytest.approx(0.85)
+
+
+def test_shapes_must_agree():
+    with pytest.raises(ValueError, match=r"probabilities \(2, 3\) and labels \(2, 2\)"):
+        decision.choose_thresholds(np.zeros((2, 3)), np.zeros((2, 2)))
