@@ -35,8 +35,10 @@ AUTO_QUANTILE = 0.75
 AUTO_MAX_LENGTH = 256
 # With a budget, lengths up to the one that keeps 90 % of the texts whole are considered...
 NEED_QUANTILE = 0.9
-# ...and the longest is taken that still trains on this many distinct examples (or on all).
-MIN_EXAMPLES = 4000
+# ...and the longest is taken that still trains on this many distinct examples (or on all), else
+# the shortest. Fine-tuning a small encoder for minutes, more distinct examples did more than
+# more of each text: the n-gram model beside it already reads every word (docs/time-budget.md).
+MIN_EXAMPLES = 10_000
 # One epoch is planned over this many times the examples the estimate says fit: the deadline
 # ends it on time, and the schedule decays by the clock, so a pessimistic probe wastes no time.
 HEADROOM = 1.5
