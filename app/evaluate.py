@@ -171,7 +171,8 @@ def compute_multi_label_metrics(true: np.ndarray, probabilities: np.ndarray, pre
         "micro_precision": float(micro[0]), "micro_recall": float(micro[1]), "micro_f1": float(micro[2]),
         "macro_precision": float(precision.mean()), "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
-        "samples_f1": float(metrics.f1_score(true, predicted, average="samples", zero_division=0)),
+        # (A text with no labels and none predicted is right: F1 1, not undefined.)
+        "samples_f1": float(metrics.f1_score(true, predicted, average="samples", zero_division=1.0)),
         "hamming_loss": float(metrics.hamming_loss(true, predicted)),
         "label_cardinality": float(true.sum(1).mean()),
         "predicted_cardinality": float(predicted.sum(1).mean()),
@@ -219,6 +220,8 @@ def _multi_label_plots(pred: Predictions, classes: Sequence[str], report: dict, 
         fig, ax = plt.subplots(figsize=(5, 4))
         PrecisionRecallDisplay.from_predictions(pred.true.ravel(), pred.probabilities.ravel(),
                                                 name="all labels (micro)", ax=ax)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
         ax.set_title("Precision-recall, every label decision")
         save(fig, "precision_recall_curve.png")
     _training_curves(history, out, save, "f1")
@@ -347,8 +350,14 @@ def _multi_label_mistakes(pred: Predictions, classes: Sequence[str], n: int = 10
     def names(hot):
         return ", ".join(c for c, h in zip(classes, hot, strict=True) if h) or "(none)"
 
+    def why(i):  # each wrong decision, with its probability against the label's threshold
+        return "; ".join(
+            f"{'missed' if pred.true[i, j] else 'wrongly'} {c} ({pred.probabilities[i, j]:.3f} "
+            f"{'<' if pred.true[i, j] else '>='} {pred.thresholds[j]:.3f})"
+            for j, c in enumerate(classes) if wrong[i, j])
+
     return [{"id": pred.ids[i], "true": names(pred.true[i]), "predicted": names(pred.predicted[i]),
-             "confidence": float(surety[i]), "text": _quote(pred.texts[i])} for i in rows]
+             "confidence": float(surety[i]), "why": why(i), "text": _quote(pred.texts[i])} for i in rows]
 
 
 def _mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[dict]:
@@ -430,7 +439,7 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
         lines.append("None: every example was classified correctly.")
     for m in mistakes:
         lines.append(f"- `{m['id']}` true **{m['true']}**, predicted **{m['predicted']}** "
-                     f"({m['confidence']:.3f}): {m['text']}")
+                     f"({m.get('why') or format(m['confidence'], '.3f')}): {m['text']}")
     return "\n".join(lines) + "\n"
 
 
@@ -453,7 +462,8 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
         parts.append(f'<figure><img alt="{image}" src="data:image/png;base64,{data}"></figure>')
     parts.append("<h2>Most confident mistakes</h2><ul>" + "".join(
         f"<li><code>{esc(m['id'])}</code> true <b>{esc(m['true'])}</b>, predicted "
-        f"<b>{esc(m['predicted'])}</b> ({m['confidence']:.3f}): {esc(m['text'])}</li>" for m in mistakes)
+        f"<b>{esc(m['predicted'])}</b> ({esc(m.get('why') or format(m['confidence'], '.3f'))}): "
+        f"{esc(m['text'])}</li>" for m in mistakes)
         + "</ul>")
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}"

@@ -160,8 +160,10 @@ def test_multi_label_metrics_by_hand(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| micro_f1 |" in md and "| roc_auc | threshold |" in md
     # The mistakes: c and d, one wrong decision each; d's (0.6 against 0.5) and c's (0.3) quoted.
-    assert "true **praise, complaint**, predicted **praise**" in md
-    assert "true **(none)**, predicted **music**" in md
+    assert "true **praise, complaint**, predicted **praise** (missed complaint (0.300 < 0.500))" in md
+    assert "true **(none)**, predicted **music** (wrongly music (0.600 >= 0.500))" in md
+    # Per text: a and b whole, c 2/3 (P 1, R 1/2), d 0 (one label predicted, none true).
+    assert report["samples_f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
     for png in ("f1_per_label.png", "precision_recall_curve.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "confusion_matrix" not in report
