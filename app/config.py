@@ -21,6 +21,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from app.baseline import BASELINES
+from app.calibration import CALIBRATIONS
 from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, TASKS
 from app.encoders import DEFAULT_ENCODER, EncoderSpec
 
@@ -100,6 +102,13 @@ class TrainConfig:
     ngram_model: bool = _field(True, "model", "average the encoder's probabilities with a TF-IDF n-gram "
                                "linear model over the whole text (app.ngram), weighted on the validation "
                                "split, inside the same export")
+    calibration: str = _field("temperature", "model", "temperature: scale the exported probabilities by a "
+                              "temperature fitted on the validation split (log loss), so that they mean what "
+                              "they say (app.calibration); none: the raw softmax (or sigmoids)")
+    decision_threshold: float | None = _field(None, "model", "two classes only: the export's class_id and "
+                                              "label are the second class when its probability reaches this "
+                                              "(the report's operating points say what each gives)",
+                                              "the most probable class")
     # optimisation
     epochs: int | None = _field(None, "optimisation", "training epochs, stopped early by --patience",
                                 f"{DEFAULT_EPOCHS}, or planned by --time-budget")
@@ -142,6 +151,9 @@ class TrainConfig:
                                  "same folder resumes a killed run", "runs/MODEL_NAME")
     version: int | None = _field(None, "outputs", "export version, the integer folder TF Serving loads",
                                  "the next free number")
+    baseline: str = _field("tfidf", "outputs", "the classic baseline the report sets the model against: "
+                           "tfidf (TF-IDF + logistic regression, scikit-learn, fitted on the same training "
+                           "split) or none")
 
     @property
     def resolved_run_dir(self) -> Path:
@@ -211,6 +223,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("steps-per-execution", cfg.steps_per_execution, "must be at least 1")
     if not _NAME.match(cfg.model_name):
         bad("model-name", cfg.model_name, "must be a folder name (letters, digits, . _ -)")
+    if cfg.decision_threshold is not None and not 0 < cfg.decision_threshold < 1:
+        bad("decision-threshold", cfg.decision_threshold, "must be in (0, 1)")
+    if cfg.calibration not in CALIBRATIONS:
+        bad("calibration", cfg.calibration, f"must be one of {list(CALIBRATIONS)}")
+    if cfg.baseline not in BASELINES:
+        bad("baseline", cfg.baseline, f"must be one of {list(BASELINES)}")
     if cfg.version is not None and cfg.version < 1:
         bad("version", cfg.version, "must be a positive integer")
     return cfg
@@ -353,6 +371,10 @@ class ResolvedConfig:
     ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
     class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
     thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
+    calibration: dict = dataclasses.field(default_factory=dict)  # filled by with_calibration
+
+    def with_calibration(self, calibration: dict) -> ResolvedConfig:
+        return dataclasses.replace(self, calibration=dict(calibration))
 
     def with_thresholds(self, thresholds: dict[str, float]) -> ResolvedConfig:
         return dataclasses.replace(self, thresholds=dict(thresholds))

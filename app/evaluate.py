@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 ECE_BINS = 15
 QUOTE_CHARS = 300
+SURPRISE_SAMPLE = 500  # training examples scored for the most surprising (a seeded sample)
+SURPRISING = 5
 
 
 @dataclasses.dataclass
@@ -46,6 +48,13 @@ class Predictions:
     seconds: float = 0.0
     predicted: np.ndarray | None = None  # multi-label: the export's 0/1 decisions [n, labels]
     thresholds: np.ndarray | None = None  # multi-label: the export's threshold per label
+    raw_probabilities: np.ndarray | None = None  # before the export's calibration, when it has one
+    class_ids: np.ndarray | None = None  # the export's class_id, when a decision threshold sets it
+
+    @property
+    def decided(self) -> np.ndarray:
+        """The predicted class of each example: the export's, else the most probable."""
+        return self.class_ids if self.class_ids is not None else self.probabilities.argmax(1)
 
     @property
     def multi_label(self) -> bool:
@@ -76,13 +85,15 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
-def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict:
-    """Every number in report.json, from scikit-learn wherever it has the metric."""
+def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
+                    predicted: np.ndarray | None = None) -> dict:
+    """Every number in report.json, from scikit-learn wherever it has the metric. `predicted`
+    are the model's decisions when they are not the most probable class (a decision threshold)."""
     from sklearn import metrics
 
     k = len(classes)
     labels = list(range(k))
-    pred = probabilities.argmax(axis=1)
+    pred = probabilities.argmax(axis=1) if predicted is None else np.asarray(predicted)
     confidence = probabilities.max(axis=1)
     notes = []
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
@@ -104,7 +115,7 @@ def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequen
         "confusion_matrix": metrics.confusion_matrix(true, pred, labels=labels).tolist(),
         "log_loss": float(metrics.log_loss(true, probabilities, labels=labels)),
         "brier": float(metrics.brier_score_loss(true, probabilities, labels=labels)),
-        "ece": expected_calibration_error(confidence, (pred == true).astype(float)),
+        "ece": expected_calibration_error(confidence, (probabilities.argmax(1) == true).astype(float)),
         "mean_confidence": float(confidence.mean()),
     }
     present = sorted(set(true.tolist()))
@@ -252,9 +263,9 @@ def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.Dat
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     written = []
-    predicted = pred.probabilities.argmax(1)
+    predicted = pred.decided
     confidence = pred.probabilities.max(1)
-    correct = predicted == pred.true
+    correct = pred.probabilities.argmax(1) == pred.true  # (calibration: the probabilities' own claim)
 
     def save(fig, name):
         fig.tight_layout()
@@ -278,8 +289,10 @@ def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.Dat
             continue  # binary: one curve, for the second class
         RocCurveDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_roc)
         PrecisionRecallDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_pr)
-    ax_roc.set_title("ROC curve")
-    ax_pr.set_title("Precision-recall curve")
+    # (scikit-learn's axis labels say "Positive label: 1" where the classes have names.)
+    which = f" (positive class: {classes[1]})" if len(classes) == 2 else " (each class against the rest)"
+    ax_roc.set(title="ROC curve" + which, xlabel="false positive rate", ylabel="true positive rate")
+    ax_pr.set(title="Precision-recall curve" + which, xlabel="recall", ylabel="precision")
     save(fig_roc, "roc_curve.png")
     save(fig_pr, "precision_recall_curve.png")
 
@@ -293,7 +306,13 @@ def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.Dat
             counts.append(mask.sum())
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.plot(centers, accs, "o-", label="model")
+    if pred.raw_probabilities is not None:
+        raw = pred.raw_probabilities
+        raw_index, raw_correct = _confidence_bins(raw.max(1)), raw.argmax(1) == pred.true
+        points = [(raw.max(1)[raw_index == b].mean(), raw_correct[raw_index == b].mean())
+                  for b in range(ECE_BINS) if (raw_index == b).any()]
+        ax.plot(*zip(*points, strict=True), "s:", color="tab:orange", alpha=0.8, label="before calibration")
+    ax.plot(centers, accs, "o-", label="model" if pred.raw_probabilities is None else "calibrated")
     ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability diagram ({ECE_BINS} bins)")
@@ -363,7 +382,7 @@ def _multi_label_mistakes(pred: Predictions, classes: Sequence[str], n: int = 10
 def _mistakes(pred: Predictions, classes: Sequence[str], n: int = 10) -> list[dict]:
     if pred.multi_label:
         return _multi_label_mistakes(pred, classes, n)
-    predicted = pred.probabilities.argmax(1)
+    predicted = pred.decided
     wrong = np.flatnonzero(predicted != pred.true)
     wrong = wrong[np.argsort(-pred.probabilities[wrong, predicted[wrong]])][:n]
     rows = []
@@ -410,14 +429,96 @@ def _training_sentence(report: dict) -> str:
     return text + ")."
 
 
+def _calibration_figures(pred: Predictions, classes: Sequence[str], record: dict) -> dict:
+    """The temperature and what it did on these examples: log loss (and for one label a text,
+    ECE) before and after."""
+    from app.ngram import binary_cross_entropy
+
+    def figures(p):
+        if pred.multi_label:
+            return {"log_loss": binary_cross_entropy(pred.true, p)}
+        m = compute_metrics(pred.true, p, classes)
+        return {"log_loss": m["log_loss"], "ece": m["ece"]}
+
+    return {"temperature": record.get("temperature"), "fitted_on": record.get("validation_examples"),
+            "before": figures(pred.raw_probabilities), "after": figures(pred.probabilities)}
+
+
+def _calibration_sentence(report: dict) -> str:
+    c = report.get("calibration")
+    if not c:
+        return ""
+    parts = [f"{k.replace('_', ' ')} {c['before'][k]:.4f} before, {c['after'][k]:.4f} after"
+             for k in ("ece", "log_loss") if k in c["before"]]
+    t = c["temperature"]
+    shown = f"{t:.3g}" if isinstance(t, float | int) else "one a label"
+    return (f"Probabilities calibrated by temperature scaling (T = {shown}, fitted on "
+            f"{c['fitted_on']} validation examples): " + "; ".join(parts) + ".")
+
+
+def _operating_lines(report: dict) -> tuple[list[list[str]], list[str]]:
+    """(table rows, sentences) of the operating points, for two classes."""
+    o = report.get("operating_points")
+    if not o:
+        return [], []
+    rows = [["threshold", "precision", "recall", "F1", "predicted positive"]]
+    rows += [[f"{r['threshold']:.2f}", f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
+              str(r["positives"])] for r in o["grid"]]
+    b = o["best_f1"]
+    sentences = [f"Positive class: {report['classes'][1]}; the export decides by "
+                 f"{report['decision_threshold']}.",
+                 f"Best F1 {b['f1']:.4f} at threshold {b['threshold']:.4f} (precision {b['precision']:.4f}, "
+                 f"recall {b['recall']:.4f})."]
+    for target, r in o["precision"].items():
+        sentences.append(f"Precision {target} from threshold {r['threshold']:.4f} (recall {r['recall']:.4f})."
+                         if r else f"No threshold reaches precision {target}.")
+    for target, r in o["recall"].items():
+        if r:
+            sentences.append(f"Recall {target} up to threshold {r['threshold']:.4f} "
+                             f"(precision {r['precision']:.4f}).")
+        else:
+            sentences.append(f"No threshold reaches recall {target}.")
+    sentences.append("Chosen on these examples, a threshold is optimistic for new ones; train with "
+                     "--decision-threshold T to bake one into the export's class_id and label.")
+    return rows, sentences
+
+
+def _comparison(report: dict) -> list[tuple[str, str, str, str]]:
+    """(row, figure one, figure two, training time) for the model and the baseline."""
+    b = report.get("baseline")
+    if not b:
+        return []
+    keys = ("micro_f1", "macro_f1") if report.get("task") == "multi-label" else ("accuracy", "macro_f1")
+    seconds = (report.get("training") or {}).get("wall_seconds")
+    model_time = f"{seconds / 60:.1f} min" if seconds else "n/a"
+    return [("", *keys, "training"), ("this model", *(_fmt(report[k]) for k in keys), model_time),
+            (b["name"], *(_fmt(b.get(k)) for k in keys), f"{b['seconds']:.0f} s")]
+
+
+def baseline_line(report: dict) -> str:
+    b = report["baseline"]
+    keys = ("micro_f1", "macro_f1") if report.get("task") == "multi-label" else ("accuracy", "macro_f1")
+    figures = ", ".join(f"{k.replace('_', ' ')} {b[k]:.4f}" for k in keys)
+    return f"({b['name']}, {b['seconds']:.0f} s): {figures} on the same {b['n_examples']} examples"
+
+
 def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     lines = [f"# Evaluation report: {report['model']}", "",
              f"Data: `{report['data']}` ({report['n_examples']} examples). "
              f"Throughput: {report['examples_per_second']:.1f} examples/s.{_training_sentence(report)}", ""]
+    if report.get("findings"):
+        lines += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
+    if _calibration_sentence(report):
+        lines += [_calibration_sentence(report), ""]
     for note in report["notes"]:
         lines.append(f"> **Note:** {note}")
     if report["notes"]:
         lines.append("")
+    comparison = _comparison(report)
+    if comparison:
+        lines += ["Against the classic baseline, fitted on the same training split:", "",
+                  "| " + " | ".join(comparison[0]) + " |", "| --- " * len(comparison[0]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in comparison[1:]] + [""]
     lines += ["| metric | value |", "| --- | --- |"]
     for key in _summary_keys(report):
         lines.append(f"| {key} | {_fmt(report.get(key))} |")
@@ -434,6 +535,16 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     lines += [""]
     for image in images:
         lines += [f"![{image[:-4].replace('_', ' ')}]({image})", ""]
+    table, sentences = _operating_lines(report)
+    if table:
+        lines += ["## Operating points", "", *[f"{s} " for s in sentences], "",
+                  "| " + " | ".join(table[0]) + " |", "| --- " * len(table[0]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in table[1:]] + [""]
+    if report.get("surprising_training_examples"):
+        lines += ["## Most surprising training examples (highest loss: check their labels)", ""]
+        lines += [f"- `{m['id']}` labelled **{m['label']}**, the model says **{m['model']}** "
+                  f"(loss {m['loss']:.3f}): {m['text']}" for m in report["surprising_training_examples"]]
+        lines += [""]
     lines += ["## Most confident mistakes", ""]
     if not mistakes:
         lines.append("None: every example was classified correctly.")
@@ -443,39 +554,101 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
-    """A self-contained page: the numbers as tables, the plots embedded as base64 PNGs."""
+def _table(rows: list[Sequence[str]], numeric_from: int = 1) -> str:
+    """An HTML table: the first row the header; columns from `numeric_from` on right-aligned."""
     esc = html.escape
+    head = "".join(f"<th>{esc(str(h))}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td{' class=num' if j >= numeric_from else ''}>{esc(str(v))}</td>"
+                                    for j, v in enumerate(row)) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _quotes(rows: list[dict], kind: str) -> str:
+    """Quoted examples, each with what it is labelled and what the model said."""
+    esc = html.escape
+    items = []
+    for m in rows:
+        if kind == "surprising":
+            head = (f"labelled <b>{esc(m['label'])}</b>, the model says <b>{esc(m['model'])}</b> "
+                    f"(loss {m['loss']:.3f})")
+        else:
+            head = (f"true <b>{esc(m['true'])}</b>, predicted <b>{esc(m['predicted'])}</b> "
+                    f"({esc(m.get('why') or format(m['confidence'], '.3f'))})")
+        items.append(f"<li><div class=meta><code>{esc(m['id'])}</code> {head}</div>"
+                     f"<blockquote>{esc(m['text'])}</blockquote></li>")
+    return "<ul class=quotes>" + "".join(items) + "</ul>"
+
+
+_STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;color:#222;max-width:72em;margin:1.5em auto;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin:1.6em 0 .5em;border-bottom:1px solid #ddd}
+.summary{color:#555}.headline{font-size:1.25em;margin:.6em 0}
+.findings{background:#f3f7fc;border-left:4px solid #3a78c3;padding:.6em 1em .6em 2em}
+.findings li{margin:.3em 0}.note{background:#fff3cd;padding:.5em 1em}
+table{border-collapse:collapse;margin:.4em 0 1em}td,th{border-bottom:1px solid #e3e3e3;padding:.25em .7em;
+text-align:left}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}
+.plots img{width:100%;border:1px solid #eee}
+.quotes{list-style:none;padding:0}.quotes li{margin:.6em 0}.meta{font-size:.9em;color:#444}
+blockquote{margin:.2em 0 0;padding:.3em .8em;border-left:3px solid #ccc;color:#333;background:#fafafa}
+"""
+
+
+def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
+    """A self-contained page laid out for reading: what it means first (the headline figures
+    against the baseline, the findings), then the tables, the plots in a grid, and the quoted
+    examples; the plots are embedded as base64 PNGs."""
+    esc = html.escape
+    multi = report.get("task") == "multi-label"
+    headline = (f"micro F1 <b>{report['micro_f1']:.4f}</b>, macro F1 <b>{report['macro_f1']:.4f}</b>" if multi
+                else f"accuracy <b>{report['accuracy']:.4f}</b>, macro F1 <b>{report['macro_f1']:.4f}</b>")
     parts = [f"<h1>Evaluation report: {esc(report['model'])}</h1>",
-             f"<p>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
+             f"<p class=summary>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
              f"Throughput: {report['examples_per_second']:.1f} examples/s."
-             f"{esc(_training_sentence(report))}</p>"]
+             f"{esc(_training_sentence(report))}</p>",
+             f"<p class=headline>{headline}</p>"]
+    comparison = _comparison(report)
+    if comparison:
+        parts.append("<p>Against the classic baseline, fitted on the same training split:</p>"
+                     + _table(comparison))
+    if report.get("findings"):
+        parts.append("<h2>Findings</h2><ul class=findings>"
+                     + "".join(f"<li>{esc(f)}</li>" for f in report["findings"]) + "</ul>")
     parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
-    parts.append("<table><tr><th>metric</th><th>value</th></tr>" + "".join(
-        f"<tr><td>{k}</td><td>{_fmt(report.get(k))}</td></tr>" for k in _summary_keys(report)) + "</table>")
+    parts.append("<h2>Metrics</h2>")
+    if _calibration_sentence(report):
+        parts.append(f"<p>{esc(_calibration_sentence(report))}</p>")
     columns = _class_columns(report)
-    parts.append("<table><tr><th>class</th>" + "".join(f"<th>{k}</th>" for k in columns) + "</tr>"
-                 + "".join(f"<tr><td>{esc(c)}</td>" + "".join(f"<td>{_cell(m[k])}</td>" for k in columns)
-                           + "</tr>" for c, m in report["per_class"].items()) + "</table>")
-    for image in images:
-        data = base64.b64encode((out / image).read_bytes()).decode()
-        parts.append(f'<figure><img alt="{image}" src="data:image/png;base64,{data}"></figure>')
-    parts.append("<h2>Most confident mistakes</h2><ul>" + "".join(
-        f"<li><code>{esc(m['id'])}</code> true <b>{esc(m['true'])}</b>, predicted "
-        f"<b>{esc(m['predicted'])}</b> ({esc(m.get('why') or format(m['confidence'], '.3f'))}): "
-        f"{esc(m['text'])}</li>" for m in mistakes)
-        + "</ul>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}"
-             ".note{background:#fff3cd;padding:.5em}")
+    summary = [("metric", "value")] + [(k, _fmt(report.get(k))) for k in _summary_keys(report)]
+    per_class = [("class", *columns)]
+    per_class += [(c, *(_cell(m[k]) for k in columns)) for c, m in report["per_class"].items()]
+    parts.append(f"<div class=row>{_table(summary)}{_table(per_class)}</div>")
+    figures = "".join(f'<figure><img alt="{image}" src="data:image/png;base64,'
+                      f'{base64.b64encode((out / image).read_bytes()).decode()}"></figure>'
+                      for image in images)
+    parts.append(f"<h2>Plots</h2><div class=plots>{figures}</div>")
+    table, sentences = _operating_lines(report)
+    if table:
+        parts.append("<h2>Operating points</h2><p>" + " ".join(esc(s) for s in sentences) + "</p>"
+                     + _table(table, 0))
+    if report.get("surprising_training_examples"):
+        parts.append("<h2>Most surprising training examples (highest loss: check their labels)</h2>"
+                     + _quotes(report["surprising_training_examples"], "surprising"))
+    parts.append("<h2>Most confident mistakes</h2>"
+                 + (_quotes(mistakes, "mistake") if mistakes
+                    else "<p>None: every example was classified correctly.</p>"))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{esc(report['model'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
 def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, model: str, data: str,
-                 history: pd.DataFrame | None = None, config: dict | None = None) -> dict:
+                 history: pd.DataFrame | None = None, config: dict | None = None,
+                 baseline: dict | None = None, surprising: list[dict] | None = None) -> dict:
     """Write every report file into `out` and return the report.json content. `config` is the
-    run's resolved config (the export's `assets/config.json`), kept in report.json."""
+    run's resolved config (the export's `assets/config.json`), kept in report.json; `baseline`
+    is `app.baseline.score` on the same examples, shown beside the model's figures; `surprising`
+    the training examples with the highest loss, quoted."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -487,12 +660,27 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
         report = compute_multi_label_metrics(pred.true, pred.probabilities, pred.predicted, classes,
                                              pred.thresholds)
     else:
-        report = compute_metrics(pred.true, pred.probabilities, classes)
+        report = compute_metrics(pred.true, pred.probabilities, classes, pred.class_ids)
+        if len(classes) == 2 and len(set(pred.true.tolist())) == 2:
+            from app.decision import operating_points
+
+            report["operating_points"] = operating_points(pred.true, pred.probabilities[:, 1])
+            threshold = (config or {}).get("config", {}).get("decision_threshold")
+            report["decision_threshold"] = threshold if threshold is not None else "argmax (0.5)"
     report.update({"model": model, "data": data,
                    "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
                    "seconds": pred.seconds, "config": config or {},
                    # How long training took (app.train's wall time, budget), as the export recorded it.
                    "training": (config or {}).get("training", {})})
+    if baseline is not None:
+        report["baseline"] = baseline
+    if pred.raw_probabilities is not None:
+        report["calibration"] = _calibration_figures(pred, classes, (config or {}).get("calibration", {}))
+    if surprising:
+        report["surprising_training_examples"] = surprising
+    from app.findings import findings
+
+    report["findings"] = findings(report, history)
     if pred.multi_label:
         def names(hot):
             return "|".join(c for c, h in zip(classes, hot, strict=True) if h)
@@ -500,7 +688,7 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
         frame = pd.DataFrame({"id": pred.ids, "true_labels": [names(r) for r in pred.true],
                               "predicted_labels": [names(r) for r in pred.predicted]})
     else:
-        predicted = pred.probabilities.argmax(1)
+        predicted = pred.decided
         frame = pd.DataFrame({"id": pred.ids, "true_label": [classes[i] for i in pred.true],
                               "predicted_label": [classes[i] for i in predicted]})
     for i, c in enumerate(classes):
@@ -520,9 +708,14 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
 
 def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Sequence[str],
                     out: str | Path, data: str, history: pd.DataFrame | None = None,
-                    batch_size: int = 64, pairs: Sequence[str] | None = None) -> dict:
-    """Run an exported model over labelled texts (or text pairs) and write the report. For a
-    multi-label model each of `labels` is a tuple of label names."""
+                    batch_size: int = 64, pairs: Sequence[str] | None = None,
+                    train_split: data_mod.Split | None = None, baseline: bool = True, seed: int = 42) -> dict:
+    """Run an exported model over labelled texts (or text pairs) and write the report. With the
+    model's `train_split`, the baseline (app.baseline, unless not `baseline`) fitted on it is
+    scored on the same texts beside, and the training examples the model finds most surprising
+    are quoted. For a multi-label model each of `labels` is a tuple of label names."""
+    from app import baseline as baseline_mod
+
     loaded = inference.load(model)
     classes = loaded.classes
     multi = loaded.multi_label
@@ -538,6 +731,7 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
     logger.info("evaluating %s on %d texts", loaded.folder, len(texts))
     outputs, seconds = loaded.predict_outputs(texts, batch_size, pairs)
     probabilities = outputs.get("probabilities", np.zeros((0, len(classes)), np.float32))
+    original = list(texts)
     if pairs is not None:  # quoted in the report as the pair
         texts = [f"{t} [SEP] {p}" for t, p in zip(texts, pairs, strict=True)]
     true = data_mod.label_ids(list(labels), classes, multi)
@@ -545,10 +739,56 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
     if multi:
         recorded = loaded.config.get("thresholds") or {}
         thresholds = np.asarray([recorded.get(c, np.nan) for c in classes], np.float32)
+    raw = None
+    temperature = (loaded.config.get("calibration") or {}).get("temperature")
+    if temperature is not None and len(probabilities):  # undone: softmax(T log p), or sigmoid(T logit p)
+        from app.calibration import apply_temperature
+
+        t = np.asarray([temperature[c] for c in classes]) if isinstance(temperature, dict) else temperature
+        raw = apply_temperature(probabilities, 1.0 / np.asarray(t, np.float64), multi)
+    compared, surprising = None, None
+    if train_split is not None:
+        unknown = sorted(set(train_split.counts()) - set(classes))
+        if unknown or train_split.multi_label != multi:
+            raise ValueError(f"--train-data: its labels {unknown[:5] or ''} do not match the model's "
+                             f"{'label sets' if multi else 'classes'} {classes}")
+        if baseline:
+            train_true = data_mod.label_ids(train_split.labels, classes, multi)
+            compared = baseline_mod.score(train_split.texts, train_true, original, true, len(classes), seed,
+                                          train_split.pairs, pairs)
+        surprising = _most_surprising(loaded, train_split, classes, multi, batch_size, seed)
     pred = Predictions(list(ids), list(texts), true, probabilities, seconds,
-                       outputs.get("predicted") if multi else None, thresholds)
+                       outputs.get("predicted") if multi else None, thresholds, raw,
+                       None if multi else outputs.get("class_id"))
     return write_report(pred, classes, out, model=str(loaded.folder), data=data, history=history,
-                        config=loaded.config)
+                        config=loaded.config, baseline=compared, surprising=surprising)
+
+
+def _most_surprising(loaded, split: data_mod.Split, classes: Sequence[str], multi: bool,
+                     batch_size: int, seed: int) -> list[dict]:
+    """The training examples (of a seeded sample) with the highest loss under the model: where
+    a label may be wrong, or the model has not learnt something."""
+    rng = np.random.default_rng(seed)
+    sample = split.take(sorted(rng.choice(len(split), min(len(split), SURPRISE_SAMPLE), replace=False)))
+    outputs, _ = loaded.predict_outputs(sample.texts, batch_size, sample.pairs)
+    p = np.clip(outputs["probabilities"].astype(np.float64), 1e-7, 1 - 1e-7)
+    true = data_mod.label_ids(sample.labels, classes, multi)
+    if multi:
+        loss = -np.mean(true * np.log(p) + (1 - true) * np.log(1 - p), axis=1)
+    else:
+        loss = -np.log(p[np.arange(len(true)), true])
+    rows = []
+    for i in np.argsort(-loss)[:SURPRISING]:
+        text = sample.texts[i] if sample.pairs is None else f"{sample.texts[i]} [SEP] {sample.pairs[i]}"
+        if multi:
+            label = ", ".join(sample.labels[i]) or "(none)"
+            hot = outputs["predicted"][i]
+            said = ", ".join(c for c, h in zip(classes, hot, strict=True) if h) or "(none)"
+        else:
+            label, said = sample.labels[i], classes[int(outputs["class_id"][i])]
+        rows.append({"id": sample.ids[i], "label": label, "model": said, "loss": round(float(loss[i]), 4),
+                     "text": _quote(text)})
+    return rows
 
 
 def summary_line(report: dict) -> str:
@@ -567,6 +807,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="labelled data (any app.data source)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: test, else all)")
     data_mod.add_table_arguments(parser)
+    parser.add_argument("--train-data", help="the model's training data (read with the same table flags): "
+                        "the report then sets the model against TF-IDF + logistic regression fitted on "
+                        "its train split")
     parser.add_argument("--output", default=None, help="report folder (default: reports/NAME_VERSION)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per call (default 64)")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
@@ -587,13 +830,22 @@ def main(argv: list[str] | None = None) -> int:
                                    None if parts[0].pairs is None else [p for s in parts for p in s.pairs])
         else:
             split = splits[name]
+        train = None
+        if args.train_data:
+            train_splits = data_mod.read_source(args.train_data, data_mod.table_format(args))
+            if "train" not in train_splits:
+                raise ValueError(f"--train-data {args.train_data}: no train split "
+                                 f"(found {sorted(train_splits)})")
+            train = train_splits["train"]
         out = Path(args.output) if args.output else Path("reports") / f"{folder.parent.name}_{folder.name}"
         report = evaluate_export(str(folder), split.texts, split.labels, split.ids, out, args.data,
-                                 batch_size=args.batch_size, pairs=split.pairs)
+                                 batch_size=args.batch_size, pairs=split.pairs, train_split=train)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary_line(report))
+    if report.get("baseline"):
+        print(f"baseline {baseline_line(report)}")
     print(f"report: {out / 'report.html'}")
     return 0
 

@@ -58,7 +58,8 @@ class ServingModel(tf.Module):
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
                  assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0,
-                 pairs: bool = False, thresholds: Sequence[float] | None = None):
+                 pairs: bool = False, thresholds: Sequence[float] | None = None,
+                 temperature: float | Sequence[float] | None = None, decision_threshold: float | None = None):
         super().__init__(name="serving_model")
         object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
         object.__setattr__(self, "_tokenizer", tokenizer)
@@ -66,6 +67,12 @@ class ServingModel(tf.Module):
         self.tokenizer_resources = [o for o in tf.train.TrackableView(tokenizer).descendants()
                                     if isinstance(o, tf.saved_model.experimental.TrackableResource)]
         self.class_names = tf.Variable(list(classes), trainable=False, name="class_names")
+        # The calibration's temperature (app.calibration; one a label for multi-label), or none.
+        self.temperature = None if temperature is None else tf.Variable(
+            temperature, dtype=tf.float32, trainable=False, name="temperature")
+        # Two classes: the second is predicted from this probability on (app.decision); else argmax.
+        self.decision_threshold = None if decision_threshold is None else tf.Variable(
+            float(decision_threshold), dtype=tf.float32, trainable=False, name="decision_threshold")
         # Multi-label: each label's decision threshold (app.decision); None for one class a text.
         self.thresholds = None if thresholds is None else tf.Variable(
             list(map(float, thresholds)), dtype=tf.float32, trainable=False, name="thresholds")
@@ -95,6 +102,11 @@ class ServingModel(tf.Module):
         if self.ngram is not None:
             w = self._ngram_weight
             probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
+        if self.temperature is not None:  # as app.calibration.apply_temperature computes it
+            if self.thresholds is not None:  # multi-label: each label's log-odds
+                p = tf.clip_by_value(probabilities, 1e-7, 1 - 1e-7)
+                return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / self.temperature)
+            return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-7)) / self.temperature, axis=-1)
         return probabilities
 
     def _serve(self, text, text_pair=None):
@@ -108,7 +120,10 @@ class ServingModel(tf.Module):
                              "")
             return {"probabilities": probabilities, "predicted": tf.cast(predicted, tf.int64),
                     "labels": names}
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        if self.decision_threshold is not None:
+            class_id = tf.cast(probabilities[:, 1] >= self.decision_threshold, tf.int64)
+        else:
+            class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_id": class_id,
                 "label": tf.gather(self.class_names, class_id)}
 
@@ -211,6 +226,8 @@ def export_model(
     ngram_weight: float = 0.0,
     pairs: bool = False,
     thresholds: Sequence[float] | None = None,
+    temperature: float | Sequence[float] | None = None,
+    decision_threshold: float | None = None,
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
@@ -218,7 +235,8 @@ def export_model(
     (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
     (`app.ngram`) and a positive weight, the served probabilities average the two. A model of
     text `pairs` takes `text` and `text_pair`. `thresholds` (one a class) make it a multi-label
-    model's export.
+    model's export. `temperature` calibrates the probabilities (app.calibration);
+    `decision_threshold` decides a two-class model's `class_id` (app.decision).
     """
     version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name
@@ -232,7 +250,7 @@ def export_model(
             config_path.write_text(config_json, encoding="utf-8")
             assets = {"labels": str(labels_path), "config": str(config_path)}
             module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs,
-                                  thresholds)
+                                  thresholds, temperature, decision_threshold)
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)

@@ -56,6 +56,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
     resolved = weigh_classes(resolved, dataset)
+    full_train = dataset.splits["train"]  # for the baseline: a budget's plan cuts the encoder's
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
     resolved, dataset = plan(resolved, strategy, dataset, started, ngram_fit is not None)
@@ -72,8 +73,9 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
         # The first validation traces its function: one pass plus that.
         plan_record = resolved.plan
         one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
-        # After fit: one more pass over the validation split for the n-gram weight or the thresholds.
-        after = ngram_fit is not None or dataset.multi_label
+        # After fit: one more pass over the validation split for the n-gram weight, the
+        # temperature or the thresholds.
+        after = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
         deadline = fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
                                 reserve_validations=1 if after else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
@@ -84,6 +86,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
                       monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR)
     ngram_model, ngram_weight, resolved, val_probabilities = ensemble(model, tokenizer, ngram_fit, dataset,
                                                                       resolved)
+    resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)
     resolved = decide(resolved, dataset, val_probabilities)
     resolved = resolved.with_training(training_record(resolved, started, deadline, history))
     if deadline is not None:
@@ -93,7 +96,8 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
         return RunResult(run_dir, None, None, None, resolved)
     (run_dir / "config.json").write_text(resolved.to_json())
     (run_dir / "export_path.txt").write_text(f"{export_dir}\n")
-    report_dir, report = evaluate(export_dir, dataset, history, run_dir, c.data)
+    report_dir, report = evaluate(export_dir, dataset, history, run_dir, c.data, full_train,
+                                  c.baseline != "none", c.seed)
     return RunResult(run_dir, export_dir, report_dir, report, resolved)
 
 
@@ -170,6 +174,10 @@ def weigh_classes(resolved: config_mod.ResolvedConfig, dataset) -> config_mod.Re
     plan keeps its class proportions."""
     from app import data
 
+    if resolved.config.decision_threshold is not None and (dataset.multi_label or len(dataset.classes) != 2):
+        raise ValueError(f"--decision-threshold {resolved.config.decision_threshold} is for two classes; the "
+                         f"data has {'label sets of ' if dataset.multi_label else ''}{len(dataset.classes)} "
+                         f"classes {dataset.classes}")
     if dataset.multi_label:
         if resolved.config.class_weight != "none":
             raise ValueError(f"--class-weight {resolved.config.class_weight} weighs one class per text; "
@@ -290,6 +298,11 @@ def pipelines(resolved: config_mod.ResolvedConfig, dataset):
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
                                   int(train_ds.cardinality()), dataset.multi_label)
+    # The share of texts the sequence length cuts, from a seeded sample (the report's findings).
+    rng = np.random.default_rng(c.seed)
+    sample = train.take(sorted(rng.choice(len(train), min(len(train), 2000), replace=False)))
+    over = float(np.mean(tokenizer.token_lengths(sample.texts, sample.pairs) + 2 > c.max_seq_length))
+    resolved = dataclasses.replace(resolved, data={**resolved.data, "over_seq_length": round(over, 4)})
     return tokenizer, train_ds, val_ds, resolved
 
 
@@ -340,7 +353,7 @@ def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.Resolved
     from app import inference, ngram
     from app.export import ServingModel
 
-    if ngram_fit is None and not dataset.multi_label:
+    if ngram_fit is None and not dataset.multi_label and resolved.config.calibration == "none":
         return None, 0.0, resolved, None
     val = dataset.splits["validation"]
     # The encoder's probabilities exactly as the export will compute them (length buckets and all).
@@ -363,6 +376,27 @@ def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.Resolved
                 acc["ensemble"], acc["encoder"], acc["ngram"])
     probabilities = (1 - weight) * encoder_probabilities + weight * ngram_probabilities
     return ngram_fit.model, weight, resolved.with_ngram({**ngram_fit.record, **figures}), probabilities
+
+
+def calibrate(resolved: config_mod.ResolvedConfig, dataset, probabilities):
+    """(resolved config, calibrated validation probabilities): the temperature (one a label for
+    multi-label) with the lowest validation log loss (app.calibration), recorded in the resolved
+    config and applied by the export; unchanged with `--calibration none`."""
+    from app import calibration
+
+    if resolved.config.calibration == "none":
+        return resolved, probabilities
+    true = dataset.label_ids("validation")
+    multi = dataset.multi_label
+    # Rounded as recorded, so that the export applies what the thresholds were chosen with.
+    temperature = np.round(calibration.fit_temperature(probabilities, true, multi), 4)
+    calibrated = calibration.apply_temperature(probabilities, temperature, multi)
+    shown = ({c: float(t) for c, t in zip(dataset.classes, temperature, strict=True)} if multi
+             else float(temperature))
+    record = {"method": "temperature", "validation_examples": int(len(true)), "temperature": shown}
+    logger.info("calibration: temperature %s (fitted on %d validation examples)", record["temperature"],
+                len(true))
+    return resolved.with_calibration(record), calibrated
 
 
 def decide(resolved: config_mod.ResolvedConfig, dataset, probabilities) -> config_mod.ResolvedConfig:
@@ -430,24 +464,32 @@ def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedCo
     version = choose_version(output_dir, c.model_name, c.version)
     resolved = resolved.with_export(str(Path(output_dir) / c.model_name / str(version)), version)
     thresholds = [resolved.thresholds[name] for name in classes] if resolved.thresholds else None
+    temperature = resolved.calibration.get("temperature")
+    if isinstance(temperature, dict):
+        temperature = [temperature[name] for name in classes]
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
                               version, ngram_model, ngram_weight, pairs=c.text_pair_column is not None,
-                              thresholds=thresholds)
+                              thresholds=thresholds, temperature=temperature,
+                              decision_threshold=c.decision_threshold)
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         return None, resolved
     return export_dir, resolved
 
 
-def evaluate(export_dir: Path, dataset, history, run_dir: Path, data: str) -> tuple[Path, dict]:
-    """The report of the exported model on the test split (validation when there is none)."""
+def evaluate(export_dir: Path, dataset, history, run_dir: Path, data: str, train_split=None,
+             baseline: bool = True, seed: int = 42) -> tuple[Path, dict]:
+    """The report of the exported model on the test split (validation when there is none),
+    beside the baseline fitted on `train_split` (app.baseline), with the training examples the
+    model finds most surprising."""
     from app.evaluate import evaluate_export
 
     name = "test" if "test" in dataset.splits else "validation"
     split = dataset.splits[name]
     report_dir = run_dir / "report"
     report = evaluate_export(str(export_dir), split.texts, split.labels, split.ids, report_dir,
-                             data=f"{data} ({name} split)", history=history, pairs=split.pairs)
+                             data=f"{data} ({name} split)", history=history, pairs=split.pairs,
+                             train_split=train_split, baseline=baseline, seed=seed)
     return report_dir, report
 
 
@@ -469,12 +511,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.export_dir is not None:
-        from app.evaluate import summary_line
+        from app.evaluate import baseline_line, summary_line
 
         r = result.report
         print(f"\nexported model: {result.export_dir}")
         print(f"report:         {result.report_dir / 'report.html'}")
         print(f"test {summary_line(r)} ({r['data']})")
+        if r.get("baseline"):
+            print(f"baseline {baseline_line(r)}")
     return 0
 
 

@@ -238,7 +238,7 @@ def trained_pairs(tiny_hub, tmp_path_factory):
     config.add_arguments(parser)
     args = tiny_train_args(tiny_hub, table, tmp, epochs=2, text_column="1", text_pair_column="2",
                            label_column="0", label_names=names, class_weight="balanced", pooling="mean",
-                           model_name="pairs")
+                           model_name="pairs", baseline="none")
     cfg = config.build_config(parser.parse_args(args))
     return train.run(cfg), cfg
 

@@ -130,13 +130,14 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     assert resolved.versions["tensorflow"].startswith("2.21")
     # Nothing left to choose but the columns and the sequence length (chosen from the data), the
     # export version (at export) and what the user left unset on purpose (no test data, subsets,
-    # TPU, time budget, label names, multi-label columns); the header and the task are detected
-    # from the data.
+    # TPU, time budget, label names, multi-label columns, a decision threshold); the header and the
+    # task are detected from the data.
     assert c.epochs == config.DEFAULT_EPOCHS
-    assert _nulls_and_autos(c.to_dict()) == ["header", "label_column", "label_columns", "label_names",
-                                             "label_separator", "max_eval_examples", "max_seq_length",
-                                             "max_train_examples", "task", "test_data", "text_column",
-                                             "text_pair_column", "time_budget", "tpu", "version"]
+    assert _nulls_and_autos(c.to_dict()) == ["decision_threshold", "header", "label_column", "label_columns",
+                                             "label_names", "label_separator", "max_eval_examples",
+                                             "max_seq_length", "max_train_examples", "task", "test_data",
+                                             "text_column", "text_pair_column", "time_budget", "tpu",
+                                             "version"]
     assert resolved.requested == config.TrainConfig()  # what was asked for, kept beside it
     full = resolved.with_data({"text": "review", "label": "sentiment"}, ["neg", "pos"],
                               {"train": 90, "validation": 10}, steps_per_epoch=3)

@@ -35,3 +35,21 @@ def test_equal_f1_prefers_the_threshold_nearest_one_half():
 def test_shapes_must_agree():
     with pytest.raises(ValueError, match=r"probabilities \(2, 3\) and labels \(2, 2\)"):
         decision.choose_thresholds(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_operating_points_by_hand():
+    true = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.42, 0.62, 0.35, 0.78, 0.93])
+    o = decision.operating_points(true, scores)
+    # From 0.78 up: the two top scores, both positive (P 1, R 2/3, F1 0.8), the best F1.
+    assert o["best_f1"] == pytest.approx({"threshold": 0.78, "precision": 1.0, "recall": 2 / 3, "f1": 0.8,
+                                          "positives": 2})
+    assert o["precision"]["0.9"]["threshold"] == 0.78  # the lowest threshold that precise
+    # Recall 0.9 needs all three positives: up to 0.35, where 5 are predicted positive (P 3/5).
+    assert o["recall"]["0.9"] == pytest.approx({"threshold": 0.35, "precision": 0.6, "recall": 1.0,
+                                                "f1": 0.75, "positives": 5})
+    grid = {r["threshold"]: r for r in o["grid"]}
+    assert list(grid) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert grid[0.5]["positives"] == 3 and grid[0.5]["precision"] == pytest.approx(2 / 3)
+    assert grid[0.9] == pytest.approx({"threshold": 0.9, "precision": 1.0, "recall": 1 / 3, "f1": 0.5,
+                                       "positives": 1})

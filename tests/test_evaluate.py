@@ -111,10 +111,12 @@ def test_single_predicted_class_and_missing_class_still_report(tmp_path):
 
 def test_evaluate_cli_on_an_export(exported, tiny_reviews, tmp_path):
     proc = run_module("evaluate", "--model", exported.parent, "--data", tiny_reviews,
-                      "--output", tmp_path / "rep")
+                      "--output", tmp_path / "rep", "--train-data", tiny_reviews)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["n_examples"] == 20 and report["model"].endswith("/1")
+    assert report["baseline"]["train_examples"] == 200 and report["baseline"]["n_examples"] == 20
+    assert "baseline (TF-IDF" in proc.stdout
     assert report["config"]["config"]["model_name"] == "tiny"  # what the model was trained with
     assert "accuracy" in proc.stdout
     assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr  # quiet start-up
@@ -185,3 +187,20 @@ def test_evaluate_cli_on_a_multi_label_export_reads_the_table_with_its_flags(tra
     # Without the separator the labels read as single labels ("0,2" a name): refused, and why.
     assert_clear_failure(run_in_process("evaluate", "--model", result.export_dir, "--data", table,
                                         "--task", "single-label", *flags[:6]), "is multi-label")
+
+
+def test_a_calibrated_export_reports_before_and_after(trained_tiny):
+    """The report undoes the export's temperature to show what calibration did on the test split."""
+    from app.calibration import apply_temperature
+
+    result, _ = trained_tiny
+    report = json.loads((result.report_dir / "report.json").read_text())
+    c = report["calibration"]
+    assert c["temperature"] == result.config.calibration["temperature"] and c["fitted_on"] == 20
+    assert c["after"]["log_loss"] == pytest.approx(report["log_loss"]) and c["after"]["ece"] == report["ece"]
+    frame = pd.read_csv(result.report_dir / "predictions.csv")
+    raw = apply_temperature(frame[["prob_neg", "prob_pos"]].to_numpy(), 1 / c["temperature"])
+    true = (frame["true_label"] == "pos").to_numpy().astype(int)
+    expected = -np.mean(np.log(raw[np.arange(len(true)), true]))
+    assert c["before"]["log_loss"] == pytest.approx(expected, rel=1e-4)
+    assert "Probabilities calibrated by temperature scaling" in (result.report_dir / "report.md").read_text()

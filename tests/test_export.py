@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from app import export, inference
+from app.calibration import apply_temperature
 from tests.conftest import ENV, ROOT, assert_clear_failure, tiny_classifier
 
 
@@ -83,7 +84,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
         ngram = None
         if hasattr(model, "ngram_probabilities"):
             ngram = model.ngram_probabilities(tf.constant(texts)).numpy().tolist()
-        print(json.dumps({"served": out["probabilities"].numpy().tolist(), "ngram": ngram}))
+        print(json.dumps({"served": out["probabilities"].numpy().tolist(), "ngram": ngram,
+                          "temperature": float(model.temperature.numpy())}))
     """)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     env = {k: v for k, v in ENV.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
@@ -108,6 +110,10 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     assert (answer["ngram"] is not None) == (weight > 0)
     if weight > 0:
         in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
+    # ...and are calibrated by the temperature fitted on validation (app.calibration).
+    temperature = result.config.calibration["temperature"]
+    assert temperature > 0 and answer["temperature"] == pytest.approx(temperature)
+    in_memory = apply_temperature(in_memory, temperature)
     np.testing.assert_allclose(fresh, in_memory, atol=1e-5)
 
 
@@ -200,10 +206,10 @@ def test_the_export_saves_the_weights_and_the_tokenizer_not_the_optimizer(traine
     names = " ".join(reader.get_variable_to_shape_map())
     assert "optimizer" not in names and "/m/" not in names and "/v/" not in names
     encoder_vars = len(tf.saved_model.load(str(Path(result.config.encoder.encoder))).variables)
-    # The encoder, the head's kernel and bias, class names, and the n-gram model's idf, kernel and
-    # bias when its weight is above 0.
+    # The encoder, the head's kernel and bias, class names, the calibration's temperature, and the
+    # n-gram model's idf, kernel and bias when its weight is above 0.
     ngram_vars = 3 if result.config.ngram.get("weight", 0) > 0 else 0
-    assert len(variables) == encoder_vars + 2 + 1 + ngram_vars
+    assert len(variables) == encoder_vars + 2 + 1 + 1 + ngram_vars
     signatures = set(proto.meta_graphs[0].signature_def) - {"__saved_model_init_op"}  # the vocabulary's
     assert signatures == {"serving_default", "classify"}
 
@@ -334,6 +340,7 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     model.load_weights(str(result.run_dir / "checkpoints" / "best"))
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts), tf.constant(pairs)), training=False).numpy()
+    in_memory = apply_temperature(in_memory, result.config.calibration["temperature"])
     np.testing.assert_allclose(answer["served"], in_memory, atol=1e-5)
     np.testing.assert_allclose(answer["classify"], in_memory, atol=1e-5)
     assert not hasattr(tf.saved_model.load(str(result.export_dir)), "ngram_probabilities")  # none for pairs
@@ -379,3 +386,21 @@ def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(tra
     local, _ = inference.load(result.export_dir).predict_outputs(texts)
     np.testing.assert_allclose(local["probabilities"], probabilities, atol=1e-6)
     assert answer["predicted"][0][0] == 1 and answer["predicted"][1][1] == 1  # praise; complaint
+
+
+def test_a_decision_threshold_decides_class_id_and_label_but_leaves_the_probabilities(trained_tiny):
+    from app.model import build_classifier
+    from app.preprocessing import Tokenizer
+
+    _, cfg = trained_tiny
+    tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 32)
+    classifier = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)
+    texts = tf.constant(["good film", "bad plot", "the story"])
+    plain = export.ServingModel(classifier, tok, ["neg", "pos"], {}).serve(texts)
+    p = plain["probabilities"].numpy()[:, 1]
+    threshold = float(np.sort(p)[1])  # between: the two highest reach it
+    strict = export.ServingModel(classifier, tok, ["neg", "pos"], {}, decision_threshold=threshold)
+    strict = strict.serve(texts)
+    np.testing.assert_allclose(strict["probabilities"], plain["probabilities"])
+    np.testing.assert_array_equal(strict["class_id"].numpy(), (p >= threshold).astype(int))
+    assert [v.decode() for v in strict["label"].numpy()] == ["pos" if v >= threshold else "neg" for v in p]

@@ -33,6 +33,20 @@ def test_run_writes_run_folder_export_and_report(trained_tiny):
     report = json.loads((result.report_dir / "report.json").read_text())
     assert report["n_examples"] == 20  # the test split, not validation
     assert report["accuracy"] >= 0.8  # the tiny task is separable by its sentiment words
+    # The classic baseline, fitted on the same training split, scored on the same test split.
+    baseline = report["baseline"]
+    assert baseline["n_examples"] == 20 and baseline["train_examples"] == 180
+    assert baseline["accuracy"] >= 0.8 and baseline["seconds"] >= 0
+    md = (result.report_dir / "report.md").read_text()
+    assert "Against the classic baseline" in md and "| TF-IDF (word 1-2-grams) + logistic regression |" in md
+    # Two classes: the operating points, and what the export decides by.
+    assert report["decision_threshold"] == "argmax (0.5)" and len(report["operating_points"]["grid"]) == 9
+    assert "## Operating points" in md and "Best F1" in md
+    # The training examples with the highest loss, quoted to check their labels; highest first.
+    surprising = report["surprising_training_examples"]
+    assert len(surprising) == 5 and all(m["label"] in ("neg", "pos") for m in surprising)
+    assert [m["loss"] for m in surprising] == sorted((m["loss"] for m in surprising), reverse=True)
+    assert "## Most surprising training examples" in md and "## Findings" in md
 
 
 # What the run left to be chosen and what was chosen for it (tiny_train_args gives batch size
@@ -56,8 +70,8 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     # No null or "auto" left but settings that were left unset on purpose or do not apply
     # (a folder of files has no columns, no header and no label names file).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
-    assert unset == ["header", "label_column", "label_columns", "label_names", "label_separator",
-                     "max_eval_examples", "max_train_examples", "test_data", "text_column",
+    assert unset == ["decision_threshold", "header", "label_column", "label_columns", "label_names",
+                     "label_separator", "max_eval_examples", "max_train_examples", "test_data", "text_column",
                      "text_pair_column", "time_budget", "tpu"]
     assert values["task"] == "single-label"  # resolved from the data
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
@@ -65,7 +79,7 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
     assert saved["hardware"]["device"] == "CPU" and saved["hardware"]["replicas"] == 1
     assert saved["cpu_fusion"] is False  # off in the suite (conftest.py)
-    assert saved["data"] == {"classes": ["neg", "pos"],
+    assert saved["data"] == {"classes": ["neg", "pos"], "over_seq_length": 0.0,  # 8-word reviews, 32 pieces
                              "examples": {"train": 180, "validation": 20, "test": 20}}
     assert saved["schedule"] == {"steps_per_epoch": 23, "total_steps": 115, "warmup_steps": 12}
     assert saved["export"] == {"path": str(result.export_dir), "version": 1}
@@ -165,6 +179,7 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
     assert (values["header"], values["text_column"], values["text_pair_column"], values["label_column"]) == (
         "none", "1", "2", "0")
     assert values["pooling"] == "mean" and values["class_weight"] == "balanced"
+    assert values["baseline"] == "none" and "baseline" not in result.report
     assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True  # none for pairs
     assert saved["ngram"] == {}
     assert saved["data"]["classes"] == ["different", "same"]  # the names file's order
@@ -201,12 +216,15 @@ def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
     assert saved["ngram"]["weight"] >= 0 and "validation_loss" in saved["ngram"]
 
 
-def test_class_weights_are_refused_for_multi_label_data(tiny_hub, tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    (("class_weight", "balanced"), "multi-label data gets a decision threshold per label"),
+    (("decision_threshold", "0.7"), "--decision-threshold 0.7 is for two classes"),
+])
+def test_single_label_flags_are_refused_for_multi_label_data(tiny_hub, tmp_path, flag, message):
     from tests.conftest import write_tiny_tags
 
     table, _ = write_tiny_tags(tmp_path, n=40)
     proc = run_in_process("train", *tiny_train_args(tiny_hub, table, tmp_path, header="none", text_column="0",
-                                                    label_column="1", label_separator=",",
-                                                    class_weight="balanced"))
-    assert_clear_failure(proc, "multi-label data gets a decision threshold per label")
+                                                    label_column="1", label_separator=",", **dict([flag])))
+    assert_clear_failure(proc, message)
     assert not (tmp_path / "models").exists()

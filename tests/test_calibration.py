@@ -1,0 +1,45 @@
+"""app.calibration: temperature scaling undoes over-confidence and keeps every decision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app import calibration
+
+
+def _overconfident(n=400, seed=0):
+    """Right 75 % of the time, always saying 0.99."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, 2, n)
+    right = rng.random(n) < 0.75
+    predicted = np.where(right, true, 1 - true)
+    p = np.where(predicted == 1, 0.99, 0.01)
+    return np.stack([1 - p, p], axis=1), true
+
+
+def test_an_overconfident_model_is_cooled_to_its_accuracy_and_keeps_its_decisions():
+    probabilities, true = _overconfident()
+    t = calibration.fit_temperature(probabilities, true)
+    assert t > 1
+    calibrated = calibration.apply_temperature(probabilities, t)
+    np.testing.assert_array_equal(calibrated.argmax(1), probabilities.argmax(1))
+    accuracy = (probabilities.argmax(1) == true).mean()
+    assert calibrated.max(1).mean() == pytest.approx(accuracy, abs=0.02)  # the log loss optimum
+    np.testing.assert_allclose(calibration.apply_temperature(calibrated, 1 / t), probabilities, atol=1e-5)
+
+
+def test_by_hand_and_per_label_for_multi_label():
+    # softmax(log [0.8, 0.2] / 2) = [2, 1] / 3
+    np.testing.assert_allclose(calibration.apply_temperature(np.array([[0.8, 0.2]]), 2.0), [[2 / 3, 1 / 3]],
+                               rtol=1e-6)
+    # sigmoid(logit 0.8 / 2) = 2 / 3; a label whose validation values are all 0 keeps T = 1.
+    np.testing.assert_allclose(calibration.apply_temperature(np.array([[0.8, 0.8]]), [2.0, 1.0], True),
+                               [[2 / 3, 0.8]], rtol=1e-6)
+    probabilities, true = _overconfident()
+    multi_p = np.stack([probabilities[:, 1], np.full(len(true), 0.3)], axis=1)
+    multi_true = np.stack([true, np.zeros(len(true))], axis=1)
+    temperature = calibration.fit_temperature(multi_p, multi_true, multi_label=True)
+    assert temperature.shape == (2,) and temperature[0] > 1 and temperature[1] == 1.0
+    with pytest.raises(ValueError, match="needs validation examples"):
+        calibration.fit_temperature(np.zeros((0, 2)), np.zeros(0, int))

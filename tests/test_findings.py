@@ -1,0 +1,50 @@
+"""app.findings: each rule fires on the numbers it names, and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from app.findings import findings, wilson_interval
+
+
+def _report(**overrides):
+    report = {"n_examples": 5000, "accuracy": 0.9, "macro_recall": 0.9, "classes": ["neg", "pos"],
+              "per_class": {"neg": {"recall": 0.9, "support": 2500}, "pos": {"recall": 0.9, "support": 2500}},
+              "confusion_matrix": [[2250, 250], [250, 2250]], "ece": 0.01, "config": {}}
+    report.update(overrides)
+    return report
+
+
+def test_a_sound_report_has_no_findings():
+    assert findings(_report()) == []
+
+
+def test_wilson_interval_by_hand():
+    assert wilson_interval(8, 8) == pytest.approx((0.6756, 1.0), abs=1e-4)
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+
+
+def test_each_rule_names_its_number():
+    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.6, 0.4, 0.2], "val_loss": [0.5, 0.45, 0.6]})
+    report = _report(
+        n_examples=8, accuracy=1.0, macro_recall=0.7,
+        baseline={"accuracy": 0.995, "seconds": 3, "name": "b"},
+        per_class={"neg": {"recall": 0.95, "support": 4}, "pos": {"recall": 0.45, "support": 4}},
+        confusion_matrix=[[4, 0], [3, 1]],
+        config={"data": {"over_seq_length": 0.38}, "config": {"max_seq_length": 128}},
+        calibration={"temperature": 1.7, "before": {"ece": 0.2, "log_loss": 0.6},
+                     "after": {"ece": 0.05, "log_loss": 0.4}},
+        surprising_training_examples=[{"id": "t:7", "label": "pos", "model": "neg", "loss": 4.2,
+                                       "text": "x"}])
+    text = "\n".join(findings(report, history))
+    assert "Only 8 evaluation examples" in text and "0.68 to 1.00" in text
+    assert "within 0.5 points of the TF-IDF baseline" in text
+    assert "Validation loss rose from 0.4500 (epoch 2) to 0.6000 (epoch 3)" in text
+    assert "Class pos has recall 0.4500" in text and "mistaken for neg (3 of 4)" in text
+    assert "38 % of the training texts are longer than --max-seq-length 128" in text
+    assert "error 0.2000 before, 0.0500 after" in text
+    assert "most surprising, t:7, is labelled pos and the model says neg (loss 4.20)" in text
+    beaten = findings(_report(baseline={"accuracy": 0.93, "seconds": 3, "name": "b"}))
+    assert beaten[0].startswith("The TF-IDF baseline beats the model: accuracy 0.9300 against 0.9000")
