@@ -39,7 +39,9 @@ def _nll(probabilities: np.ndarray, true: np.ndarray, multi_label: bool) -> floa
 
 def fit_temperature(probabilities: np.ndarray, true: np.ndarray, multi_label: bool = False):
     """The temperature with the lowest validation log loss (one per label for multi-label, a
-    0/1 `true` matrix): a bounded search over log T."""
+    0/1 `true` matrix): a bounded search over log T. Where validation has no mistake (for a
+    label: no decision wrong at 0.5) the log loss falls without bound as T shrinks, which says
+    nothing about new texts: there the temperature may cool the model but not sharpen it (T >= 1)."""
     from scipy.optimize import minimize_scalar
 
     probabilities, true = np.asarray(probabilities), np.asarray(true)
@@ -49,7 +51,9 @@ def fit_temperature(probabilities: np.ndarray, true: np.ndarray, multi_label: bo
     def best(p, y, multi):
         result = minimize_scalar(lambda log_t: _nll(apply_temperature(p, np.exp(log_t), multi), y, multi),
                                  bounds=tuple(np.log(BOUNDS)), method="bounded", options={"xatol": 1e-4})
-        return float(np.exp(result.x))
+        t = float(np.exp(result.x))
+        wrong = ((p >= 0.5) != y).any() if multi else (p.argmax(1) != y).any()
+        return t if wrong else max(t, 1.0)
 
     if multi_label:  # (a label the validation split has only one value of keeps T = 1)
         return np.asarray([best(probabilities[:, [j]], true[:, [j]], True) if 0 < true[:, j].sum() < len(true)

@@ -14,6 +14,7 @@ SMALL_EVALUATION = 500  # below this many examples, the accuracy's interval is g
 CLOSE_TO_BASELINE = 0.02  # the model is "within a point or two" of the baseline
 LOW_RECALL_GAP = 0.1  # a class this far below the macro recall is named
 TRUNCATED_SHARE = 0.2  # when more texts than this are cut by the sequence length
+SURPRISING_LOSS = math.log(2)  # a training example whose label gets less than half the probability
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -45,6 +46,9 @@ def findings(report: dict, history=None) -> list[str]:
             out.append(f"The TF-IDF baseline beats the model: {name} {b[key]:.4f} against {report[key]:.4f}, "
                        f"in {b['seconds']:.0f} s. Train longer (--time-budget, more epochs) or on more "
                        "examples, or serve the baseline.")
+        elif gap == 0:
+            out.append(f"The model ties the TF-IDF baseline ({name} {report[key]:.4f}; the baseline trains "
+                       f"in {b['seconds']:.0f} s): these examples do not tell the two apart.")
         elif gap < CLOSE_TO_BASELINE:
             out.append(f"The model is within {100 * gap:.1f} points of the TF-IDF baseline ({name} "
                        f"{report[key]:.4f} against {b[key]:.4f}, which trains in {b['seconds']:.0f} s): the "
@@ -80,7 +84,7 @@ def findings(report: dict, history=None) -> list[str]:
                    "the encoder sees part of them (the n-gram model reads all). A longer length, or a longer "
                    "--time-budget, lets it see more.")
     surprising = report.get("surprising_training_examples")
-    if surprising:
+    if surprising and surprising[0]["loss"] > SURPRISING_LOSS:
         top = surprising[0]
         out.append(f"The training example the model finds most surprising, {top['id']}, is labelled "
                    f"{top['label']} and the model says {top['model']} (loss {top['loss']:.2f}); the "

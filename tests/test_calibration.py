@@ -43,3 +43,11 @@ def test_by_hand_and_per_label_for_multi_label():
     assert temperature.shape == (2,) and temperature[0] > 1 and temperature[1] == 1.0
     with pytest.raises(ValueError, match="needs validation examples"):
         calibration.fit_temperature(np.zeros((0, 2)), np.zeros(0, int))
+
+
+def test_a_validation_split_without_mistakes_never_sharpens():
+    """All right: the log loss would fall forever as T shrinks; T stays at 1 at least."""
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert calibration.fit_temperature(probabilities, np.array([0, 1, 0])) == 1.0
+    multi = calibration.fit_temperature(np.array([[0.8], [0.3]]), np.array([[1], [0]]), multi_label=True)
+    assert multi[0] == 1.0

@@ -46,5 +46,10 @@ def test_each_rule_names_its_number():
     assert "38 % of the training texts are longer than --max-seq-length 128" in text
     assert "error 0.2000 before, 0.0500 after" in text
     assert "most surprising, t:7, is labelled pos and the model says neg (loss 4.20)" in text
+    tie = findings(_report(baseline={"accuracy": 0.9, "seconds": 3, "name": "b"}))
+    assert tie[0].startswith("The model ties the TF-IDF baseline (accuracy 0.9000")
+    calm = findings(_report(surprising_training_examples=[{"id": "t", "label": "a", "model": "a", "loss": 0.1,
+                                                           "text": "x"}]))
+    assert calm == []  # every sampled label got more than half the probability
     beaten = findings(_report(baseline={"accuracy": 0.93, "seconds": 3, "name": "b"}))
     assert beaten[0].startswith("The TF-IDF baseline beats the model: accuracy 0.9300 against 0.9000")
