@@ -19,6 +19,7 @@ Texts are returned as they are in the file: every change bertclf makes to text h
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import io
 import json
@@ -335,8 +336,10 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
             if suffix == ".jsonl":
                 df = _read_jsonl(path, raw)
             else:
+                # A TSV has no quoting: a text starting with '"' (MRPC's and GoEmotions' do) is text.
                 df = pd.read_csv(io.StringIO(raw), sep="\t" if suffix == ".tsv" else ",", header=None,
-                                 dtype=str, keep_default_na=False, na_filter=False)
+                                 dtype=str, keep_default_na=False, na_filter=False,
+                                 quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
                 header, why = _has_header(df, table)
                 if header:
                     df = _with_header(df.iloc[1:].reset_index(drop=True), list(df.iloc[0]), path)

@@ -424,3 +424,18 @@ def test_multi_label_input_mistakes_get_clear_errors(tmp_path, acl_tree, case):
     with pytest.raises(ValueError) as error:
         data.read_dataset(str(tmp_path / source), test and str(tmp_path / test), data.TableFormat(**table))
     assert message in str(error.value)
+
+
+def test_a_tsv_is_read_without_quoting_as_paraphrase_corpora_ship(tmp_path):
+    """MRPC's TSV has a header of its own and sentences that open with a quote mark: a CSV
+    reader's quoting would run them into the next rows."""
+    (tmp_path / "mrpc.tsv").write_text(
+        "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+        '1\t1\t2\t"Amrozi accused his brother\tReferring to him as "the witness", Amrozi accused\n'
+        "0\t3\t4\tYucaipa owned Dominick's\t\"Yucaipa bought Dominick's in 1995\n")
+    table = data.TableFormat("#1 String", "Quality", text_pair_column="#2 String")
+    split = data.read_dataset(str(tmp_path / "mrpc.tsv"), table=table).splits["train"]
+    assert split.texts == ['"Amrozi accused his brother', "Yucaipa owned Dominick's"]
+    assert split.pairs == ['Referring to him as "the witness", Amrozi accused',
+                           '"Yucaipa bought Dominick\'s in 1995']
+    assert split.labels == ["1", "0"]
