@@ -216,11 +216,26 @@ def write_tiny_pairs(folder: Path, n: int = 160, seed: int = 0) -> tuple[Path, P
         first = " ".join([*rng.choice(FILLER, size=4), *rng.choice(words, size=2)])
         second = " ".join([*rng.choice(FILLER, size=3), *rng.choice(words if same else other, size=2)])
         rows.append((2 if same else 1, first, second))
-    table = folder / "pairs.tsv"
+    return _headerless_tsv(folder / "pairs.tsv", rows, folder / "classes.txt", PAIR_CLASSES)
+
+
+def _headerless_tsv(table: Path, rows: list[tuple], names: Path, classes: list[str]) -> tuple[Path, Path]:
+    """(table, names file): `rows` as a TSV without a header, the class names one a line."""
     pd.DataFrame(rows).to_csv(table, sep="\t", header=False, index=False)
-    names = folder / "classes.txt"
-    names.write_text("\n".join(PAIR_CLASSES) + "\n")
+    names.write_text("\n".join(classes) + "\n")
     return table, names
+
+
+def run_tiny(tiny_hub: Path, data: Path, tmp: Path, **flags):
+    """(RunResult, config) of one `app.train` run of the tiny encoder with `tiny_train_args`."""
+    import argparse
+
+    from app import config, train
+
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, data, tmp, **flags)))
+    return train.run(cfg), cfg
 
 
 @pytest.fixture(scope="session")
@@ -228,19 +243,11 @@ def trained_pairs(tiny_hub, tmp_path_factory):
     """One finished `app.train` run of the tiny encoder on text pairs, with the other flags a
     table as it comes needs (no header, columns by index, label names) and balanced class
     weights and mean pooling: (RunResult, config)."""
-    import argparse
-
-    from app import config, train
-
     tmp = tmp_path_factory.mktemp("trained_pairs")
     table, names = write_tiny_pairs(tmp)
-    parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    args = tiny_train_args(tiny_hub, table, tmp, epochs=2, text_column="1", text_pair_column="2",
-                           label_column="0", label_names=names, class_weight="balanced", pooling="mean",
-                           model_name="pairs", baseline="none")
-    cfg = config.build_config(parser.parse_args(args))
-    return train.run(cfg), cfg
+    return run_tiny(tiny_hub, table, tmp, epochs=2, text_column="1", text_pair_column="2", label_column="0",
+                    label_names=names, class_weight="balanced", pooling="mean", model_name="pairs",
+                    baseline="none")
 
 
 TAG_CLASSES = ["praise", "complaint", "music"]
@@ -262,29 +269,17 @@ def write_tiny_tags(folder: Path, n: int = 160, seed: int = 0) -> tuple[Path, Pa
                 tags.append(str(tag))
         rng.shuffle(words)
         rows.append((" ".join(words), ",".join(tags), f"t{i}"))
-    table = folder / "tags.tsv"
-    pd.DataFrame(rows).to_csv(table, sep="\t", header=False, index=False)
-    names = folder / "tags.txt"
-    names.write_text("\n".join(TAG_CLASSES) + "\n")
-    return table, names
+    return _headerless_tsv(folder / "tags.tsv", rows, folder / "tags.txt", TAG_CLASSES)
 
 
 @pytest.fixture(scope="session")
 def trained_tags(tiny_hub, tmp_path_factory):
     """One finished multi-label `app.train` run of the tiny encoder, read from the TSV as it
     comes (no header, label ids separated by commas, their names in a file): (RunResult, config)."""
-    import argparse
-
-    from app import config, train
-
     tmp = tmp_path_factory.mktemp("trained_tags")
     table, names = write_tiny_tags(tmp)
-    parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    args = tiny_train_args(tiny_hub, table, tmp, epochs=3, text_column="0", label_column="1",
-                           label_separator=",", label_names=names, model_name="tags")
-    cfg = config.build_config(parser.parse_args(args))
-    return train.run(cfg), cfg
+    return run_tiny(tiny_hub, table, tmp, epochs=3, text_column="0", label_column="1", label_separator=",",
+                    label_names=names, model_name="tags")
 
 
 def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]:
@@ -300,15 +295,7 @@ def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
     """One finished `app.train` run of the tiny encoder: (RunResult, config)."""
-    import argparse
-
-    from app import config, train
-
-    tmp = tmp_path_factory.mktemp("trained")
-    parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, tiny_reviews, tmp)))
-    return train.run(cfg), cfg
+    return run_tiny(tiny_hub, tiny_reviews, tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(scope="session")
