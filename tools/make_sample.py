@@ -1,9 +1,19 @@
 """Write the bundled sample dataset, data/sample/, in the aclImdb layout.
 
-Every review is composed from the phrase banks below, which were written for this project;
+Every review is composed from the word and phrase banks below, which were written for this project;
 nothing is taken from IMDb or anywhere else. The output is deterministic (fixed seed):
 
     python tools/make_sample.py            # rewrites data/sample/{train,test}/{neg,pos}/*.txt
+
+The sample is meant to teach sentiment, not its own phrasing, and to leave the demo's report
+something to report:
+- remarks are built from templates over general sentiment words (many adjectives, adverbs, verdicts
+  short and long), so that the model meets the vocabulary of plain sentences it never saw;
+- most reviews are mixed: a remark disagrees with the review's verdict a quarter of the time, some
+  are negated ("never dull"), some concede a point before the verdict;
+- some reviews give no verdict at all, and a few are lukewarm, rated either side of the middle by
+  a reviewer's whim, as real reviews are: no model gets those all right, so the test split has
+  mistakes and the probabilities something to be calibrated on.
 """
 
 from __future__ import annotations
@@ -21,99 +31,166 @@ GENRES = ["thriller", "comedy", "drama", "science fiction film", "romance", "wes
           "mystery", "animated feature", "horror film", "musical", "courtroom drama", "heist movie"]
 OPENERS = [
     "I watched {title} last night.",
-    "{title} is a {genre} that I had heard a lot about.",
+    "{title} is {a} {genre} that I had heard a lot about.",
     "My friends talked me into seeing {title}.",
-    "I finally caught {title}, a {genre} from a first-time director.",
+    "I finally caught {title}, {a} {genre} from a first-time director.",
     "{title} arrived with plenty of hype for a {genre}.",
     "I went into {title} knowing nothing about it.",
     "Having read the novel, I was curious about {title}.",
     "We rented {title} for a family movie night.",
+    "So, {title}.",
+    "",
     "",
 ]
-POS = {
-    "acting": [
-        "The lead gives a warm, layered performance that stays with you.",
-        "Every actor seems completely at home in their role.",
-        "The cast has real chemistry, and the banter feels natural.",
-        "The young star is a revelation, funny one minute and heartbreaking the next.",
-        "Even the small supporting parts are played with care.",
-    ],
-    "story": [
-        "The story builds patiently and pays off beautifully in the final act.",
-        "The script is sharp, witty and surprisingly moving.",
-        "Each twist felt earned rather than cheap.",
-        "It handles grief and hope with a light, honest touch.",
-        "The plot kept me guessing until the very end.",
-    ],
-    "craft": [
-        "The photography is gorgeous, all soft light and long quiet shots.",
-        "The score swells at exactly the right moments.",
-        "The editing keeps the pace brisk without ever feeling rushed.",
-        "The production design makes the town feel lived in.",
-        "The action scenes are clear, inventive and thrilling.",
-    ],
-    "verdict": [
-        "I loved it and will happily watch it again.",
-        "A wonderful film; highly recommended.",
-        "Easily one of the best movies I have seen this year.",
-        "Go see it, you will not regret it.",
-        "A small gem that deserves a much bigger audience. 9/10.",
-        "It made me laugh and cry, which is all I ask of a movie.",
-    ],
-}
-NEG = {
-    "acting": [
-        "The lead sleepwalks through every scene with the same blank expression.",
-        "The performances are stiff, as if nobody had rehearsed.",
-        "The cast has no chemistry at all, and the romance falls flat.",
-        "The villain is so over the top that it becomes unintentionally funny.",
-        "Talented actors are wasted on paper-thin characters.",
-    ],
-    "story": [
-        "The story drags for an hour and then collapses in a rushed ending.",
-        "The script is full of clumsy dialogue and obvious twists.",
-        "Nothing that happens makes much sense, even by the film's own rules.",
-        "It tries to be profound but ends up dull and preachy.",
-        "I guessed the plot within the first ten minutes.",
-    ],
-    "craft": [
-        "The photography is murky and it is often hard to tell what is going on.",
-        "The music is loud and repetitive, drowning out half the lines.",
-        "The editing is choppy, jumping between scenes without purpose.",
-        "The effects look cheap and unfinished.",
-        "The action scenes are shaky, confusing and far too long.",
-    ],
-    "verdict": [
-        "I was bored and checked my watch constantly.",
-        "A waste of time; avoid it.",
-        "One of the worst films I have sat through in years.",
-        "Skip it, there are far better ways to spend two hours.",
-        "A tedious mess that never finds its footing. 2/10.",
-        "I wanted to like it, but it was a real disappointment.",
-    ],
-}
-# A concession to the other side, so that a single sentiment word does not decide the label.
-POS_BUT = ["The middle section sags a little, but", "It is not perfect, and the ending is a bit neat, yet",
-           "The trailer made it look silly; however,"]
-NEG_BUT = ["The poster is lovely and the opening is promising, but", "There are a couple of nice shots,",
-           "The lead tries hard; still,"]
+ASPECTS = ["acting", "story", "script", "direction", "soundtrack", "photography", "dialogue", "ending",
+           "cast", "pacing", "humour", "plot", "lead performance", "editing", "premise", "finale",
+           "screenplay", "music", "romance", "villain", "first half", "effects"]
+POS_ADJ = ["brilliant", "moving", "gripping", "charming", "superb", "delightful", "powerful", "beautiful",
+           "clever", "touching", "hilarious", "stunning", "wonderful", "fresh", "heartfelt", "engaging",
+           "masterful", "excellent", "terrific", "lovely", "inventive", "captivating", "magnificent",
+           "smart", "tender", "thrilling", "remarkable", "fantastic", "great", "satisfying", "witty",
+           "haunting", "gorgeous", "sincere", "funny", "compelling", "perfect", "marvellous", "unforgettable",
+           "memorable", "uplifting"]
+NEG_ADJ = ["dull", "clumsy", "boring", "awful", "tedious", "lifeless", "terrible", "predictable", "silly",
+           "bland", "painful", "weak", "lazy", "messy", "flat", "pointless", "confusing", "dreadful",
+           "poor", "wooden", "tiresome", "hollow", "cheap", "ridiculous", "stale", "annoying",
+           "uninspired", "mediocre", "bad", "forced", "clichéd", "sloppy", "shallow", "irritating",
+           "incoherent", "embarrassing", "lame", "horrible", "forgettable",
+           "exhausting"]
+ADVERBS = ["", "", "", "really ", "truly ", "genuinely ", "quite ", "so ", "absolutely ", "simply ",
+           "consistently ", "surprisingly "]
+REMARKS = [
+    "The {aspect} is {adv}{adj}.",
+    "I found the {aspect} {adv}{adj}.",
+    "The {aspect}? {Adj}.",
+    "The {aspect} struck me as {adv}{adj}.",
+    "Honestly, the {aspect} was {adv}{adj}.",
+    "The {aspect} felt {adv}{adj} to me.",
+    "{Adj} {aspect}, and {adj2} {aspect2}.",
+    "What {a} {adj}, {adj2} {whole}.",
+    "{An} {adv}{adj} {whole}.",
+]
+# How the reviewer felt, in their own verbs.
+FEELINGS = ["I {verb} {what}.", "Honestly, I {verb} {what}.", "I have to say I {verb} {what}.",
+            "My partner and I both {verb} {what}."]
+POS_VERBS = ["loved", "adored", "enjoyed", "really liked", "was moved by", "was charmed by", "savoured",
+             "was blown away by", "fell for", "admired"]
+NEG_VERBS = ["hated", "disliked", "loathed", "despised", "could not stand", "was bored by", "was annoyed by",
+             "regretted", "was let down by", "resented"]
+WHATS = ["every minute of it", "the whole thing", "it", "this one", "the ending", "the characters",
+         "the music", "its sense of humour", "the way it looks", "the last twenty minutes", "the story"]
+WHOLE = ["film", "movie", "story", "picture", "experience", "watch", "ride"]
+# "not" + a word of one side says the other side.
+NEGATED = ["The {aspect} is never {adj}.", "The {aspect} is not {adj} at all.",
+           "I would not call the {aspect} {adj}.", "There is nothing {adj} about the {aspect}."]
+POS_LINES = [
+    "The lead gives a warm, layered performance that stays with you.",
+    "Every actor seems completely at home in their role.",
+    "The story builds patiently and pays off beautifully in the final act.",
+    "Each twist felt earned rather than cheap.",
+    "It handles grief and hope with a light, honest touch.",
+    "The score swells at exactly the right moments.",
+    "I laughed out loud more than once.",
+    "It had me on the edge of my seat.",
+    "The whole theatre applauded at the end.",
+    "I was hooked from the first scene.",
+    "It is the kind of film that rewards your attention.",
+    "I cared about every one of these people.",
+]
+NEG_LINES = [
+    "The lead sleepwalks through every scene with the same blank expression.",
+    "The performances are stiff, as if nobody had rehearsed.",
+    "The story drags for an hour and then collapses in a rushed ending.",
+    "Nothing that happens makes much sense, even by the film's own rules.",
+    "It tries to be profound but ends up preachy.",
+    "The effects look unfinished.",
+    "I checked my watch every ten minutes.",
+    "Half the audience left before the end.",
+    "I could not wait for it to be over.",
+    "The jokes land with a thud.",
+    "I stopped caring about the characters early on.",
+    "It feels twice as long as it is.",
+]
+POS_VERDICTS = [
+    "I loved it and will happily watch it again.", "A wonderful film; highly recommended.",
+    "Easily one of the best movies I have seen this year.", "Go see it, you will not regret it.",
+    "A small gem that deserves a much bigger audience.", "It made me laugh and cry.", "Worth every minute.",
+    "Highly recommended.", "Do not miss this one.", "I left the cinema smiling.", "A real treat.",
+    "Ten out of ten.", "9/10.", "8/10, would watch again.", "A joy from start to finish.",
+    "I will be thinking about it for days.", "Pure magic.", "Loved every second.", "An absolute delight.",
+    "Best film I have seen in a long time.", "A triumph.", "I recommend it to everyone I know.",
+]
+NEG_VERDICTS = [
+    "I was bored and checked my watch constantly.", "A waste of time; avoid it.",
+    "One of the worst films I have sat through in years.", "Skip it.", "Save your money.",
+    "A tedious mess that never finds its footing.", "I wanted to like it, but it was a real disappointment.",
+    "Avoid at all costs.", "I walked out halfway through.", "I nearly fell asleep.", "A complete letdown.",
+    "Do not bother.", "Never again.", "2/10.", "3/10, and that is generous.", "I regret watching it.",
+    "What a waste of a good cast.", "Utterly forgettable.", "I want my money back.",
+    "Painful to sit through.", "A total failure.", "Terrible from start to finish.", "Not worth your time.",
+]
+# A point for the other side before the verdict.
+POS_CONCESSIONS = ["The middle section sags a little, but", "It is not perfect, but", "Despite a few flaws,",
+                   "The ending is a bit neat, yet", "The trailer made it look silly; however,"]
+NEG_CONCESSIONS = ["The poster is lovely and the opening is promising, but",
+                   "There are a couple of nice shots, but", "The lead tries hard; still,",
+                   "For all its ambition,", "The first scene is clever, but"]
+LUKEWARM = ["It is fine, I suppose.", "Not bad, not great.", "Some of it works and some of it does not.",
+            "I have mixed feelings about it.", "It is watchable, once.", "An average film, nothing more.",
+            "Parts of it are good, parts of it drag.", "Hard to say whether I liked it."]
+P_AGREE = 0.75  # a remark agrees with the review's verdict
+P_LUKEWARM = 0.06  # reviews with nothing to decide them: their label is a coin toss
+P_SHORT = 0.12  # a verdict alone
+P_NO_VERDICT = 0.2
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def remark(rng: random.Random, positive: bool) -> str:
+    """One sentence about one aspect, on the given side."""
+    aspect, aspect2 = rng.sample(ASPECTS, 2)
+    if rng.random() < 0.15:
+        return rng.choice(NEGATED).format(aspect=aspect, adj=rng.choice(NEG_ADJ if positive else POS_ADJ))
+    if rng.random() < 0.25:
+        return rng.choice(POS_LINES if positive else NEG_LINES)
+    if rng.random() < 0.2:
+        return rng.choice(FEELINGS).format(verb=rng.choice(POS_VERBS if positive else NEG_VERBS),
+                                           what=rng.choice(WHATS))
+    adjectives = POS_ADJ if positive else NEG_ADJ
+    adj, adj2 = rng.sample(adjectives, 2)
+    adv = rng.choice(ADVERBS)
+    text = rng.choice(REMARKS).format(aspect=aspect, aspect2=aspect2, adv=adv, adj=adj, Adj=adj.capitalize(),
+                                      adj2=adj2, whole=rng.choice(WHOLE), a=article(adj),
+                                      An=article(adv or adj).capitalize())
+    return text[0].upper() + text[1:]
 
 
 def review(rng: random.Random, positive: bool) -> str:
-    bank, concessions = (POS, POS_BUT) if positive else (NEG, NEG_BUT)
+    """A review on the given side, or (now and then) a lukewarm one that could have been on either."""
+    verdicts = POS_VERDICTS if positive else NEG_VERDICTS
+    if rng.random() < P_SHORT:
+        return rng.choice(verdicts)
     title = f"{rng.choice(TITLES_A)} {rng.choice(TITLES_B)}"
-    sentences = [rng.choice(OPENERS).format(title=title, genre=rng.choice(GENRES))]
-    parts = rng.sample(["acting", "story", "craft"], k=rng.randint(1, 3))
-    for part in parts:
-        sentences.append(rng.choice(bank[part]))
-    if rng.random() < 0.3:
-        first = rng.choice(concessions)
-        nxt = rng.choice(bank["verdict"])
-        if not nxt.startswith("I "):
-            nxt = nxt[0].lower() + nxt[1:]
-        sentences.append(f"{first} {nxt}")
+    genre = rng.choice(GENRES)
+    sentences = [rng.choice(OPENERS).format(title=title, genre=genre, a=article(genre))]
+    if rng.random() < P_LUKEWARM:
+        sentences += [remark(rng, True), remark(rng, False)]
+        rng.shuffle(sentences)
+        sentences.append(rng.choice(LUKEWARM))
     else:
-        sentences.append(rng.choice(bank["verdict"]))
+        for _ in range(rng.randint(1, 4)):
+            sentences.append(remark(rng, positive if rng.random() < P_AGREE else not positive))
+        if rng.random() >= P_NO_VERDICT:
+            verdict = rng.choice(verdicts)
+            if rng.random() < 0.25:
+                concession = rng.choice(POS_CONCESSIONS if positive else NEG_CONCESSIONS)
+                lowered = verdict if verdict.startswith("I ") else verdict[0].lower() + verdict[1:]
+                verdict = f"{concession} {lowered}"
+            sentences.append(verdict)
+        else:  # no verdict: the remarks decide, so make sure they lean the review's way
+            sentences.append(remark(rng, positive))
     text = " ".join(s for s in sentences if s)
     if rng.random() < 0.15:  # some reviews carry the HTML line breaks real reviews have
         text = text.replace(". ", ".<br /><br />", 1)
@@ -124,18 +201,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "data" / "sample"))
-    parser.add_argument("--train-per-class", type=int, default=200)
-    parser.add_argument("--test-per-class", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--train-per-class", type=int, default=800)
+    parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=20261202)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     out = Path(args.output)
     shutil.rmtree(out, ignore_errors=True)
+    seen: set[str] = set()  # no review twice, across the splits too
     for split, n in (("train", args.train_per_class), ("test", args.test_per_class)):
         for label, positive in (("neg", False), ("pos", True)):
             folder = out / split / label
             folder.mkdir(parents=True)
-            seen = set()
             i = 0
             while i < n:
                 text = review(rng, positive)
