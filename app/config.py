@@ -149,6 +149,9 @@ class TrainConfig:
     output_dir: str = _field("saved_models", "outputs", "where exports go, as OUTPUT_DIR/MODEL_NAME/VERSION")
     run_dir: str | None = _field(None, "outputs", "run folder (logs, checkpoints, backup, report); the "
                                  "same folder resumes a killed run", "runs/MODEL_NAME")
+    backup_every: str = _field("5m", "outputs", "back the run up every N training steps (200) or minutes "
+                               "(5m; 90s) and at each epoch's end; the same command resumes at the next "
+                               "step after a kill (the cost of each backup is logged)")
     version: int | None = _field(None, "outputs", "export version, the integer folder TF Serving loads",
                                  "the next free number")
     baseline: str = _field("tfidf", "outputs", "the classic baseline the report sets the model against: "
@@ -231,6 +234,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("baseline", cfg.baseline, f"must be one of {list(BASELINES)}")
     if cfg.version is not None and cfg.version < 1:
         bad("version", cfg.version, "must be a positive integer")
+    from app.backup import parse_every
+
+    parse_every(cfg.backup_every)  # its own ValueError names the flag
     return cfg
 
 

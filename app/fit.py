@@ -1,23 +1,27 @@
-"""The fit stage: `model.fit` with the run folder's callbacks, resumable after a kill.
+"""The fit stage: `model.fit` with the run folder's callbacks, resumable after a kill at any step.
 
 A run folder (`RUN_DIR`) holds `history.csv` / `history.json`, TensorBoard logs, the best
-checkpoint (`checkpoints/best`, by validation accuracy) and, while training, `backup/`
-(Keras' `BackupAndRestore`): running the same command after the process was killed resumes
-from the last finished epoch.
+checkpoint (`checkpoints/best/`, by validation accuracy) and, while training, `backup/`
+(`app.backup`): a backup every `--backup-every` steps or minutes and at each epoch's end. Running
+the same command after the process was killed resumes at the step after the last backup, with
+the same data order (each epoch's order is a function of the seed and the epoch, and the batches
+the backup had trained are skipped), learning-rate schedule, early-stopping state and best
+checkpoint. (Dropout draws fresh masks after a resume: the random state inside an encoder's
+SavedModel cannot be saved.)
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import tensorflow as tf
 
-from app import runtime
+from app import backup, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -25,65 +29,99 @@ MONITOR = "val_accuracy"  # single-label; multi-label runs monitor MULTI_LABEL_M
 MULTI_LABEL_MONITOR = "val_f1"  # micro F1 at the 0.5 threshold (the thresholds are tuned after)
 
 
+def backup_store(run_dir: Path) -> backup.Store:
+    return backup.Store(Path(run_dir) / "backup")
+
+
+def best_store(run_dir: Path) -> backup.Store:
+    return backup.Store(Path(run_dir) / "checkpoints" / "best", "best checkpoint")
+
+
 def has_backup(run_dir: Path) -> bool:
-    """Whether BackupAndRestore left a checkpoint: a killed run waiting to be resumed."""
-    return any((run_dir / "backup").rglob("checkpoint"))
+    """Whether a backup is waiting: a run that was killed or interrupted, to be resumed."""
+    return backup_store(run_dir).latest() is not None
 
 
-def fit(model: tf.keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, run_dir: Path,
-        epochs: int, patience: int, cpu_fusion: bool, callbacks: list | None = None,
-        deadline: Deadline | None = None, class_weight: dict[int, float] | None = None,
-        monitor: str = MONITOR) -> pd.DataFrame:
-    """Train, keep the best epoch's weights in `model`, and return the history (one row an epoch).
+def best_checkpoint(run_dir: Path) -> str | None:
+    """The prefix of the best epoch's weights (`model.load_weights`), or None."""
+    latest = best_store(run_dir).latest()
+    return latest[0] if latest else None
 
-    `callbacks` are Keras callbacks added after the run's own; a `deadline` stops training in
-    time (`--time-budget`), and a resumed run counts the seconds its earlier epochs spent.
-    `class_weight` (class index -> weight) weights each example's loss by its class. The best
-    checkpoint and early stopping follow `monitor`.
+
+def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], steps_per_epoch: int,
+        val_ds: tf.data.Dataset, run_dir: Path, epochs: int, patience: int, cpu_fusion: bool,
+        callbacks: list | None = None, deadline: Deadline | None = None,
+        class_weight: dict[int, float] | None = None, monitor: str = MONITOR,
+        backup_every: backup.Every | None = None, interrupt: backup.Interrupt | None = None,
+        chief: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Train, keep the best epoch's weights in `model`, and return (the history, one row an
+    epoch; what the backups cost).
+
+    `train_epoch(e)` is epoch e's training data, `steps_per_epoch` batches, the same whenever it
+    is built. `callbacks` are Keras callbacks added after the run's own (before the backup);
+    a `deadline` stops training in time (`--time-budget`), and a resumed run counts the seconds
+    its earlier processes spent. `class_weight` (class index -> weight) weights each example's loss by its
+    class. The best checkpoint and early stopping follow `monitor`. An `interrupt`
+    (`backup.interrupts`) raises `backup.Interrupted` after a backup.
     """
+    backup_every = backup_every or backup.parse_every(backup.DEFAULT_EVERY)
     history_csv = run_dir / "history.csv"
-    best_path = run_dir / "checkpoints" / "best"
-    resuming = has_backup(run_dir)
-    if deadline is not None and resuming:
-        deadline.spent = _spent_so_far(history_csv)
+    store, best = backup_store(run_dir), best_store(run_dir)
+    saver = Backup(store, backup_every, steps_per_epoch, interrupt, deadline, write=chief)
+    record = saver.restore(model)
+    start_epoch, start_step = (int(record["epoch"]), int(record["step"])) if record else (0, 0)
+    done = _read_history(history_csv) if record and history_csv.exists() else pd.DataFrame()
+    if "epoch" in done:  # epochs the backup had finished (a later row died with its process)
+        done = done[done["epoch"] < start_epoch]
+    finished_values = [float(v) for v in done[monitor]] if monitor in done else []
+    if record:
+        logger.info("resuming at epoch %d, step %d of %d (from the backup of %s)", start_epoch + 1,
+                    start_step + 1, steps_per_epoch, record.get("saved", "?"))
+        if deadline is not None:
+            deadline.spent = float(record.get("train_seconds", 0.0))
+    stopping = ResumableEarlyStopping(finished_values, monitor=monitor, mode="max", patience=patience)
     all_callbacks = [
-        tf.keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        ResumeNotice(),
         *([deadline] if deadline is not None else []),  # before the loggers: it adds train_seconds
-        tf.keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
-            initial_value_threshold=_best_so_far(history_csv, monitor) if resuming else None),
-        tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
-        tf.keras.callbacks.CSVLogger(str(history_csv), append=resuming),
+        BestCheckpoint(best, monitor, max(finished_values) if finished_values else None, chief),
+        stopping,
+        tf.keras.callbacks.CSVLogger(str(history_csv), append=record is not None),
         tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
         *(callbacks or []),
+        saver,  # last: a step or an epoch is backed up after everything else has seen it
     ]
-    with runtime.cpu_fusion(cpu_fusion):
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=all_callbacks,
-                  class_weight=class_weight, verbose=1 if sys.stdout.isatty() else 2)
-    # BackupAndRestore deleted its checkpoint when fit ended normally; drop the empty folder.
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    if best_path.with_suffix(".index").exists():
-        model.load_weights(str(best_path))
+    if start_epoch < epochs and not stopping.stopped_before(start_step):
+        stream = train_epoch(start_epoch).skip(start_step)
+        for epoch in range(start_epoch + 1, epochs):
+            stream = stream.concatenate(train_epoch(epoch))
+        # Keras asks a model's training state where to start (the hook of its own
+        # BackupAndRestore); given steps_per_epoch it reads the one stream across epochs.
+        model._training_state = _StartAt(start_epoch, start_step)
+        try:
+            with runtime.cpu_fusion(cpu_fusion):
+                model.fit(stream, validation_data=val_ds, epochs=epochs, initial_epoch=start_epoch,
+                          steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, class_weight=class_weight,
+                          verbose=1 if sys.stdout.isatty() else 2)
+        finally:
+            model._training_state = None
+    store.clear()  # the run is trained: what is left of it is the best checkpoint
+    prefix = best.latest()
+    if prefix is not None:
+        model.load_weights(prefix[0])
     history = _read_history(history_csv) if history_csv.exists() else pd.DataFrame()
     (run_dir / "history.json").write_text(history.to_json(orient="records", indent=2))
-    return history
+    cost = {"backup_every": str(backup_every), "backups": saver.count,
+            "backup_seconds": round(saver.seconds, 1)}
+    return history, cost
 
 
-def _best_so_far(history_csv: Path, monitor: str = MONITOR) -> float | None:
-    """Best monitored value of the epochs a resumed run already finished."""
-    if not history_csv.exists() or history_csv.stat().st_size == 0:
-        return None
-    frame = _read_history(history_csv)
-    return float(frame[monitor].max()) if monitor in frame and len(frame) else None
+class _StartAt:
+    """The (epoch, step) `model.fit` starts at: what Keras reads from a model's training state."""
 
+    def __init__(self, epoch: int, step: int):
+        self.epoch, self.step = epoch, step
 
-def _spent_so_far(history_csv: Path) -> float:
-    """Budget seconds the finished epochs of a resumed run used (their last `train_seconds`)."""
-    if not history_csv.exists() or history_csv.stat().st_size == 0:
-        return 0.0
-    frame = _read_history(history_csv)
-    return float(frame["train_seconds"].max()) if "train_seconds" in frame and len(frame) else 0.0
+    def maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch, mode=None):
+        return self.epoch, self.step
 
 
 def _read_history(history_csv: Path) -> pd.DataFrame:
@@ -98,18 +136,127 @@ def _read_history(history_csv: Path) -> pd.DataFrame:
     return frame
 
 
-class ResumeNotice(tf.keras.callbacks.Callback):
-    """Says when BackupAndRestore resumed a run, and from which epoch."""
+class BestCheckpoint(tf.keras.callbacks.Callback):
+    """The weights of the epoch with the best `monitor` so far (higher is better), written
+    atomically (`backup.Store`): a kill or a full disk while writing keeps the previous best."""
 
-    def __init__(self):
+    def __init__(self, store: backup.Store, monitor: str, best: float | None = None, write: bool = True):
         super().__init__()
-        self._first = True
+        self.store, self.monitor, self.best, self.write = store, monitor, best, write
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or (self.best is not None and value <= self.best):
+            return
+        self.best = float(value)
+        if self.write:
+            self.store.save(self.model.save_weights, {"epoch": epoch + 1, "step": 0, self.monitor: self.best})
+
+
+class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
+    """EarlyStopping that starts from the epochs a resumed run had finished (their monitored
+    values), as if it had seen them."""
+
+    def __init__(self, finished: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.finished = finished
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for epoch, value in enumerate(self.finished):
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
+
+    def stopped_before(self, step: int) -> bool:
+        """Whether the finished epochs had already stopped the run (a kill after its last
+        epoch's backup)."""
+        if step or not self.finished:
+            return False
+        self.on_train_begin()
+        return self.wait >= self.patience and len(self.finished) > 1
+
+
+class Backup(tf.keras.callbacks.Callback):
+    """Backs the run up inside epochs and at their ends; stops it cleanly on an interrupt.
+
+    A backup records the next step to run (`epoch`, `step` inside it) and `train_seconds`, the
+    budget seconds used (`deadline`). Place it after the callbacks that finish an epoch (history,
+    best checkpoint), so that an end-of-epoch backup comes after what the epoch wrote.
+    """
+
+    def __init__(self, store: backup.Store, every: backup.Every, steps_per_epoch: int,
+                 interrupt: backup.Interrupt | None = None, deadline=None, write: bool = True):
+        super().__init__()
+        self.store = store
+        self.every = every
+        self.steps_per_epoch = steps_per_epoch
+        self.interrupt = interrupt or backup.Interrupt()
+        self.deadline = deadline
+        self.write = write  # False on the workers of a cluster other than the chief
+        self.count = 0
+        self.seconds = 0.0  # spent writing backups
+        self._epoch = 0
+        self._since = 0
+        self._last = time.monotonic()
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._first and epoch > 0:
-            logger.info("resuming from epoch %d (epochs 1-%d were restored from the backup)",
-                        epoch + 1, epoch)
-        self._first = False
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = batch + 1  # Keras passes the index of the epoch's last step that ran
+        self._since += 1
+        last_of_epoch = done >= self.steps_per_epoch
+        if self.interrupt.signum and not last_of_epoch:  # at the last, the epoch-end backup follows
+            self._backup(self._epoch, done)
+            self._stop(f"interrupted at epoch {self._epoch + 1}, step {done}")
+        due = (self._since >= self.every.steps if self.every.steps
+               else time.monotonic() - self._last >= self.every.seconds)
+        if due and not last_of_epoch:
+            self._backup(self._epoch, done)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.interrupt.signum:  # while validating: the last backup stands
+            latest = self.store.latest()
+            self._stop(f"interrupted while validating epoch {self._epoch + 1}; the backup at "
+                       f"{backup.describe(latest[1]) if latest else 'the start'} stands")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._backup(epoch + 1, 0)
+        if self.interrupt.signum:
+            self._stop(f"interrupted at the end of epoch {epoch + 1}")
+
+    def _backup(self, epoch: int, step: int) -> None:
+        if not self.write:
+            return
+        start = time.monotonic()
+        record = {"epoch": int(epoch), "step": int(step), "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "iterations": int(self.model.optimizer.iterations.numpy())}
+        if self.deadline is not None:
+            record["train_seconds"] = round(self.deadline.elapsed(), 1)
+        self.store.save(self.checkpoint().write, record)
+        self.seconds += time.monotonic() - start
+        self.count += 1
+        self._since = 0
+        self._last = time.monotonic()
+
+    def _stop(self, where: str) -> None:
+        raise backup.Interrupted(self.interrupt.signum,
+                          f"{where} ({self.interrupt.name}); run the same command to resume")
+
+    def restore(self, model: tf.keras.Model) -> dict | None:
+        """Load the latest backup into `model` (and its optimizer); its record, or None."""
+        latest = self.store.latest()
+        if latest is None:
+            return None
+        prefix, record = latest
+        model.optimizer.build(model.trainable_variables)  # so that its slots exist to be restored
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        checkpoint.read(prefix).assert_existing_objects_matched()
+        return record
 
 
 class Deadline(tf.keras.callbacks.Callback):

@@ -148,9 +148,14 @@ def make_tf_dataset(
     cache: bool = False,
     length_buckets: bool = False,
     pairs: Sequence[str] | None = None,
+    epoch: int | None = None,
 ) -> tf.data.Dataset:
     """A batched `tf.data` pipeline of `(inputs, label)`; tokenization runs in parallel maps.
     `pairs` are the second texts of text pairs.
+
+    With `epoch`, the shuffled order is that epoch's, a function of `seed` and `epoch` alone
+    (what lets a run resumed inside an epoch skip exactly the batches it had trained); without,
+    each pass over the pipeline draws a new order.
 
     Batching before tokenizing lets the preprocessor work on whole batches; the model itself
     only ever sees integer tensors, which is what TPUs need.
@@ -172,10 +177,13 @@ def make_tf_dataset(
         # Class ids, or a multi-label 0/1 matrix.
         labels = tf.constant(labels, tf.float32 if np.ndim(labels) == 2 else tf.int32)
         ds = tf.data.Dataset.from_tensor_slices((features, labels))
+    if epoch is not None:
+        seed = epoch_seed(seed, epoch)
     if shuffle:
-        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=epoch is None)
     if length_buckets:
-        ds = _length_bucketed(ds, tokenizer, batch_size, len(texts), shuffle, seed, drop_remainder)
+        ds = _length_bucketed(ds, tokenizer, batch_size, len(texts), shuffle, seed, drop_remainder,
+                              reshuffle=epoch is None)
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
@@ -197,8 +205,13 @@ def _columns(features) -> tuple:
     return tuple(features) if isinstance(features, tuple | list) else (features,)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of one epoch of a run seeded `seed`."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
 def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle: bool, seed: int,
-                     drop_remainder: bool):
+                     drop_remainder: bool, reshuffle: bool = True):
     def sorted_tokens(features, label):
         segments = tokenizer.tokens(*_columns(features))
         order = tf.argsort(tf.add_n([s.row_lengths() for s in segments]), stable=True)
@@ -212,7 +225,7 @@ def _length_bucketed(ds, tokenizer: Tokenizer, batch_size: int, n: int, shuffle:
     ds = ds.map(sorted_tokens, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch().ragged_batch(batch_size, drop_remainder=drop_remainder)
     if shuffle:
-        ds = ds.shuffle(BUCKET_WINDOW, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(BUCKET_WINDOW, seed=seed, reshuffle_each_iteration=reshuffle)
     ds = ds.map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     return ds.apply(tf.data.experimental.assert_cardinality(batches))

@@ -6,8 +6,10 @@
 
 A run lives in `runs/MODEL_NAME/` (or `--run-dir`): config.json (the resolved config),
 classes.json, TensorBoard logs, per-epoch history.csv / history.json, the best checkpoint and,
-while it trains, a backup. Running the same command after the process was killed resumes from
-the last finished epoch. At the end the best model is exported to `OUTPUT_DIR/MODEL_NAME/VERSION/`
+while it trains, a backup (every --backup-every steps or minutes). Running the same command after
+the process was killed resumes at the step after the last backup; SIGTERM or Ctrl-C backs up and
+stops (exit status 143 or 130), a second Ctrl-C stops at once. One process trains in a run folder
+at a time. At the end the best model is exported to `OUTPUT_DIR/MODEL_NAME/VERSION/`
 for TF Serving and evaluated on the test split (validation when there is none) into
 `RUN_DIR/report/`.
 """
@@ -15,6 +17,7 @@ for TF Serving and evaluated on the test split (validation when there is none) i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -50,9 +53,17 @@ class RunResult:
 def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult:
     """config -> data -> n-gram model -> plan -> model -> fit -> ensemble -> export -> report.
     `callbacks` are Keras callbacks added after the run's own (backup, checkpoint, logs)."""
-    from app import fit, ngram
+    from app import backup, distribute
 
     strategy, resolved = resolve(cfg)
+    run_dir = Path(resolved.config.run_dir)
+    with (backup.run_lock(run_dir) if distribute.is_chief() else contextlib.nullcontext()):
+        return _run(strategy, resolved, callbacks)
+
+
+def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) -> RunResult:
+    from app import backup, distribute, fit, ngram
+
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
     resolved = weigh_classes(resolved, dataset)
@@ -60,7 +71,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
     resolved, dataset = plan(resolved, strategy, dataset, started, ngram_fit is not None)
-    tokenizer, train_ds, val_ds, resolved = pipelines(resolved, dataset)
+    tokenizer, train_epoch, val_ds, resolved = pipelines(resolved, dataset)
     if ngram_fit is not None:  # now, while the budget's clock has time for it
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
     (run_dir / "config.json").write_text(resolved.to_json())
@@ -81,14 +92,17 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
-    history = fit.fit(model, train_ds, val_ds, run_dir, c.epochs, c.patience, resolved.cpu_fusion, callbacks,
-                      deadline, class_weight=_class_ids(resolved, dataset.classes),
-                      monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR)
+    with backup.interrupts() as interrupt:
+        history, backups = fit.fit(
+            model, train_epoch, resolved.schedule["steps_per_epoch"], val_ds, run_dir, c.epochs, c.patience,
+            resolved.cpu_fusion, callbacks, deadline, class_weight=_class_ids(resolved, dataset.classes),
+            monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
+            backup_every=backup.parse_every(c.backup_every), interrupt=interrupt, chief=distribute.is_chief())
     ngram_model, ngram_weight, resolved, val_probabilities = ensemble(model, tokenizer, ngram_fit, dataset,
                                                                       resolved)
     resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)
     resolved = decide(resolved, dataset, val_probabilities)
-    resolved = resolved.with_training(training_record(resolved, started, deadline, history))
+    resolved = resolved.with_training({**training_record(resolved, started, deadline, history), **backups})
     if deadline is not None:
         update_throughput(resolved, deadline)
     export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, ngram_weight)
@@ -137,7 +151,8 @@ def prepare_run_dir(resolved: config_mod.ResolvedConfig) -> Path:
         except (ValueError, AttributeError):
             previous = {}
         current = resolved.requested.to_dict()
-        differ = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        free = {"backup_every"}  # changing it changes nothing the backup holds
+        differ = sorted(k for k in (set(previous) | set(current)) - free if previous.get(k) != current.get(k))
         if differ:
             raise ValueError(
                 f"--run-dir {run_dir} holds an unfinished run with different settings ({differ}); "
@@ -280,7 +295,7 @@ def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
 
 
 def pipelines(resolved: config_mod.ResolvedConfig, dataset):
-    """The tokenizer and the training and validation `tf.data` pipelines."""
+    """(tokenizer, epoch -> training `tf.data` pipeline, validation pipeline, resolved config)."""
     from app import preprocessing
 
     c = resolved.config
@@ -289,21 +304,27 @@ def pipelines(resolved: config_mod.ResolvedConfig, dataset):
         raise ValueError(f"--batch-size {c.batch_size} is larger than the {len(train)} training examples")
     tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
     val = dataset.splits["validation"]
-    train_ds = preprocessing.make_tf_dataset(
-        train.texts, dataset.label_ids("train"), tokenizer, c.batch_size, shuffle=True, seed=c.seed,
-        drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs)
+    train_labels = dataset.label_ids("train")
+
+    def train_epoch(epoch: int):
+        """The training batches of one epoch, in an order the seed and the epoch fix."""
+        return preprocessing.make_tf_dataset(
+            train.texts, train_labels, tokenizer, c.batch_size, shuffle=True, seed=c.seed,
+            drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs,
+            epoch=epoch)
+
     val_ds = preprocessing.make_tf_dataset(
         val.texts, dataset.label_ids("validation"), tokenizer, c.batch_size,
         drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets, pairs=val.pairs)
     resolved = resolved.with_data(dataset.columns, dataset.classes,
                                   {name: len(split) for name, split in dataset.splits.items()},
-                                  int(train_ds.cardinality()), dataset.multi_label)
+                                  int(train_epoch(0).cardinality()), dataset.multi_label)
     # The share of texts the sequence length cuts, from a seeded sample (the report's findings).
     rng = np.random.default_rng(c.seed)
     sample = train.take(sorted(rng.choice(len(train), min(len(train), 2000), replace=False)))
     over = float(np.mean(tokenizer.token_lengths(sample.texts, sample.pairs) + 2 > c.max_seq_length))
     resolved = dataclasses.replace(resolved, data={**resolved.data, "over_seq_length": round(over, 4)})
-    return tokenizer, train_ds, val_ds, resolved
+    return tokenizer, train_epoch, val_ds, resolved
 
 
 def training_record(resolved: config_mod.ResolvedConfig, started: float, deadline, history) -> dict:
@@ -505,11 +526,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     runtime.setup(args.verbose)
+    from app import backup
+
     try:
         result = run(cfg)
-    except ValueError as e:  # DataError included: the user's input, explained
+    except ValueError as e:  # DataError and RunLocked included: the user's input, explained
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except backup.BackupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except backup.Interrupted as e:
+        print(f"\n{e.message}", file=sys.stderr)
+        return e.exit_status
     if result.export_dir is not None:
         from app.evaluate import baseline_line, summary_line
 

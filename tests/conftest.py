@@ -156,6 +156,17 @@ def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_hub_still(tmp_path_factory) -> Path:
+    """A tiny encoder without dropout: with `--dropout 0`, training is a function of the seed and
+    the data order alone, so an interrupted run can be compared with an uninterrupted one."""
+    from app.convert import convert
+
+    checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_still_ckpt") / "checkpoint",
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return convert(checkpoint, tmp_path_factory.mktemp("tiny_hub_still") / "tiny", seq_length=32)
+
+
+@pytest.fixture(scope="session")
 def tiny_hub_plain(tiny_checkpoint, tmp_path_factory) -> Path:
     """The same checkpoint converted with the plain reference encoder (app.bert)."""
     from app.convert import convert

@@ -3,19 +3,33 @@ export (the random kills run in `make test-slow`)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
 from app import fit
-from tests.conftest import ENV, ROOT, run_module, run_script, tiny_train_args
+from tests.conftest import (
+    ENV,
+    ROOT,
+    assert_clear_failure,
+    run_in_process,
+    run_module,
+    run_script,
+    tiny_classifier,
+    tiny_train_args,
+)
 
 _KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""
     import argparse, os, signal, sys
@@ -40,7 +54,7 @@ def test_killed_run_resumes_from_backup(tiny_hub, tiny_reviews, tmp_path):
     assert not (tmp_path / "models").exists()  # nothing exported, nothing created for it
     second = run_module("train", *args)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming from epoch 2" in second.stderr
+    assert "resuming at epoch 2, step 1 of" in second.stderr
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(history["epoch"]) == [0, 1]  # epoch 1 not repeated
     assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").is_file()
@@ -50,7 +64,7 @@ def test_killed_run_resumes_from_backup(tiny_hub, tiny_reviews, tmp_path):
 def test_a_history_row_cut_short_by_a_kill_is_dropped(tmp_path):
     history = tmp_path / "history.csv"
     history.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,0.7,0.6,0.6\n1,0.8,0.4,0.9,0.3\n2,0.9")
-    assert fit._best_so_far(history) == 0.9
+    assert fit._read_history(history)["val_accuracy"].max() == 0.9
     assert pd.read_csv(history)["epoch"].tolist() == [0, 1]  # rewritten clean, so appends line up
 
 
@@ -95,3 +109,180 @@ def test_training_survives_ten_kills(tiny_hub, tiny_reviews, tmp_path):
     outcome = _survives_kills(tiny_hub, tiny_reviews, tmp_path, delays)
     print(f"kill delays {[round(d, 1) for d in delays]}: {outcome}")
     assert outcome["kills"] >= 8
+
+
+# ----------------------------------------------------------------------------- inside epochs
+
+# app.train with a callback that records each step as it ends (pid, epoch, step done) and the
+# weights when training ends: argv[1] is the record's path prefix, the rest app.train's flags.
+_RECORDED = textwrap.dedent("""
+    import functools, os, sys, time
+    import numpy as np
+    from app import runtime, train
+    runtime.setup()
+    import tensorflow as tf
+
+    class Record(tf.keras.callbacks.Callback):
+        def __init__(self, path):
+            super().__init__()
+            self.path, self.epoch = path, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            with open(self.path + ".steps", "a") as f:
+                f.write(f"{os.getpid()} {self.epoch} {batch + 1}\\n")
+            time.sleep(float(os.environ.get("STEP_SLEEP", "0")))  # time for a test to act mid-epoch
+
+        def on_train_end(self, logs=None):
+            np.savez(self.path + ".weights.npz", *self.model.get_weights())
+
+    train.run = functools.partial(train.run, callbacks=[Record(sys.argv[1])])
+    sys.exit(train.main(sys.argv[2:]))
+""")
+
+
+def _steps(record: Path) -> list[tuple[int, int, int]]:
+    path = Path(f"{record}.steps")
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if line.count(" ") == 2]
+
+
+def _trained(steps: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The (epoch, step) sequence the final weights went through: a process that resumes at a
+    step undoes what its predecessor did after its last backup."""
+    out: list[tuple[int, int]] = []
+    pid = None
+    for p, epoch, step in steps:
+        if p != pid:
+            out = [s for s in out if s < (epoch, step)]
+            pid = p
+        out.append((epoch, step))
+    return out
+
+
+def _start(record: Path, args: list[str], log: Path, step_sleep: float) -> subprocess.Popen:
+    with open(log, "ab") as err:
+        return subprocess.Popen([sys.executable, "-c", _RECORDED, str(record), *args], cwd=ROOT,
+                                env={**ENV, "STEP_SLEEP": str(step_sleep)}, stdout=subprocess.DEVNULL,
+                                stderr=err)
+
+
+def _wait_for_steps(proc: subprocess.Popen, record: Path, count: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_steps(record)) < count:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (status {proc.returncode}) before step {count}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no step {count} within {timeout} s")
+        time.sleep(0.02)
+
+
+STEPS = 9  # an epoch of `_still_args`: 72 training examples (80 less the validation split) in 8s
+
+
+def _still_args(tiny_hub_still, tiny_reviews, tmp: Path, **flags) -> list[str]:
+    return tiny_train_args(tiny_hub_still, tiny_reviews, tmp, epochs=3, max_train_examples=80, dropout=0,
+                           **flags)
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_random_steps_trains_as_if_it_never_was(tiny_hub_still, tiny_reviews, tmp_path):
+    args = _still_args(tiny_hub_still, tiny_reviews, tmp_path / "whole", backup_every=3)
+    whole = run_script(_RECORDED, tmp_path / "whole-record", *args)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    expected = _trained(_steps(tmp_path / "whole-record"))
+    assert expected == [(e, s) for e in range(3) for s in range(1, STEPS + 1)]
+
+    record, log = tmp_path / "killed-record", tmp_path / "killed.log"
+    args = _still_args(tiny_hub_still, tiny_reviews, tmp_path / "killed", backup_every=3)
+    rng = random.Random(28)
+    for _ in range(4):  # SIGKILL a few steps after each resume, inside epochs
+        proc = _start(record, args, log, 0.1)
+        _wait_for_steps(proc, record, len(_steps(record)) + rng.randint(2, 7))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    final = run_script(_RECORDED, record, *args)
+    assert final.returncode == 0, final.stderr[-3000:]
+    steps = _steps(record)
+    assert len({pid for pid, *_ in steps}) == 5
+    assert len(steps) > len(expected)  # the steps after each kill's last backup were trained again
+    assert _trained(steps) == expected  # each step of each epoch once, in order: no example skipped or twice
+    assert "resuming at epoch" in final.stderr  # (a process killed before its first backup starts over)
+    kept, again = np.load(tmp_path / "whole-record.weights.npz"), np.load(f"{record}.weights.npz")
+    assert len(kept.files) == len(again.files)
+    for name in kept.files:
+        np.testing.assert_allclose(again[name], kept[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_back_up_stop_and_resume(tiny_hub_still, tiny_reviews, tmp_path, signum):
+    # Backups only when interrupted and at each epoch's end.
+    args = _still_args(tiny_hub_still, tiny_reviews, tmp_path, backup_every="100m")
+    record, log = tmp_path / "record", tmp_path / "first.log"
+    proc = _start(record, args, log, 0.3)
+    _wait_for_steps(proc, record, STEPS + 3)  # inside the second epoch
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == 128 + signum
+    stderr = log.read_text()
+    match = re.search(r"interrupted at epoch (\d+), step (\d+) \((\w+)\); run the same command to resume",
+                      stderr)
+    assert match, stderr[-3000:]
+    epoch, step = int(match.group(1)), int(match.group(2))
+    assert match.group(3) == signal.Signals(signum).name and epoch == 2 and 3 <= step < STEPS
+    assert "Traceback" not in stderr, stderr[-3000:]
+    saved = fit.backup_store(tmp_path / "run").latest()
+    assert saved is not None and (saved[1]["epoch"], saved[1]["step"]) == (epoch - 1, step)
+    assert _steps(record)[-1][1:] == (epoch - 1, step)  # the step it had begun was finished, and no more
+
+    again = run_script(_RECORDED, record, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming at epoch {epoch}, step {step + 1} of {STEPS}" in again.stderr
+    assert _trained(_steps(record)) == [(e, s) for e in range(3) for s in range(1, STEPS + 1)]
+    assert not fit.has_backup(tmp_path / "run")
+
+
+def test_one_run_a_folder_and_a_dead_holders_lock_is_taken_over(tiny_hub_still, tiny_reviews, tmp_path):
+    args = _still_args(tiny_hub_still, tiny_reviews, tmp_path, backup_every=2)
+    record = tmp_path / "record"
+    first = _start(record, args, tmp_path / "first.log", 1.0)  # still training when the second starts
+    _wait_for_steps(first, record, 3)
+    second = run_module("train", *args)
+    assert_clear_failure(second, f"is in use by another app.train (pid {first.pid} on")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    third = run_module("train", *args)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert re.search(rf"taking over the lock of .*: pid {first.pid} \(started .*\) no longer runs",
+                     third.stderr)
+    assert "resuming at epoch 1, step" in third.stderr
+
+
+def test_a_full_disk_during_a_backup_stops_the_run_and_keeps_the_last_backup(
+        tiny_hub_still, tiny_reviews, tmp_path, monkeypatch):
+    from app import backup
+
+    save, calls = backup.Store.save, []
+
+    def fill_up(self, write, record):
+        calls.append(record.get("step"))
+        if self.what == "backup" and len(calls) > 3:
+            def partial_then_full(prefix):
+                Path(prefix + ".index").write_bytes(b"half")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return save(self, partial_then_full, record)
+        return save(self, write, record)
+
+    monkeypatch.setattr(backup.Store, "save", fill_up)
+    args = _still_args(tiny_hub_still, tiny_reviews, tmp_path, backup_every=2)
+    result = run_in_process("train", *args)
+    assert result.returncode == 1
+    assert "could not write the backup to" in result.stderr and "No space left on device" in result.stderr
+    kept = fit.backup_store(tmp_path / "run").latest()
+    assert kept is not None and f"the previous backup ({backup.describe(kept[1])}) is kept" in result.stderr
+    assert not list((tmp_path / "run" / "backup").glob(".tmp-*"))
+    model, _ = tiny_classifier(tiny_hub_still, 32)  # the backup loads into the model it was written from
+    tf.train.Checkpoint(model=model).read(kept[0]).assert_existing_objects_matched().expect_partial()
+    assert any("optimizer" in name for name, _ in tf.train.list_variables(kept[0]))
