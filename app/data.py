@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -424,6 +424,184 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
                             f"use {sorted(set(SPLIT_NAMES))}")
         return {n: split.take([i for i, k in enumerate(kept) if k == n]) for n in sorted(set(kept))}
     return {"train": split}
+
+
+INPUT_KINDS = ("lines", "csv", "tsv", "jsonl", "parquet")
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Rows of unlabelled input as read (their own columns) and the texts to classify in them."""
+
+    rows: pd.DataFrame
+    texts: list[str]
+    pairs: list[str] | None
+    read: float | None  # the share of the input read so far, when it can be known
+
+
+def input_kind(source: str, kind: str | None = None) -> str:
+    """How `stream_texts` reads `source`: `kind` if given, else a table by its suffix, else lines."""
+    if kind is not None:
+        if kind not in INPUT_KINDS:
+            raise ValueError(f"--format must be one of {list(INPUT_KINDS)}, got {kind!r}")
+        return kind
+    suffix = Path(source).suffix.lower()
+    return suffix[1:] if source != "-" and suffix in TABLE_SUFFIXES else "lines"
+
+
+def stream_texts(source: str, table: TableFormat | None = None, kind: str | None = None,
+                 chunk_rows: int = 1024) -> Iterator[Chunk]:
+    """The texts of a file (`-`: standard input) in chunks of `chunk_rows`, for scoring: memory
+    stays flat however big the input. A table (.csv, .tsv, .jsonl, .parquet, or `kind`) is read
+    as `app.train` reads one (header detection, TSV without quoting, the text column found by
+    name or `table.text_column`); its rows keep all their columns, and a row with an empty text
+    is kept (scored as the empty string, and counted in the log). Any other file is one text a
+    line; blank lines are skipped and counted."""
+    table = table or TableFormat()
+    kind = input_kind(source, kind)
+    path = Path(source)
+    if source != "-" and not path.is_file():
+        raise DataError(f"--file {source}: no such file")
+    if kind == "parquet":
+        if source == "-":
+            raise DataError("--format parquet cannot be read from standard input; give the file")
+        yield from _stream_parquet(path, table, chunk_rows)
+        return
+    handle = sys.stdin.buffer if source == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
+    size = path.stat().st_size if source != "-" else None
+    name = Path("<stdin>") if source == "-" else path
+    try:
+        if kind == "lines":
+            yield from _stream_lines(handle, name, size, chunk_rows)
+        elif kind == "jsonl":
+            yield from _stream_jsonl(handle, name, size, table, chunk_rows)
+        else:
+            yield from _stream_delimited(handle, name, size, table, kind, chunk_rows)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _share(handle, size: int | None) -> float | None:
+    return min(1.0, handle.tell() / size) if size else None
+
+
+def _stream_lines(handle, name: Path, size: int | None, chunk_rows: int) -> Iterator[Chunk]:
+    texts, blank = [], 0
+    for raw in handle:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line.strip():
+            blank += 1
+            continue
+        texts.append(line)
+        if len(texts) == chunk_rows:
+            yield Chunk(pd.DataFrame({"text": texts}), texts, None, _share(handle, size))
+            texts = []
+    if texts:
+        yield Chunk(pd.DataFrame({"text": texts}), texts, None, 1.0 if size else None)
+    if blank:
+        logger.info("%s: skipped %d blank line(s)", name, blank)
+
+
+class _TableTexts:
+    """The text (and pair) columns of a table's chunks, chosen once from the first."""
+
+    def __init__(self, name: Path, table: TableFormat, header: bool):
+        self.name, self.table, self.header = name, table, header
+        self.columns: list[str] | None = None
+        self.pair: str | None = None
+        self.empty = 0
+
+    def chunk(self, df: pd.DataFrame, read: float | None) -> Chunk:
+        if self.columns is None:
+            self.columns = _pick_columns(df, self.table.text_column, TEXT_COLUMN_GUESSES, "text", self.name,
+                                         self.header, join=True)
+            if self.table.text_pair_column is not None:
+                (self.pair,) = _pick_columns(df, self.table.text_pair_column, (), "text pair", self.name,
+                                             self.header)
+            logger.info("%s: texts from column%s %s", self.name, "s" * (len(self.columns) > 1),
+                        ", ".join(repr(c) for c in self.columns))
+        parts = [[_text_str(v) for v in df[c].tolist()] for c in self.columns]
+        texts = [TEXT_JOINER.join(p for p in row if p.strip()) for row in zip(*parts, strict=True)]
+        pairs = [_text_str(v) for v in df[self.pair].tolist()] if self.pair is not None else None
+        self.empty += sum(not t.strip() for t in texts)
+        return Chunk(df, texts, pairs, read)
+
+    def done(self) -> None:
+        if self.empty:
+            logger.warning("%s: %d row(s) have an empty text; they are scored as the empty string",
+                           self.name, self.empty)
+
+
+def _stream_delimited(handle, name: Path, size: int | None, table: TableFormat, kind: str,
+                      chunk_rows: int) -> Iterator[Chunk]:
+    tsv = kind == "tsv"
+    try:
+        reader = pd.read_csv(handle, sep="\t" if tsv else ",", header=None, dtype=str, keep_default_na=False,
+                             na_filter=False, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+                             chunksize=chunk_rows, encoding="utf-8", encoding_errors="replace")
+        texts, names = None, None
+        for df in reader:
+            if names is None:
+                header, why = _has_header(df, table)
+                if table.header == "auto":
+                    logger.info("%s: %s", name, why)
+                if header:
+                    names = [str(n).strip() for n in df.iloc[0]]
+                    df = _with_header(df.iloc[1:].reset_index(drop=True), names, name)
+                else:
+                    names = [str(i) for i in range(df.shape[1])]
+                    df.columns = names
+                texts = _TableTexts(name, table, header)
+            else:
+                df.columns = names
+            if len(df):
+                yield texts.chunk(df, _share(handle, size))
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{name}: file is empty") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{name}: cannot parse ({str(e).strip()})") from e
+    if texts is not None:
+        texts.done()
+
+
+def _stream_jsonl(handle, name: Path, size: int | None, table: TableFormat, chunk_rows: int
+                  ) -> Iterator[Chunk]:
+    texts = _TableTexts(name, table, header=True)
+    rows = []
+    for number, raw in enumerate(handle, start=1):
+        line = raw.decode("utf-8", errors="replace")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{name} line {number}: not valid JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        if len(rows) == chunk_rows:
+            yield texts.chunk(pd.DataFrame(rows), _share(handle, size))
+            rows = []
+    if rows:
+        yield texts.chunk(pd.DataFrame(rows), 1.0 if size else None)
+    texts.done()
+
+
+def _stream_parquet(path: Path, table: TableFormat, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+    total, seen = parquet.metadata.num_rows, 0
+    texts = _TableTexts(path, table, header=True)
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        df = batch.to_pandas()
+        seen += len(df)
+        yield texts.chunk(df, seen / total if total else None)
+    texts.done()
 
 
 def _multi_label(df: pd.DataFrame, table: TableFormat, label_col: str) -> tuple[bool, str]:

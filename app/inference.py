@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # shape costs a fresh process seconds; below this many texts it does not pay (docs/speed.md).
 FUSION_MIN_TEXTS = 2048
 # Large runs say how far they got about this often (in texts).
-PROGRESS_EVERY = 5000
+PROGRESS_SECONDS = 15.0  # a long prediction logs how far it is this often
 
 
 @dataclasses.dataclass
@@ -106,7 +106,12 @@ def load(model: str | os.PathLike) -> LoadedModel:
     config_file = folder / "assets" / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     classes = labels_file.read_text(encoding="utf-8").splitlines()
-    return LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
+    model = LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
+    # The first call optimises the graph, and oneDNN may log a notice about int64 ops that says
+    # nothing to a user: make that call here, with native stderr held back (real errors pass).
+    with runtime.quiet_native_stderr():
+        model.predict_outputs(["a"], 1, ["a"] if model.takes_pairs else None)
+    return model
 
 
 def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,
@@ -131,7 +136,7 @@ def predict_outputs(serve: Callable, texts: Sequence[str], batch_size: int = 64,
     order = np.argsort(sizes, kind="stable")
     outputs = []
     start = time.perf_counter()
-    next_report = PROGRESS_EVERY
+    last_report = start
     with runtime.cpu_fusion(len(texts) >= FUSION_MIN_TEXTS):
         for i in range(0, len(texts), batch_size):
             rows = order[i:i + batch_size]
@@ -140,11 +145,12 @@ def predict_outputs(serve: Callable, texts: Sequence[str], batch_size: int = 64,
                 inputs["text_pair"] = tf.constant([pairs[j] for j in rows], tf.string)
             outputs.append({k: v.numpy() for k, v in serve(**inputs).items()})
             done = min(i + batch_size, len(texts))
-            if done >= next_report and done < len(texts):
-                rate = done / (time.perf_counter() - start)
-                logger.info("predicted %d of %d texts (%.0f/s, %.0f s to go)", done, len(texts), rate,
-                            (len(texts) - done) / rate)
-                next_report += PROGRESS_EVERY
+            now = time.perf_counter()
+            if now - last_report >= PROGRESS_SECONDS and done < len(texts):
+                rate = done / (now - start)
+                logger.info("predicted %d of %d texts (%.0f %%, %.0f/s, %.0f s to go)", done, len(texts),
+                            100 * done / len(texts), rate, (len(texts) - done) / rate)
+                last_report = now
     seconds = time.perf_counter() - start
     if not outputs:
         return {}, seconds

@@ -6,6 +6,16 @@
     python -m app.predict --server http://localhost:8501 --model-name bertclf "Great cast"
     python -m app.predict --grpc localhost:8500 --model-name bertclf "Great cast"
     python -m app.predict --model saved_models/pairs --pairs $'A man sings.\tSomeone is singing.'
+    python -m app.predict --model saved_models/bertclf --file reviews.csv --output scored.csv
+    cat big.txt | python -m app.predict --model saved_models/bertclf --output - > scored.jsonl
+
+`--file` is a table (.csv, .tsv, .jsonl, .parquet; or `--format`) read as `app.train` reads one,
+its texts from `--text-column` (found by name if not given), or else a file of one text a line;
+`-` is standard input. With `--output` (.jsonl, .csv, .tsv, or `-` for JSON lines on standard
+output) the input streams through in chunks, memory flat whatever its size, with progress on
+standard error; each row is written back with its own columns plus `predicted_label` (a
+multi-label model: `predicted_labels`) and each class's probability. The output file appears
+only when complete.
 
 With `--pairs`, a model of text pairs gets each line (or argument) as its two texts separated by
 a tab. A multi-label model answers each text with its set of labels (`labels`, most probable
@@ -18,12 +28,18 @@ class names once from the `classify` signature. A server's reply is only parsed 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import os
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from app.data import HEADERS, INPUT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +53,10 @@ def predict_local(model: str, texts: Sequence[str], batch_size: int = 64,
     """Run the export's `serving_default` signature; one dict per text (or text pair)."""
     from app import inference
 
-    loaded = inference.load(model)
+    return _predict_loaded(inference.load(model), texts, batch_size, pairs)
+
+
+def _predict_loaded(loaded, texts: Sequence[str], batch_size: int, pairs: Sequence[str] | None) -> list[dict]:
     outputs, _ = loaded.predict_outputs(texts, batch_size, pairs)
     predicted = outputs.get("predicted")
     return [_result(text, loaded.classes, p, None if pairs is None else pairs[i],
@@ -199,20 +218,6 @@ def predict_grpc(address: str, model_name: str, texts: Sequence[str], batch_size
     return out
 
 
-def _read_texts(args) -> list[str]:
-    if args.texts:
-        return list(args.texts)
-    if args.file:
-        try:
-            with open(args.file, encoding="utf-8", errors="replace") as f:
-                return [line.rstrip("\n") for line in f if line.strip()]
-        except OSError as e:
-            raise ValueError(f"--file {args.file}: {e.strerror}") from e
-    if sys.stdin.isatty():
-        raise ValueError("no texts: give them as arguments, with --file, or on standard input")
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
-
-
 def split_pairs(lines: Sequence[str]) -> tuple[list[str], list[str]]:
     """(first texts, second texts) of `--pairs` lines, each two texts separated by a tab."""
     firsts, seconds = [], []
@@ -234,12 +239,151 @@ def _print_table(results: Iterable[dict]) -> None:
         print(f"{label:<12} {probs}  {text!r}")
 
 
+def _scorer(args) -> Callable[[list[str], list[str] | None], list[dict]]:
+    """(texts, pairs) -> results, from the local export (loaded once) or the server."""
+    if args.server:
+        return lambda texts, pairs: predict_rest(args.server, args.model_name, texts, args.batch_size,
+                                                 args.timeout, pairs=pairs)
+    if args.grpc:
+        return lambda texts, pairs: predict_grpc(args.grpc, args.model_name, texts, args.batch_size,
+                                                 args.timeout, pairs)
+    from app import inference
+
+    loaded = inference.load(args.model)
+    return lambda texts, pairs: _predict_loaded(loaded, texts, args.batch_size, pairs)
+
+
+def _chunks(args) -> Iterator:
+    """The input as `data.Chunk`s: the arguments in one, else `--file` (or standard input) streamed."""
+    from app import data
+
+    if args.texts:
+        texts = list(args.texts)
+        yield data.Chunk(None, texts, None, None)
+        return
+    if not args.file and sys.stdin.isatty():
+        raise ValueError("no texts: give them as arguments, with --file, or on standard input")
+    table = data.TableFormat(text_column=args.text_column, header=args.header,
+                             text_pair_column=args.text_pair_column)
+    yield from data.stream_texts(args.file or "-", table, args.format, chunk_rows=max(args.batch_size, 1024))
+
+
+class _Output:
+    """Where the results go: the terminal (a table, or `--json` lines), or `--output` rows with
+    their own columns (JSON lines, CSV or TSV), written to a temporary file renamed when done."""
+
+    def __init__(self, output: str | None, json_lines: bool):
+        self.output, self.json_lines = output, json_lines
+        self.format = None
+        if output is not None:
+            suffix = Path(output).suffix.lower()
+            self.format = "jsonl" if output == "-" or suffix in (".jsonl", ".json") else suffix[1:]
+            if self.format not in ("jsonl", "csv", "tsv"):
+                raise ValueError(f"--output must end in .jsonl, .csv or .tsv (or be - for JSON lines on "
+                                 f"standard output), got {output!r}")
+        self._file = None
+        self._partial: Path | None = None
+        self._first = True
+
+    def __enter__(self):
+        if self.output == "-":
+            self._file = sys.stdout
+        elif self.output is not None:
+            target = Path(self.output)
+            self._partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+            try:
+                self._file = open(self._partial, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            except OSError as e:
+                raise ValueError(f"--output {self.output}: cannot write ({e.strerror})") from e
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if self._partial is None:
+            return
+        self._file.close()
+        if kind is None:
+            os.replace(self._partial, self.output)
+        else:
+            self._partial.unlink(missing_ok=True)
+
+    def write(self, chunk, results: list[dict]) -> None:
+        if self.output is None:
+            if self.json_lines:
+                for r in results:
+                    print(json.dumps(r, ensure_ascii=False))
+            else:
+                _print_table(results)
+            return
+        import pandas as pd
+
+        rows = chunk.rows if chunk.rows is not None else pd.DataFrame({"text": chunk.texts})
+        rows = rows.reset_index(drop=True)
+        multi = bool(results) and "labels" in results[0]
+        if self.format == "jsonl":
+            records = json.loads(rows.to_json(orient="records", force_ascii=False))  # NaN as null
+            for record, r in zip(records, results, strict=True):
+                if multi:
+                    record["predicted_labels"] = r["labels"]
+                else:
+                    record["predicted_label"] = r["label"]
+                record["probabilities"] = r["probabilities"]
+                self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            out = rows.copy()
+            out["predicted_labels" if multi else "predicted_label"] = [
+                ",".join(r["labels"]) if multi else r["label"] for r in results]
+            for name in results[0]["probabilities"] if results else []:
+                out[f"probability_{name}"] = [round(r["probabilities"][name], 6) for r in results]
+            out.to_csv(self._file, sep="\t" if self.format == "tsv" else ",", index=False, header=self._first,
+                       quoting=csv.QUOTE_NONE if self.format == "tsv" else csv.QUOTE_MINIMAL, escapechar="\\")
+        self._first = False
+        self._file.flush()
+
+
+class _Progress:
+    """Texts scored so far on standard error: a line rewritten in place on a terminal, else one
+    every `every` seconds; then the total."""
+
+    def __init__(self, enabled: bool, every: float = 10.0):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.every = 0.5 if self.tty else every
+        self.count = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int, read: float | None) -> None:
+        self.count += n
+        now = time.monotonic()
+        if not self.enabled or now - self.last < self.every:
+            return
+        self.last = now
+        share = f" ({read:.0%} of the input)" if read is not None else ""
+        line = f"scored {self.count:,} texts{share}, {self.count / max(now - self.start, 1e-9):,.0f} a second"
+        print("\r" + line if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            seconds = time.monotonic() - self.start
+            print(f"{chr(13) * self.tty}scored {self.count:,} texts in {seconds:.0f} s "
+                  f"({self.count / max(seconds, 1e-9):,.0f} a second)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
     parser.add_argument("--model", help="saved_models/NAME (latest version) or saved_models/NAME/VERSION")
-    parser.add_argument("--file", help="a file with one text per line")
+    parser.add_argument("--file", help="a table (.csv, .tsv, .jsonl, .parquet) or a file of one text a "
+                        "line; - for standard input")
+    parser.add_argument("--output", help="write each row with its predictions to OUT.jsonl, OUT.csv or "
+                        "OUT.tsv (- : JSON lines on standard output), streaming")
+    parser.add_argument("--format", choices=INPUT_KINDS, help="how to read --file or standard input "
+                        "(default: a table by its suffix, else lines)")
+    parser.add_argument("--text-column", help="a table's text column(s): a name, a 0-based index without a "
+                        "header, or several joined by commas (default: found by name)")
+    parser.add_argument("--text-pair-column", help="a table's column of second texts, for a model of pairs")
+    parser.add_argument("--header", default="auto", choices=HEADERS,
+                        help="whether a CSV/TSV's first row names its columns (default: detected)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--pairs", action="store_true",
                         help="each text is a text pair, its two texts separated by a tab")
@@ -261,29 +405,28 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--model-name is required with --server / --grpc")
         if not remote and not args.model:
             raise ValueError("--model is required (or --server/--grpc with --model-name)")
-        texts = _read_texts(args)
-        pairs = None
-        if args.pairs:
-            texts, pairs = split_pairs(texts)
+        if args.pairs and (args.text_pair_column or args.format not in (None, "lines")):
+            raise ValueError("--pairs splits lines at a tab; a table names its second texts with "
+                             "--text-pair-column")
+        output = _Output(args.output, args.json)
         if not args.server:  # the REST client needs no TensorFlow
             from app import runtime
 
             runtime.setup(args.verbose, logging.WARNING)
-        if args.server:
-            results = predict_rest(args.server, args.model_name, texts, args.batch_size, args.timeout,
-                                   pairs=pairs)
-        elif args.grpc:
-            results = predict_grpc(args.grpc, args.model_name, texts, args.batch_size, args.timeout, pairs)
-        else:
-            results = predict_local(args.model, texts, args.batch_size, pairs)
+        score = None
+        progress = _Progress(args.output is not None and not args.texts)
+        with output:
+            for chunk in _chunks(args):
+                texts, pairs = chunk.texts, chunk.pairs
+                if args.pairs:
+                    texts, pairs = split_pairs(texts)
+                score = score or _scorer(args)
+                output.write(chunk, score(texts, pairs))
+                progress.update(len(texts), chunk.read)
+        progress.done()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        for r in results:
-            print(json.dumps(r, ensure_ascii=False))
-    else:
-        _print_table(results)
     return 0
 
 

@@ -30,7 +30,8 @@ CPU_FUSION_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 _STARTUP_CHATTER = re.compile(
     r"All log messages before absl::InitializeLog|cudart_stub\.cc|cpu_feature_guard\.cc|"
     r"^To enable the following instructions|failed call to cuInit|oneDNN custom operations|"
-    r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|computation placer already registered"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|computation placer already registered|"
+    r"oneDNN supports DT_INT64 only on platforms with AVX-512"
 )
 _PACKAGES = ("tensorflow", "tf-keras", "tensorflow-hub", "tensorflow-text")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -68,7 +69,9 @@ def test_predictions_run_with_cpu_fusion_where_the_flags_are_set_and_texts_are_m
 
 
 def test_long_predictions_say_how_far_they_got(monkeypatch, caplog):
-    monkeypatch.setattr(inference, "PROGRESS_EVERY", 4)
+    clock = iter(np.arange(0, 10, 0.1))  # a batch takes 0.1 s of this clock: a report after the third
+    monkeypatch.setattr(inference, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    monkeypatch.setattr(inference, "PROGRESS_SECONDS", 0.25)
 
     def serve(text):
         return {"probabilities": tf.fill([len(text), 2], 0.5)}
@@ -77,5 +80,6 @@ def test_long_predictions_say_how_far_they_got(monkeypatch, caplog):
         probabilities, _ = inference.predict_texts(serve, [str(i) for i in range(10)], batch_size=2)
     assert probabilities.shape == (10, 2)
     lines = [r.getMessage() for r in caplog.records]
-    assert [line.split(" (")[0] for line in lines] == ["predicted 4 of 10 texts", "predicted 8 of 10 texts"]
+    assert [line.split(" (")[0] for line in lines] == ["predicted 6 of 10 texts"]
+    assert "(60 %," in lines[0]
     assert np.all(probabilities == 0.5)

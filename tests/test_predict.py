@@ -7,17 +7,20 @@ import os
 import random
 import resource
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
 from app import predict
-from tests.conftest import assert_clear_failure, run_in_process, run_module
+from tests.conftest import ENV, ROOT, assert_clear_failure, run_in_process, run_module
 from tests.rest_server import FakeTFServing, FakeTFServingGrpc
 
 
@@ -251,3 +254,94 @@ def test_label_sets_locally_and_through_rest_and_grpc(trained_tags, tmp_path):
     assert lines[2].split()[0] == (",".join(local[2]["labels"]) or "(none)")
     proc = run_in_process("predict", "--model", base, "--json", texts[0])
     assert json.loads(proc.stdout)["labels"] == local[0]["labels"]
+
+
+# ----------------------------------------------------------------------------- streamed files
+
+
+def test_a_table_is_scored_row_by_row_with_its_own_columns(model_base, tmp_path):
+    table = tmp_path / "reviews.csv"
+    table.write_text('review,stars\n"good great film, loved it",5\nbad awful plot,1\n,3\n')
+    out = tmp_path / "scored.csv"
+    proc = cli("--model", model_base, "--file", table, "--output", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scored = pd.read_csv(out, keep_default_na=False)
+    assert list(scored.columns) == ["review", "stars", "predicted_label", "probability_neg",
+                                    "probability_pos"]
+    assert scored["review"].tolist() == ["good great film, loved it", "bad awful plot", ""]  # no header row
+    assert scored["stars"].tolist() == [5, 1, 3] and scored["predicted_label"].tolist()[:2] == ["pos", "neg"]
+    direct = predict.predict_local(str(model_base), ["good great film, loved it", "bad awful plot", ""])
+    np.testing.assert_allclose(scored["probability_pos"], [r["probabilities"]["pos"] for r in direct],
+                               atol=1e-5)
+    assert "1 row(s) have an empty text; they are scored as the empty string" in proc.stderr
+    assert "scored 3 texts in" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv", "scored.csv"]  # no partial file
+
+
+def test_tables_of_every_kind_stream_to_json_lines(model_base, tmp_path):
+    rows = pd.DataFrame({"id": [7, 8], "body": ["good great film", "bad awful plot"]})
+    rows.to_parquet(tmp_path / "t.parquet")
+    rows.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    (tmp_path / "t.tsv").write_text('7\t"good great film\n8\tbad awful plot\n')  # no header, a quote mark
+    for name, flags in [("t.parquet", []), ("t.jsonl", []), ("t.tsv", ["--header", "none"])]:
+        column = "1" if name == "t.tsv" else "body"
+        proc = cli("--model", model_base, "--file", tmp_path / name, "--text-column", column, "--output", "-",
+                   *flags)
+        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        out = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [r["predicted_label"] for r in out] == ["pos", "neg"], name
+        assert set(out[0]) == {"id" if name != "t.tsv" else "0", column, "predicted_label", "probabilities"}
+    assert out[0]["1"] == '"good great film'
+
+
+def test_standard_input_streams_to_standard_output(model_base):
+    proc = cli("--model", model_base, "--output", "-", stdin="good great film\n\nbad awful plot\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["text"], r["predicted_label"]) for r in out] == [("good great film", "pos"),
+                                                                 ("bad awful plot", "neg")]
+    assert "scored 2 texts in" in proc.stderr
+
+
+def test_streaming_refuses_what_it_cannot_read_and_writes_nothing(model_base, tmp_path):
+    (tmp_path / "no_text.csv").write_text("a,b\nx,y\n")
+    proc = cli("--model", model_base, "--file", tmp_path / "no_text.csv", "--output", tmp_path / "o.jsonl")
+    assert_clear_failure(proc, "no text column found (looked for ['text', 'review'")
+    assert "columns are ['a', 'b']" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_text.csv"]  # no output, no partial file
+    assert_clear_failure(cli("--model", model_base, "--output", tmp_path / "o.xlsx", "t"),
+                         "--output must end in .jsonl, .csv or .tsv")
+    assert_clear_failure(cli("--model", model_base, "--file", tmp_path / "missing.csv", "--output", "-"),
+                         "no such file")
+
+
+@pytest.mark.slow
+def test_two_hundred_thousand_lines_stream_in_flat_memory(model_base, tmp_path):
+    texts = _texts(200_000, seed=1)
+    (tmp_path / "big.txt").write_text("\n".join(texts) + "\n")
+    out = tmp_path / "scored.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "app.predict", "--model", str(model_base), "--file",
+                             str(tmp_path / "big.txt"), "--output", str(out), "--batch-size", "256"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples = []  # (bytes written so far, resident MB)
+    while proc.poll() is None:
+        partial = list(tmp_path.glob(".scored.jsonl.partial-*"))
+        status = Path(f"/proc/{proc.pid}/status")
+        try:
+            rss = next(int(line.split()[1]) / 1024 for line in status.read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+            samples.append((partial[0].stat().st_size if partial else 0, rss))
+        except (OSError, StopIteration, IndexError):
+            pass
+        time.sleep(0.2)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    total = out.stat().st_size
+    first = [rss for size, rss in samples if 0 < size <= 0.1 * total]
+    last = [rss for size, rss in samples if size >= 0.9 * total]
+    assert first and last, f"{len(samples)} samples"
+    growth = float(np.median(last) - np.median(first))
+    print(f"200,000 lines: resident {np.median(first):.0f} MB over the first 10 % of the output, "
+          f"{np.median(last):.0f} MB over the last 10 % (growth {growth:+.0f} MB)")
+    assert growth < 100
+    with open(out) as f:
+        assert sum(1 for _ in f) == 200_000
