@@ -76,9 +76,12 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run folder's lock, or raise `RunLocked` naming the process that holds it."""
     import fcntl
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ValueError(f"--run-dir {run_dir}: cannot write ({e.strerror})") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -115,6 +115,15 @@ def describe(strategy: tf.distribute.Strategy, why: str = "") -> Hardware:
                     cpu_fusion=runtime.cpu_fusion_enabled(), why=why)
 
 
+def worker_folder() -> str:
+    """"" for the chief (or a single process), else "worker-N": where a cluster's other workers
+    keep their own checkpoints inside the run folder."""
+    if is_chief():
+        return ""
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
+
+
 def is_chief() -> bool:
     """Whether this process writes the run's outputs (only one worker of a cluster does)."""
     raw = os.environ.get("TF_CONFIG")

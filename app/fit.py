@@ -29,12 +29,14 @@ MONITOR = "val_accuracy"  # single-label; multi-label runs monitor MULTI_LABEL_M
 MULTI_LABEL_MONITOR = "val_f1"  # micro F1 at the 0.5 threshold (the thresholds are tuned after)
 
 
-def backup_store(run_dir: Path) -> backup.Store:
-    return backup.Store(Path(run_dir) / "backup")
+def backup_store(run_dir: Path, worker: str = "") -> backup.Store:
+    """The run's backups; `worker` names a non-chief worker of a cluster, which keeps its own
+    (every worker takes part in writing a checkpoint of distributed variables)."""
+    return backup.Store(Path(run_dir) / worker / "backup")
 
 
-def best_store(run_dir: Path) -> backup.Store:
-    return backup.Store(Path(run_dir) / "checkpoints" / "best", "best checkpoint")
+def best_store(run_dir: Path, worker: str = "") -> backup.Store:
+    return backup.Store(Path(run_dir) / worker / "checkpoints" / "best", "best checkpoint")
 
 
 def has_backup(run_dir: Path) -> bool:
@@ -53,7 +55,7 @@ def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], st
         callbacks: list | None = None, deadline: Deadline | None = None,
         class_weight: dict[int, float] | None = None, monitor: str = MONITOR,
         backup_every: backup.Every | None = None, interrupt: backup.Interrupt | None = None,
-        chief: bool = True) -> tuple[pd.DataFrame, dict]:
+        worker: str = "") -> tuple[pd.DataFrame, dict]:
     """Train, keep the best epoch's weights in `model`, and return (the history, one row an
     epoch; what the backups cost).
 
@@ -62,12 +64,13 @@ def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], st
     a `deadline` stops training in time (`--time-budget`), and a resumed run counts the seconds
     its earlier processes spent. `class_weight` (class index -> weight) weights each example's loss by its
     class. The best checkpoint and early stopping follow `monitor`. An `interrupt`
-    (`backup.interrupts`) raises `backup.Interrupted` after a backup.
+    (`backup.interrupts`) raises `backup.Interrupted` after a backup. `worker` is a non-chief
+    worker's sub-folder for its own checkpoints.
     """
     backup_every = backup_every or backup.parse_every(backup.DEFAULT_EVERY)
     history_csv = run_dir / "history.csv"
-    store, best = backup_store(run_dir), best_store(run_dir)
-    saver = Backup(store, backup_every, steps_per_epoch, interrupt, deadline, write=chief)
+    store, best = backup_store(run_dir, worker), best_store(run_dir, worker)
+    saver = Backup(store, backup_every, steps_per_epoch, interrupt, deadline)
     record = saver.restore(model)
     start_epoch, start_step = (int(record["epoch"]), int(record["step"])) if record else (0, 0)
     done = _read_history(history_csv) if record and history_csv.exists() else pd.DataFrame()
@@ -82,7 +85,7 @@ def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], st
     stopping = ResumableEarlyStopping(finished_values, monitor=monitor, mode="max", patience=patience)
     all_callbacks = [
         *([deadline] if deadline is not None else []),  # before the loggers: it adds train_seconds
-        BestCheckpoint(best, monitor, max(finished_values) if finished_values else None, chief),
+        BestCheckpoint(best, monitor, max(finished_values) if finished_values else None),
         stopping,
         tf.keras.callbacks.CSVLogger(str(history_csv), append=record is not None),
         tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
@@ -140,17 +143,16 @@ class BestCheckpoint(tf.keras.callbacks.Callback):
     """The weights of the epoch with the best `monitor` so far (higher is better), written
     atomically (`backup.Store`): a kill or a full disk while writing keeps the previous best."""
 
-    def __init__(self, store: backup.Store, monitor: str, best: float | None = None, write: bool = True):
+    def __init__(self, store: backup.Store, monitor: str, best: float | None = None):
         super().__init__()
-        self.store, self.monitor, self.best, self.write = store, monitor, best, write
+        self.store, self.monitor, self.best = store, monitor, best
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None or (self.best is not None and value <= self.best):
             return
         self.best = float(value)
-        if self.write:
-            self.store.save(self.model.save_weights, {"epoch": epoch + 1, "step": 0, self.monitor: self.best})
+        self.store.save(self.model.save_weights, {"epoch": epoch + 1, "step": 0, self.monitor: self.best})
 
 
 class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
@@ -186,14 +188,13 @@ class Backup(tf.keras.callbacks.Callback):
     """
 
     def __init__(self, store: backup.Store, every: backup.Every, steps_per_epoch: int,
-                 interrupt: backup.Interrupt | None = None, deadline=None, write: bool = True):
+                 interrupt: backup.Interrupt | None = None, deadline=None):
         super().__init__()
         self.store = store
         self.every = every
         self.steps_per_epoch = steps_per_epoch
         self.interrupt = interrupt or backup.Interrupt()
         self.deadline = deadline
-        self.write = write  # False on the workers of a cluster other than the chief
         self.count = 0
         self.seconds = 0.0  # spent writing backups
         self._epoch = 0
@@ -230,15 +231,15 @@ class Backup(tf.keras.callbacks.Callback):
             self._stop(f"interrupted at the end of epoch {epoch + 1}")
 
     def _backup(self, epoch: int, step: int) -> None:
-        if not self.write:
-            return
         start = time.monotonic()
         record = {"epoch": int(epoch), "step": int(step), "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "iterations": int(self.model.optimizer.iterations.numpy())}
         if self.deadline is not None:
             record["train_seconds"] = round(self.deadline.elapsed(), 1)
         self.store.save(self.checkpoint().write, record)
-        self.seconds += time.monotonic() - start
+        seconds = time.monotonic() - start
+        logger.info("backed up at %s in %.1f s", backup.describe(record), seconds)
+        self.seconds += seconds
         self.count += 1
         self._since = 0
         self._last = time.monotonic()

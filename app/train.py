@@ -97,7 +97,8 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
             model, train_epoch, resolved.schedule["steps_per_epoch"], val_ds, run_dir, c.epochs, c.patience,
             resolved.cpu_fusion, callbacks, deadline, class_weight=_class_ids(resolved, dataset.classes),
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
-            backup_every=backup.parse_every(c.backup_every), interrupt=interrupt, chief=distribute.is_chief())
+            backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
+            worker=distribute.worker_folder())
     ngram_model, ngram_weight, resolved, val_probabilities = ensemble(model, tokenizer, ngram_fit, dataset,
                                                                       resolved)
     resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)

@@ -93,6 +93,10 @@ def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path) -
             "seq_length": config["config"]["max_seq_length"], "epochs": config["config"]["epochs"],
             "train_examples": config["data"]["examples"]["train"], "ngram": config.get("ngram", {}),
             "plan": {k: config["plan"].get(k) for k in ("why", "probe_seconds", "startup_seconds")},
+            "ece": report.get("ece"), "log_loss": report.get("log_loss"),
+            "calibration": report.get("calibration"),
+            "baseline": (report.get("baseline") or {}).get("accuracy"),
+            "backups": {k: config["training"].get(k) for k in ("backup_every", "backups", "backup_seconds")},
             "command_seconds": time.perf_counter() - start}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import export, inference
+from app import export, fit, inference
 from app.calibration import apply_temperature
 from tests.conftest import ENV, ROOT, assert_clear_failure, tiny_classifier
 
@@ -102,7 +102,7 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     result, cfg = trained_tiny
     spec_dir = Path(cfg.encoder)
     model = build_classifier(str(spec_dir / "encoder"), 2, seq_length=cfg.max_seq_length)
-    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    model.load_weights(fit.best_checkpoint(result.run_dir))
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
     # The served probabilities average the encoder's with the n-gram model's (app.ngram).
@@ -126,7 +126,7 @@ def test_requests_are_padded_to_their_length_bucket_with_the_same_results(traine
     fixed = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=96)
     assert not export.ServingModel(fixed, tok, ["neg", "pos"], {})._buckets
     model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)  # as app.train
-    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    model.load_weights(fit.best_checkpoint(result.run_dir))
     out = export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m")
     sig = tf.saved_model.load(str(out)).signatures["serving_default"]
     texts = ["good great film", "bad awful plot " * 40, ""]
@@ -337,7 +337,7 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["inputs"] == ["text", "text_pair"]
     model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None, pooling="mean")
-    model.load_weights(str(result.run_dir / "checkpoints" / "best"))
+    model.load_weights(fit.best_checkpoint(result.run_dir))
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts), tf.constant(pairs)), training=False).numpy()
     in_memory = apply_temperature(in_memory, result.config.calibration["temperature"])

@@ -106,8 +106,9 @@ def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
 
 def test_resume_refuses_a_different_config(tiny_hub, tiny_reviews, tmp_path):
     run_dir = tmp_path / "run"
-    (run_dir / "backup" / "chief").mkdir(parents=True)
-    (run_dir / "backup" / "chief" / "checkpoint").write_text("model_checkpoint_path: 'ckpt-1'\n")
+    (run_dir / "backup" / "000001").mkdir(parents=True)  # a backup, as app.backup.Store leaves one
+    (run_dir / "backup" / "000001" / "ckpt.index").write_bytes(b"")
+    (run_dir / "backup" / "latest.json").write_text(json.dumps({"folder": "000001", "epoch": 1, "step": 3}))
     (run_dir / "config.json").write_text(json.dumps({"requested": {"epochs": 99}}))
     with pytest.raises(ValueError, match="unfinished run with different settings"):
         train.run(_parse(tiny_train_args(tiny_hub, tiny_reviews, tmp_path)))
