@@ -91,9 +91,13 @@ def findings(report: dict, history=None) -> list[str]:
                    f"{len(surprising)} with the highest loss are quoted below: check their labels for noise.")
     c = report.get("calibration")
     if c and "ece" in c["before"]:
+        worse = c["after"]["log_loss"] > c["before"]["log_loss"]
+        advice = (f" It did not help here: fitted on {c.get('fitted_on', '?')} validation examples, the "
+                  "temperature is uncertain; a larger validation split (--validation-split) fits it "
+                  "better." if worse else "")
         out.append(f"Calibration (temperature {c['temperature']}): expected calibration error "
                    f"{c['before']['ece']:.4f} before, {c['after']['ece']:.4f} after; log loss "
-                   f"{c['before']['log_loss']:.4f} before, {c['after']['log_loss']:.4f} after.")
+                   f"{c['before']['log_loss']:.4f} before, {c['after']['log_loss']:.4f} after.{advice}")
     elif report.get("ece", 0) > 0.05 and not c:
         out.append(f"Expected calibration error {report['ece']:.4f}: the probabilities are not calibrated "
                    "(--calibration temperature calibrates them).")

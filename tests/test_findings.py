@@ -44,7 +44,10 @@ def test_each_rule_names_its_number():
     assert "Validation loss rose from 0.4500 (epoch 2) to 0.6000 (epoch 3)" in text
     assert "Class pos has recall 0.4500" in text and "mistaken for neg (3 of 4)" in text
     assert "38 % of the training texts are longer than --max-seq-length 128" in text
-    assert "error 0.2000 before, 0.0500 after" in text
+    assert "error 0.2000 before, 0.0500 after" in text and "did not help" not in text
+    worse = findings(_report(calibration={"temperature": 0.6, "fitted_on": 160, "before": {"ece": 0.026,
+                     "log_loss": 0.108}, "after": {"ece": 0.028, "log_loss": 0.115}}))
+    assert "It did not help here: fitted on 160 validation examples" in worse[0]
     assert "most surprising, t:7, is labelled pos and the model says neg (loss 4.20)" in text
     tie = findings(_report(baseline={"accuracy": 0.9, "seconds": 3, "name": "b"}))
     assert tie[0].startswith("The model ties the TF-IDF baseline (accuracy 0.9000")
