@@ -198,20 +198,27 @@ class Backup(tf.keras.callbacks.Callback):
         self.count = 0
         self.seconds = 0.0  # spent writing backups
         self._epoch = 0
+        self._finishing = False  # interrupted at an epoch's last step: its validation runs first
         self._since = 0
         self._last = time.monotonic()
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
 
+    def on_train_begin(self, logs=None):
+        self._last = time.monotonic()  # minutes of training, not of start-up
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._finishing = False
 
     def on_train_batch_end(self, batch, logs=None):
         done = batch + 1  # Keras passes the index of the epoch's last step that ran
         self._since += 1
         last_of_epoch = done >= self.steps_per_epoch
-        if self.interrupt.signum and not last_of_epoch:  # at the last, the epoch-end backup follows
+        if self.interrupt.signum and last_of_epoch:  # validate, then the epoch-end backup and stop
+            self._finishing = True
+        elif self.interrupt.signum:
             self._backup(self._epoch, done)
             self._stop(f"interrupted at epoch {self._epoch + 1}, step {done}")
         due = (self._since >= self.every.steps if self.every.steps
@@ -220,7 +227,7 @@ class Backup(tf.keras.callbacks.Callback):
             self._backup(self._epoch, done)
 
     def on_test_batch_end(self, batch, logs=None):
-        if self.interrupt.signum:  # while validating: the last backup stands
+        if self.interrupt.signum and not self._finishing:  # while validating: the last backup stands
             latest = self.store.latest()
             self._stop(f"interrupted while validating epoch {self._epoch + 1}; the backup at "
                        f"{backup.describe(latest[1]) if latest else 'the start'} stands")

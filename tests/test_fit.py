@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from app import fit
+from app import backup, fit
 from tests.conftest import (
     ENV,
     ROOT,
@@ -287,3 +287,62 @@ def test_a_full_disk_during_a_backup_stops_the_run_and_keeps_the_last_backup(
     model, _ = tiny_classifier(tiny_hub_still, 32)  # the backup loads into the model it was written from
     tf.train.Checkpoint(model=model).read(kept[0]).assert_existing_objects_matched().expect_partial()
     assert any("optimizer" in name for name, _ in tf.train.list_variables(kept[0]))
+
+
+def _small_model() -> tf.keras.Model:
+    tf.keras.utils.set_random_seed(3)
+    inputs = tf.keras.Input([4], name="x")
+    outputs = tf.keras.layers.Dense(2, activation="softmax", name="head")(inputs)
+    model = tf.keras.Model(inputs, outputs, name="small")
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy",
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def _small_epoch(epoch: int) -> tf.data.Dataset:
+    rng = np.random.default_rng(epoch)  # an order of its own each epoch, the same when rebuilt
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    return tf.data.Dataset.from_tensor_slices((x, (x[:, 0] > 0).astype(np.int32))).batch(8)
+
+
+class _InterruptAt(tf.keras.callbacks.Callback):
+    """Sends the run its interrupt at the end of (epoch, step done)."""
+
+    def __init__(self, interrupt, epoch: int, step: int):
+        super().__init__()
+        self.interrupt, self.at, self.epoch = interrupt, (epoch, step), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch + 1) == self.at:
+            self.interrupt.signum = signal.SIGTERM
+
+
+@pytest.mark.parametrize("step, where, saved", [
+    (2, "interrupted at epoch 2, step 2 (SIGTERM)", (1, 2)),
+    (4, "interrupted at the end of epoch 2 (SIGTERM)", (2, 0)),  # the last step: validated first
+])
+def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, step, where, saved):
+    val = _small_epoch(99)
+    whole = _small_model()
+    fit.fit(whole, _small_epoch, 4, val, tmp_path / "whole", 3, 5, False)
+
+    model = _small_model()
+    interrupt = backup.Interrupt()
+    with pytest.raises(backup.Interrupted, match=re.escape(where)) as stopped:
+        fit.fit(model, _small_epoch, 4, val, tmp_path / "run", 3, 5, False,
+                callbacks=[_InterruptAt(interrupt, 1, step)], interrupt=interrupt)
+    assert stopped.value.exit_status == 143
+    record = fit.backup_store(tmp_path / "run").latest()[1]
+    assert (record["epoch"], record["step"]) == saved
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == list(range(saved[0]))  # epochs validated before the stop
+
+    resumed = _small_model()  # a new process: fresh weights, restored from the backup
+    history, cost = fit.fit(resumed, _small_epoch, 4, val, tmp_path / "run", 3, 5, False)
+    assert history["epoch"].tolist() == [0, 1, 2] and cost["backups"] >= 1
+    for a, b in zip(resumed.get_weights(), whole.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not fit.has_backup(tmp_path / "run")
