@@ -61,8 +61,7 @@ def choose_strategy(name: str = "auto", tpu: str | None = None) -> tuple[tf.dist
         return tf.distribute.MultiWorkerMirroredStrategy(), f"TF_CONFIG names {workers} workers"
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPUs" if gpus else "mirrored on CPU devices"
-    # One device: TensorFlow's default strategy, which places work on the GPU when there is
-    # one. (OneDeviceStrategy would do the same, but Keras' BackupAndRestore refuses it.)
+    # One device: TensorFlow's default strategy, which places work on the GPU when there is one.
     if name == "gpu" or (name == "auto" and len(gpus) == 1):
         if not gpus:
             raise ValueError("--strategy gpu: TensorFlow sees no GPU on this machine")
