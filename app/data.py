@@ -253,19 +253,22 @@ def _pick_column(df: pd.DataFrame, guesses: Sequence[str], kind: str, path: Path
     raise DataError(f"{path}: several possible {kind} columns {found}; choose one with --{kind}-column")
 
 
+def _json_row(line: str, path: Path, number: int) -> dict | None:
+    """One JSONL line as a row (None for a blank line), or a DataError naming the line."""
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} line {number}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 def _read_jsonl(path: Path, raw: str) -> pd.DataFrame:
-    rows = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} line {number}: not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict):
-            raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    rows = [_json_row(line, path, number) for number, line in enumerate(raw.splitlines(), start=1)]
+    return pd.DataFrame([row for row in rows if row is not None])
 
 
 def _has_header(df: pd.DataFrame, table: TableFormat) -> tuple[bool, str]:
@@ -570,15 +573,9 @@ def _stream_jsonl(handle, name: Path, size: int | None, table: TableFormat, chun
     texts = _TableTexts(name, table, header=True)
     rows = []
     for number, raw in enumerate(handle, start=1):
-        line = raw.decode("utf-8", errors="replace")
-        if not line.strip():
+        row = _json_row(raw.decode("utf-8", errors="replace"), name, number)
+        if row is None:
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name} line {number}: not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict):
-            raise DataError(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
         if len(rows) == chunk_rows:
             yield texts.chunk(pd.DataFrame(rows), _share(handle, size))

@@ -202,8 +202,6 @@ class Backup(tf.keras.callbacks.Callback):
         self._since = 0
         self._last = time.monotonic()
 
-    def checkpoint(self) -> tf.train.Checkpoint:
-        return tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
 
     def on_train_begin(self, logs=None):
         self._last = time.monotonic()  # minutes of training, not of start-up
@@ -243,7 +241,7 @@ class Backup(tf.keras.callbacks.Callback):
                   "iterations": int(self.model.optimizer.iterations.numpy())}
         if self.deadline is not None:
             record["train_seconds"] = round(self.deadline.elapsed(), 1)
-        self.store.save(self.checkpoint().write, record)
+        self.store.save(_training_checkpoint(self.model).write, record)
         seconds = time.monotonic() - start
         logger.info("backed up at %s in %.1f s", backup.describe(record), seconds)
         self.seconds += seconds
@@ -262,9 +260,13 @@ class Backup(tf.keras.callbacks.Callback):
             return None
         prefix, record = latest
         model.optimizer.build(model.trainable_variables)  # so that its slots exist to be restored
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        checkpoint.read(prefix).assert_existing_objects_matched()
+        _training_checkpoint(model).read(prefix).assert_existing_objects_matched()
         return record
+
+
+def _training_checkpoint(model: tf.keras.Model) -> tf.train.Checkpoint:
+    """What a backup holds: the weights and the optimizer's state (its step count and slots)."""
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
 
 class Deadline(tf.keras.callbacks.Callback):
