@@ -79,6 +79,9 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
     c = resolved.config
     model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"],
                                dataset.multi_label)
+    # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
+    after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
+    encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
     deadline = None
     if c.time_budget:
         # The first validation traces its function: one pass plus that.
@@ -86,9 +89,8 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
         one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
         # After fit: one more pass over the validation split for the n-gram weight, the
         # temperature or the thresholds.
-        after = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
         deadline = fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
-                                reserve_validations=1 if after else 0)
+                                reserve_validations=1 if encoder is not None else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
@@ -99,8 +101,7 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
-    ngram_model, ngram_weight, resolved, val_probabilities = ensemble(model, tokenizer, ngram_fit, dataset,
-                                                                      resolved)
+    ngram_model, ngram_weight, resolved, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved)
     resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)
     resolved = decide(resolved, dataset, val_probabilities)
     resolved = resolved.with_training({**training_record(resolved, started, deadline, history), **backups})
@@ -365,24 +366,37 @@ def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
                      resolved.config.seed, class_weight=_class_ids(resolved, dataset.classes))
 
 
-def ensemble(model, tokenizer, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
+def validation_encoder(model, tokenizer, dataset):
+    """The encoder's probabilities exactly as the export will compute them (length buckets and
+    all), as a function of texts (and their pairs), for the pass over the validation split after
+    fit (the n-gram weight, the temperature, the thresholds). It is traced and run on two
+    validation texts here, before fit, so that a time budget's last seconds are not spent tracing
+    (under the CPU fusion setting the pass will use: a function is optimised on its first run)."""
+    import tensorflow as tf
+
+    from app import inference, runtime
+    from app.export import ServingModel
+
+    val = dataset.splits["validation"]
+    serving = ServingModel(model, tokenizer, dataset.classes, {}, pairs=val.pairs is not None)
+    columns = [column for column in (val.texts, val.pairs) if column is not None]
+    signature = [tf.TensorSpec([None], tf.string)] * len(columns)
+    encoder = tf.function(serving.encoder_probabilities, input_signature=signature)
+    with runtime.cpu_fusion(len(val.texts) >= inference.FUSION_MIN_TEXTS):
+        encoder(*(tf.constant(list(column[:2]), tf.string) for column in columns))
+    return encoder
+
+
+def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
     """(n-gram model or None, its weight, resolved config, validation probabilities): the
     weight of the n-gram model's probabilities, chosen on the validation split against the
     trained encoder's; the probabilities are the export's on the validation split (None when
-    nothing after needs them: single-label without an n-gram model)."""
-    import tensorflow as tf
-
+    nothing after fit needs them, and `encoder`, from `validation_encoder`, is None)."""
     from app import inference, ngram
-    from app.export import ServingModel
 
-    if ngram_fit is None and not dataset.multi_label and resolved.config.calibration == "none":
+    if encoder is None:
         return None, 0.0, resolved, None
     val = dataset.splits["validation"]
-    # The encoder's probabilities exactly as the export will compute them (length buckets and all).
-    serving = ServingModel(model, tokenizer, dataset.classes, {}, pairs=val.pairs is not None)
-    spec = tf.TensorSpec([None], tf.string)
-    signature = [spec] * (1 + (val.pairs is not None))
-    encoder = tf.function(serving.encoder_probabilities, input_signature=signature)
     encoder_probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
                                                        val.texts, pairs=val.pairs)
     if ngram_fit is None:

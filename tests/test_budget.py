@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import budget, config, train
+from app import budget, config, optimization, train
 from tests.conftest import tiny_train_args
 
 # 1 ms per example per word piece plus a quadratic term: 128 tokens cost 0.128 + 0.016 s.
@@ -213,9 +213,13 @@ def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, 
     history = pd.read_csv(result.run_dir / "history.csv")
     assert history["train_seconds"].is_monotonic_increasing
     assert history["train_seconds"].max() <= budget_seconds
-    # The schedule followed the clock: the rate decayed to near 0 by the deadline, not by the steps.
-    peak = max(SlowSteps.rates)
-    assert SlowSteps.rates[-1] < 0.25 * peak
+    # The schedule followed the clock, not the steps: by the last step the rate is well below what
+    # the steps alone give. (Not near 0: a stop at an epoch's end comes when the next epoch cannot
+    # fit, and how far the clock got depends on how long that first validation took.)
+    schedule = result.config.schedule
+    by_steps = optimization.WarmupLinearDecay(result.config.config.learning_rate, schedule["total_steps"],
+                                              schedule["warmup_steps"])
+    assert SlowSteps.rates[-1] < 0.5 * float(by_steps(len(SlowSteps.rates)))
     assert (result.export_dir / "saved_model.pb").is_file()
 
 
