@@ -9,6 +9,9 @@ The sample is meant to teach sentiment, not its own phrasing, and to leave the d
 something to report:
 - remarks are built from templates over general sentiment words (many adjectives, adverbs, verdicts
   short and long), so that the model meets the vocabulary of plain sentences it never saw;
+- both sides have words that share word pieces ("unforgettable" and "unmissable" beside
+  "uninspired" and "unwatchable"; "forgettable" against "unforgettable"), so that a piece such as
+  "un" decides nothing and the model has to read the whole word;
 - most reviews are mixed: a remark disagrees with the review's verdict a quarter of the time, some
   are negated ("never dull"), some concede a point before the verdict;
 - some reviews give no verdict at all, and a few are lukewarm, rated either side of the middle by
@@ -50,12 +53,13 @@ POS_ADJ = ["brilliant", "moving", "gripping", "charming", "superb", "delightful"
            "masterful", "excellent", "terrific", "lovely", "inventive", "captivating", "magnificent",
            "smart", "tender", "thrilling", "remarkable", "fantastic", "great", "satisfying", "witty",
            "haunting", "gorgeous", "sincere", "funny", "compelling", "perfect", "marvellous", "unforgettable",
-           "memorable", "uplifting"]
+           "memorable", "uplifting", "unmissable", "unpretentious", "unflinching"]
 NEG_ADJ = ["dull", "clumsy", "boring", "awful", "tedious", "lifeless", "terrible", "predictable", "silly",
            "bland", "painful", "weak", "lazy", "messy", "flat", "pointless", "confusing", "dreadful",
            "poor", "wooden", "tiresome", "hollow", "cheap", "ridiculous", "stale", "annoying",
            "uninspired", "mediocre", "bad", "forced", "clichéd", "sloppy", "shallow", "irritating",
-           "incoherent", "embarrassing", "lame", "horrible", "forgettable",
+           "incoherent", "embarrassing", "lame", "horrible", "forgettable", "unfunny", "unwatchable",
+           "unconvincing",
            "exhausting"]
 ADVERBS = ["", "", "", "really ", "truly ", "genuinely ", "quite ", "so ", "absolutely ", "simply ",
            "consistently ", "surprisingly "]
