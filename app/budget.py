@@ -188,37 +188,53 @@ def cache_file() -> Path:
 
 
 def machine_key(**parts) -> str:
-    """What a probe's figures hold for: this CPU (model name, cores) and the given parts (device,
-    encoder and its converter fingerprint, precision, fusion)."""
-    from app.runtime import cpu_name
+    """What a probe's figures hold for: this CPU (model name, cores), the libraries that compute
+    (TensorFlow, its Keras, TF Hub, TF Text) and the given parts (device, encoder and its converter
+    fingerprint, precision, fusion, what was probed)."""
+    from app.runtime import cpu_name, versions
 
-    described = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), **parts}, sort_keys=True)
+    libraries = {k: v for k, v in versions().items() if k not in ("bertclf", "python")}
+    described = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "libraries": libraries, **parts},
+                           sort_keys=True)
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
-def cached_throughput(key: str) -> Throughput | None:
+def cached(key: str) -> dict | None:
+    """The cache's entry for `key` (a machine_key), or None."""
     try:
         entry = json.loads(cache_file().read_text()).get(key)
-        return Throughput.from_dict(entry) if entry else None
-    except (OSError, ValueError, KeyError, TypeError):
+        return entry if isinstance(entry, dict) else None
+    except (OSError, ValueError, AttributeError):
         return None
 
 
-def save_throughput(key: str, throughput: Throughput) -> None:
+def save_cached(key: str, entry: dict) -> None:
     """Write the cache entry; a cache that cannot be written only costs the next run a probe."""
     path = cache_file()
     try:
         entries = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         entries = {}
-    entries[key] = throughput.to_dict()
+    entries[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
         tmp.replace(path)
     except OSError as e:
-        logger.warning("cannot write the throughput cache %s (%s)", path, e.strerror)
+        logger.warning("cannot write the probe cache %s (%s)", path, e.strerror)
+
+
+def cached_throughput(key: str) -> Throughput | None:
+    entry = cached(key)
+    try:
+        return Throughput.from_dict(entry) if entry else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def save_throughput(key: str, throughput: Throughput) -> None:
+    save_cached(key, throughput.to_dict())
 
 
 def corrected(throughput: Throughput, planned_seconds: float, measured_seconds: float) -> Throughput:

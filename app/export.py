@@ -167,6 +167,21 @@ def _set_classify_method(export_dir: Path) -> None:
     path.write_bytes(proto.SerializeToString())
 
 
+def warmup_texts(seq_length: int | None, length_buckets: bool) -> list[str]:
+    """`WARMUP_TEXTS`, then one text filling each length bucket up to `seq_length`: replayed on
+    load (TF Serving's warm-up file, `app.inference.load`), so that no request is the first of
+    its shape."""
+    texts = list(WARMUP_TEXTS)
+    if not seq_length:
+        return texts
+    from app.preprocessing import bucket_width
+
+    width = bucket_width(seq_length) if length_buckets else seq_length
+    lengths = sorted({*range(width, seq_length, width), seq_length})
+    # "a" is one word piece in every BERT vocabulary; [CLS] and [SEP] take two more positions.
+    return texts + [" ".join(["a"] * max(1, length - 2)) for length in lengths]
+
+
 def _write_warmup(export_dir: Path, texts: Sequence[str], pairs: bool = False) -> None:
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -254,7 +269,8 @@ def export_model(
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)
-        _write_warmup(staging, WARMUP_TEXTS, pairs)
+        buckets = classifier.inputs[0].shape[-1] is None  # as ServingModel pads
+        _write_warmup(staging, warmup_texts(tokenizer.seq_length, buckets), pairs)
         staging.chmod(0o755)
         if final.exists():  # another export took this number meanwhile
             raise ValueError(f"{final} appeared during export; not overwriting it")

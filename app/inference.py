@@ -109,8 +109,14 @@ def load(model: str | os.PathLike) -> LoadedModel:
     model = LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
     # The first call optimises the graph, and oneDNN may log a notice about int64 ops that says
     # nothing to a user: make that call here, with native stderr held back (real errors pass).
+    # Then one request of each length bucket, so that no user request is the first of its shape.
+    from app.export import warmup_texts
+
+    settings = config.get("config", {})
+    texts = ["a", *warmup_texts(settings.get("max_seq_length"), settings.get("length_buckets", True))]
     with runtime.quiet_native_stderr():
-        model.predict_outputs(["a"], 1, ["a"] if model.takes_pairs else None)
+        for text in texts:
+            model.predict_outputs([text], 1, [text] if model.takes_pairs else None)
     return model
 
 

@@ -52,10 +52,25 @@ def test_assets_and_warmup_requests(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = list(tf.data.TFRecordDataset(str(exported / "assets.extra" / "tf_serving_warmup_requests")))
-    assert len(records) == len(export.WARMUP_TEXTS)
-    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
-    assert log.predict_log.request.model_spec.signature_name == "serving_default"
-    assert "text" in log.predict_log.request.inputs
+    # The examples, then one request filling each length bucket (the tiny run: 32 word pieces,
+    # buckets 32 wide), so that TF Serving has run every shape before the first user request.
+    texts = export.warmup_texts(32, length_buckets=True)
+    assert len(records) == len(texts) == len(export.WARMUP_TEXTS) + 1
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
+    assert all(log.predict_log.request.model_spec.signature_name == "serving_default" for log in logs)
+    sent = [tf.make_ndarray(log.predict_log.request.inputs["text"])[0].decode() for log in logs]
+    assert sent == texts and sent[-1] == " ".join(["a"] * 30)
+
+
+def test_warmup_texts_fill_every_length_bucket():
+    from app.preprocessing import bucket_width
+
+    texts = export.warmup_texts(256, length_buckets=True)
+    width = bucket_width(256)
+    lengths = [len(t.split()) + 2 for t in texts[len(export.WARMUP_TEXTS):]]
+    assert lengths == list(range(width, 257, width))
+    assert export.warmup_texts(128, length_buckets=False)[-1] == " ".join(["a"] * 126)
+    assert export.warmup_texts(None, length_buckets=True) == list(export.WARMUP_TEXTS)
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
@@ -374,7 +389,7 @@ def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(tra
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["outputs"] == ["labels", "predicted", "probabilities"]
-    classes = ["praise", "complaint", "music"]
+    classes = result.config.data["classes"]
     thresholds = np.array([result.config.thresholds[c] for c in classes], np.float32)
     probabilities = np.array(answer["probabilities"], np.float32)
     np.testing.assert_array_equal(answer["predicted"], (probabilities >= thresholds).astype(int))
