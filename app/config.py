@@ -23,8 +23,9 @@ from typing import Any
 
 from app.baseline import BASELINES
 from app.calibration import CALIBRATIONS
-from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, TASKS
+from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, TABLE_FORMATS, TASKS
 from app.encoders import DEFAULT_ENCODER, EncoderSpec
+from app.tuning import CPU_FUSION_CHOICES
 
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
 MIXED_PRECISION = ("auto", "none", "bf16")
@@ -63,6 +64,9 @@ class TrainConfig:
     text_pair_column: str | None = _field(None, "data", "table column with the second texts of text pairs "
                                           "(paraphrase, entailment): packed after the first with [SEP], "
                                           "sharing --max-seq-length", "none: single texts")
+    format: str | None = _field(None, "data", f"how to read a table file: {', '.join(TABLE_FORMATS)}",
+                                "by its suffix; another (.txt, .dat, none) is sniffed from its first "
+                                "lines, and the decision logged")
     header: str = _field("auto", "data", "whether a CSV/TSV's first row names its columns: yes, none "
                          "(columns are then named 0, 1, ...) or auto (detected, and logged)")
     label_names: str | None = _field(None, "data", "file of class names, one a line, for integer labels: "
@@ -126,7 +130,9 @@ class TrainConfig:
     clip_norm: float = _field(1.0, "optimisation", "clip the gradients' global norm to this")
     class_weight: str = _field("none", "optimisation",
                                "weight the loss by class: none, balanced (each class inversely to its "
-                               "number of training examples) or a JSON file {class name: weight}")
+                               "number of training examples; multi-label: each label's positive examples "
+                               "by its negatives over its positives, at most 10) or a JSON file "
+                               "{class name: weight}")
     patience: int = _field(2, "optimisation", "stop after this many epochs without a better validation "
                            "accuracy")
     seed: int = _field(42, "optimisation", "seed for splits, shuffling, initialisation and dropout")
@@ -143,6 +149,10 @@ class TrainConfig:
     jit_compile: bool | None = _field(None, "hardware", "XLA-compile the whole train step",
                                       "on for TPUs and GPUs, off on CPUs (where CPU fusion compiles "
                                       "the element-wise ops)")
+    cpu_fusion: str = _field("auto", "hardware",
+                             f"{', '.join(CPU_FUSION_CHOICES)}: XLA fusion of the element-wise ops "
+                             "on CPUs; auto times training steps with and without it on this machine "
+                             "(once; cached) and fuses only where the run's steps repay compiling")
     steps_per_execution: int = _field(1, "hardware", "train steps per call into the device (raise on TPUs)")
     # outputs
     model_name: str = _field("bertclf", "outputs", "the export's folder name under --output-dir")
@@ -191,6 +201,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("dropout", cfg.dropout, "must be in [0, 1)")
     if cfg.max_seq_length is not None and not 8 <= cfg.max_seq_length <= 4096:
         bad("max-seq-length", cfg.max_seq_length, "must be between 8 and the encoder's limit")
+    if cfg.format is not None and cfg.format not in TABLE_FORMATS:
+        bad("format", cfg.format, f"must be one of {list(TABLE_FORMATS)}")
     if cfg.header not in HEADERS:
         bad("header", cfg.header, f"must be one of {list(HEADERS)}")
     if cfg.task not in TASKS:
@@ -222,6 +234,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("strategy", cfg.strategy, f"must be one of {list(STRATEGIES)}")
     if cfg.mixed_precision not in MIXED_PRECISION:
         bad("mixed-precision", cfg.mixed_precision, f"must be one of {list(MIXED_PRECISION)}")
+    if cfg.cpu_fusion not in CPU_FUSION_CHOICES:
+        bad("cpu-fusion", cfg.cpu_fusion, f"must be one of {list(CPU_FUSION_CHOICES)}")
     if cfg.steps_per_execution < 1:
         bad("steps-per-execution", cfg.steps_per_execution, "must be at least 1")
     if not _NAME.match(cfg.model_name):
@@ -377,13 +391,18 @@ class ResolvedConfig:
     ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
     class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
     thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
+    threshold_rule: dict = dataclasses.field(default_factory=dict)  # which rule set them, and why
     calibration: dict = dataclasses.field(default_factory=dict)  # filled by with_calibration
+    tuning: dict = dataclasses.field(default_factory=dict)  # filled by with_cpu_fusion: how it was chosen
+
+    def with_cpu_fusion(self, fused: bool, record: dict) -> ResolvedConfig:
+        return dataclasses.replace(self, cpu_fusion=fused, tuning={**self.tuning, "cpu_fusion": record})
 
     def with_calibration(self, calibration: dict) -> ResolvedConfig:
         return dataclasses.replace(self, calibration=dict(calibration))
 
-    def with_thresholds(self, thresholds: dict[str, float]) -> ResolvedConfig:
-        return dataclasses.replace(self, thresholds=dict(thresholds))
+    def with_thresholds(self, thresholds: dict[str, float], rule: dict | None = None) -> ResolvedConfig:
+        return dataclasses.replace(self, thresholds=dict(thresholds), threshold_rule=dict(rule or {}))
 
     def with_class_weights(self, weights: dict[str, float]) -> ResolvedConfig:
         return dataclasses.replace(self, class_weights=dict(weights))
@@ -456,6 +475,11 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     if cfg.mixed_precision == "none" and spec.compute_dtype != "float32":
         raise ValueError(f"--mixed-precision none: encoder {spec.name} was converted to compute in "
                          f"{spec.compute_dtype}; convert it again without --compute-dtype")
+    jit = cfg.jit_compile if cfg.jit_compile is not None else hardware.device != "CPU"
+    if cfg.cpu_fusion == "on" and (jit or not hardware.cpu_fusion):
+        raise ValueError("--cpu-fusion on: " + ("--jit-compile already compiles the whole step" if jit else
+                         "this process has no CPU fusion flags (BERTCLF_CPU_FUSION=0, your own "
+                         "TF_XLA_FLAGS, or a TF_CONFIG cluster; app.runtime)"))
     if cfg.max_seq_length is not None and cfg.max_seq_length > spec.max_seq_length:
         raise ValueError(f"--max-seq-length {cfg.max_seq_length} is above the encoder's limit "
                          f"of {spec.max_seq_length} positions")
@@ -467,7 +491,6 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     on_tpu = hardware.device == "TPU"
     strategy = {"TPUStrategy": "tpu", "MultiWorkerMirroredStrategy": "multi-worker",
                 "MirroredStrategy": "mirrored"}.get(hardware.strategy, hardware.device.lower())
-    jit = cfg.jit_compile if cfg.jit_compile is not None else hardware.device != "CPU"
     config = dataclasses.replace(
         cfg,
         # With a budget the planner chooses the epochs (app.budget), unless they were given.
@@ -491,6 +514,8 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
         converter = {k: meta.get(k) for k in ("checkpoint", "seq_length", "compute_dtype", "implementation",
                                               "pooled_only", "fingerprint", "lower_case", "strip_accents")}
     return ResolvedConfig(config=config, requested=cfg, hardware=hardware, encoder=spec, converter=converter,
-                          # Without jit_compile, XLA still fuses the element-wise ops (app.runtime).
-                          cpu_fusion=not jit and hardware.cpu_fusion, drop_remainder=on_tpu,
+                          # Without jit_compile, XLA can still fuse the element-wise ops (app.runtime);
+                          # with --cpu-fusion auto, app.train measures whether it pays (app.tuning).
+                          cpu_fusion=not jit and hardware.cpu_fusion and cfg.cpu_fusion != "off",
+                          drop_remainder=on_tpu,
                           versions=runtime.versions())

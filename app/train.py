@@ -70,7 +70,9 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
     full_train = dataset.splits["train"]  # for the baseline: a budget's plan cuts the encoder's
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
-    resolved, dataset = plan(resolved, strategy, dataset, started, ngram_fit is not None)
+    lengths = token_lengths(resolved, dataset)
+    resolved = tune(resolved, strategy, dataset, lengths)
+    resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram_fit is not None)
     tokenizer, train_epoch, val_ds, resolved = pipelines(resolved, dataset)
     if ngram_fit is not None:  # now, while the budget's clock has time for it
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
@@ -97,7 +99,8 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
     with backup.interrupts() as interrupt:
         history, backups = fit.fit(
             model, train_epoch, resolved.schedule["steps_per_epoch"], val_ds, run_dir, c.epochs, c.patience,
-            resolved.cpu_fusion, callbacks, deadline, class_weight=_class_ids(resolved, dataset.classes),
+            resolved.cpu_fusion, callbacks, deadline,
+            class_weight=_class_ids(resolved, dataset.classes, dataset.multi_label),
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
@@ -106,7 +109,7 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
     resolved = decide(resolved, dataset, val_probabilities)
     resolved = resolved.with_training({**training_record(resolved, started, deadline, history), **backups})
     if deadline is not None:
-        update_throughput(resolved, deadline)
+        resolved = update_throughput(resolved, deadline)
     export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, ngram_weight)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved)
@@ -178,7 +181,7 @@ def read_data(resolved: config_mod.ResolvedConfig):
 
     c = resolved.config
     table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column,
-                             c.task, c.label_separator, c.label_columns)
+                             c.task, c.label_separator, c.label_columns, c.format)
     dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
                                 c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
@@ -186,54 +189,124 @@ def read_data(resolved: config_mod.ResolvedConfig):
     return dataset
 
 
+def check_task_flags(cfg: config_mod.TrainConfig, multi_label: bool, n_classes: int, classes=None) -> None:
+    """Refuse flags the data's task cannot take (a ValueError naming the flag)."""
+    if cfg.decision_threshold is not None and (multi_label or n_classes != 2):
+        raise ValueError(f"--decision-threshold {cfg.decision_threshold} is for two classes; the "
+                         f"data has {'label sets of ' if multi_label else ''}{n_classes} classes"
+                         + (f" {list(classes)}" if classes is not None else ""))
+
+
 def weigh_classes(resolved: config_mod.ResolvedConfig, dataset) -> config_mod.ResolvedConfig:
-    """Each class's loss weight (`--class-weight`), from the training split as read; a budget's
-    plan keeps its class proportions."""
+    """Each class's loss weight (`--class-weight`), from the training split as read (for
+    multi-label data, each label's positive examples' weight); a budget's plan keeps its class
+    proportions."""
     from app import data
 
-    if resolved.config.decision_threshold is not None and (dataset.multi_label or len(dataset.classes) != 2):
-        raise ValueError(f"--decision-threshold {resolved.config.decision_threshold} is for two classes; the "
-                         f"data has {'label sets of ' if dataset.multi_label else ''}{len(dataset.classes)} "
-                         f"classes {dataset.classes}")
-    if dataset.multi_label:
-        if resolved.config.class_weight != "none":
-            raise ValueError(f"--class-weight {resolved.config.class_weight} weighs one class per text; "
-                             "multi-label data gets a decision threshold per label instead (chosen on "
-                             "the validation split), so leave it at none")
-        return resolved.with_class_weights({c: 1.0 for c in dataset.classes})
+    check_task_flags(resolved.config, dataset.multi_label, len(dataset.classes), dataset.classes)
     weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.config.class_weight)
     if resolved.config.class_weight != "none":
-        logger.info("class weights (--class-weight %s): %s", resolved.config.class_weight, weights)
+        logger.info("%s (--class-weight %s): %s", "positive examples' loss weight by label"
+                    if dataset.multi_label else "class weights", resolved.config.class_weight, weights)
     return resolved.with_class_weights(weights)
 
 
-def _class_ids(resolved: config_mod.ResolvedConfig, classes: list[str]) -> dict[int, float] | None:
-    """The class weights by class index, as Keras and scikit-learn take them; None unweighted."""
-    if resolved.config.class_weight == "none":
+def _class_ids(resolved: config_mod.ResolvedConfig, classes: list[str],
+               multi_label: bool = False) -> dict[int, float] | None:
+    """The class weights by class index, as Keras and scikit-learn take them; None unweighted
+    (and for multi-label data, whose weights are the loss's own: `build_model`)."""
+    if resolved.config.class_weight == "none" or multi_label:
         return None
     return {i: resolved.class_weights[c] for i, c in enumerate(classes)}
 
 
-def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, started: float | None = None,
-         ngram: bool = False):
-    """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths;
-    with `--time-budget`, the length, training and validation examples and epochs that fit it
-    (app.budget), the splits cut to the planned sizes (stratified, seeded). The budget has paid
-    for what ran since `started` (the n-gram model, the probe); with an n-gram model the plan
-    leaves time for its weight's pass over the validation split."""
+def token_lengths(resolved: config_mod.ResolvedConfig, dataset) -> np.ndarray:
+    """The word pieces of a seeded sample of `LENGTH_SAMPLE` training texts (pairs together): what
+    the sequence length, the plan and the speed probe are chosen from."""
+    from app import preprocessing
+
+    c = resolved.config
+    train = dataset.splits["train"]
+    sample = train
+    if len(sample) > LENGTH_SAMPLE:  # a seeded sample says enough about the lengths
+        rng = np.random.default_rng(c.seed)
+        sample = train.take(sorted(rng.choice(len(train), LENGTH_SAMPLE, replace=False)))
+    tokenizer = preprocessing.Tokenizer(c.preprocess, resolved.encoder.max_seq_length, c.truncation)
+    return np.asarray(tokenizer.token_lengths(sample.texts, sample.pairs))
+
+
+def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.ndarray):
+    """The resolved config with CPU fusion chosen for this machine and run (`--cpu-fusion auto`):
+    training steps timed with and without it (app.tuning; cached per machine), fused only where
+    the run's steps repay compiling its shapes. The choice and its figures go in the record."""
+    import tensorflow as tf
+
+    from app import budget, preprocessing, tuning
+
+    c = resolved.config
+    if c.cpu_fusion != "auto" or not resolved.cpu_fusion:
+        why = (f"--cpu-fusion {c.cpu_fusion}" if c.cpu_fusion != "auto" else
+               "the whole step is XLA-compiled (--jit-compile)" if c.jit_compile else
+               "this process has no CPU fusion flags (app.runtime)")
+        logger.info("CPU fusion %s: %s", "on" if resolved.cpu_fusion else "off", why)
+        return resolved.with_cpu_fusion(resolved.cpu_fusion, {"chosen_by": why})
+    limit = resolved.encoder.max_seq_length
+    length = c.max_seq_length or budget.auto_seq_length(lengths, limit)[0]
+    width = preprocessing.bucket_width(length) if c.length_buckets else None
+    # Shapes the fit compiles: each bucket length the texts reach, and a last, smaller batch.
+    shapes = len(np.unique(budget.padded_lengths(lengths, length, width))) + 1
+    n_train = len(dataset.splits["train"])
+    key = budget.machine_key(probe="cpu_fusion", device=resolved.hardware.device,
+                             replicas=resolved.hardware.replicas, encoder=resolved.encoder.encoder,
+                             converter=resolved.converter.get("fingerprint"),
+                             dtype=resolved.encoder.compute_dtype, pooled_only=resolved.encoder.pooled_only,
+                             pooling=c.pooling, batch_size=c.batch_size, seq_length=length)
+    entry = budget.cached(key)
+    if entry is not None:
+        probe = tuning.FusionProbe.from_dict(entry)
+        source = f"measured earlier on this machine ({budget.cache_file()})"
+    else:
+        logger.info("CPU fusion: timing training steps of %d at %d word pieces with and without it "
+                    "(once for this machine; cached in %s)", c.batch_size, length, budget.cache_file())
+        start = time.monotonic()
+        texts = sorted(dataset.splits["train"].texts, key=len)[-c.batch_size:]
+        texts = (texts * c.batch_size)[:c.batch_size]
+        model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
+        inputs = preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
+        labels = (tf.zeros([c.batch_size, len(dataset.classes)]) if dataset.multi_label
+                  else tf.zeros([c.batch_size], tf.int32))
+
+        def step(fused: bool) -> None:
+            with runtime.cpu_fusion(fused):
+                model.train_on_batch(inputs, labels)
+
+        probe = tuning.probe_cpu_fusion(step, c.batch_size, length)
+        budget.save_cached(key, probe.to_dict())
+        source = f"probed in {time.monotonic() - start:.0f} s"
+        del model
+    if c.time_budget:  # at most the steps the budget can hold at the unfused rate
+        steps = max(1, int(c.time_budget * 60 / probe.step_off))
+    else:
+        steps = -(-n_train // c.batch_size) * (c.epochs or config_mod.DEFAULT_EPOCHS)
+    fused, why, figures = tuning.decide_cpu_fusion(probe, steps, shapes)
+    logger.info("CPU fusion %s: %s; %s", "on" if fused else "off", why, source)
+    return resolved.with_cpu_fusion(fused, {"chosen_by": "probe", "why": why, **figures})
+
+
+def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.ndarray,
+         started: float | None = None, ngram: bool = False):
+    """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths
+    (`lengths`, from `token_lengths`); with `--time-budget`, the length, training and validation
+    examples and epochs that fit it (app.budget), the splits cut to the planned sizes (stratified,
+    seeded). The budget has paid for what ran since `started` (the n-gram model, the probes);
+    with an n-gram model the plan leaves time for its weight's pass over the validation split."""
     from app import budget, data, preprocessing
 
     c = resolved.config
     if c.max_seq_length is not None and not c.time_budget:
         return resolved, dataset
     train = dataset.splits["train"]
-    sample = train
-    if len(sample) > LENGTH_SAMPLE:  # a seeded sample says enough about the lengths
-        rng = np.random.default_rng(c.seed)
-        sample = train.take(sorted(rng.choice(len(train), LENGTH_SAMPLE, replace=False)))
     limit = resolved.encoder.max_seq_length
-    tokenizer = preprocessing.Tokenizer(c.preprocess, limit, c.truncation)
-    lengths = tokenizer.token_lengths(sample.texts, sample.pairs)
     if not c.time_budget:
         length, why = budget.auto_seq_length(lengths, limit)
         logger.info("--max-seq-length auto: %d (%s)", length, why)
@@ -340,17 +413,27 @@ def training_record(resolved: config_mod.ResolvedConfig, started: float, deadlin
     return record
 
 
-def update_throughput(resolved: config_mod.ResolvedConfig, deadline) -> None:
-    """Correct this machine's cached throughput by what the run's training steps took."""
+def update_throughput(resolved: config_mod.ResolvedConfig, deadline) -> config_mod.ResolvedConfig:
+    """Correct this machine's cached throughput by what the run's training steps took; the
+    planned and the measured rate go in the training record (how well the plan predicted)."""
     from app import budget
 
     plan_record = resolved.plan
     if not deadline.steps:
-        return
-    planned = plan_record["seconds_per_example"] * deadline.steps * resolved.config.batch_size
+        return resolved
+    examples = deadline.steps * resolved.config.batch_size
+    planned = plan_record["seconds_per_example"] * examples
     measured = deadline.elapsed() - deadline.validation_total - plan_record["startup_seconds"]
     throughput = budget.Throughput.from_dict(plan_record["throughput"])
     budget.save_throughput(plan_record["throughput_key"], budget.corrected(throughput, planned, measured))
+    if measured <= 0:
+        return resolved
+    rates = {"planned_examples_per_second": round(examples / planned, 2),
+             "trained_examples_per_second": round(examples / measured, 2)}
+    logger.info("time budget: the plan expected %.2f training examples/s, the run trained at %.2f (%.2fx)",
+                rates["planned_examples_per_second"], rates["trained_examples_per_second"],
+                planned / measured)
+    return resolved.with_training({**resolved.training, **rates})
 
 
 def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
@@ -363,7 +446,8 @@ def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
             logger.info("no n-gram model for text pairs: a bag of words cannot compare two texts")
         return None
     return ngram.fit(dataset.splits["train"].texts, dataset.label_ids("train"), len(dataset.classes),
-                     resolved.config.seed, class_weight=_class_ids(resolved, dataset.classes))
+                     resolved.config.seed,
+                     class_weight=_class_ids(resolved, dataset.classes, dataset.multi_label))
 
 
 def validation_encoder(model, tokenizer, dataset):
@@ -436,17 +520,20 @@ def calibrate(resolved: config_mod.ResolvedConfig, dataset, probabilities):
 
 
 def decide(resolved: config_mod.ResolvedConfig, dataset, probabilities) -> config_mod.ResolvedConfig:
-    """Multi-label: each label's decision threshold, the best F1 on the validation split
-    (app.decision), recorded in the resolved config and applied by the export."""
+    """Multi-label: each label's decision threshold, by the rule (global, per label, or shrunk)
+    with the best cross-validated micro F1 on the validation split (app.decision), recorded in
+    the resolved config and applied by the export."""
     from app import decision
 
     if not dataset.multi_label:
         return resolved
-    thresholds = decision.choose_thresholds(probabilities, dataset.label_ids("validation"))
+    thresholds, record = decision.threshold_rule(probabilities, dataset.label_ids("validation"),
+                                                 resolved.config.seed)
     chosen = {c: round(float(t), 4) for c, t in zip(dataset.classes, thresholds, strict=True)}
-    logger.info("decision thresholds (best F1 per label on %d validation examples): %s",
-                len(dataset.splits["validation"]), chosen)
-    return resolved.with_thresholds(chosen)
+    figures = ", ".join(f"{rule} {f['cross_validated_micro_f1']:.4f}" for rule, f in record["rules"].items())
+    logger.info("decision thresholds: the %s rule, by cross-validated micro F1 on %d validation examples "
+                "(%s): %s", record["rule"], record["examples"], figures, chosen)
+    return resolved.with_thresholds(chosen, record)
 
 
 def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int,
@@ -456,7 +543,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
     Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
     import tensorflow as tf
 
-    from app.model import build_classifier
+    from app.model import LabelWeightedBinaryCrossentropy, build_classifier
     from app.optimization import create_optimizer
 
     c = resolved.config
@@ -470,7 +557,9 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
                                      c.clip_norm, clock)
         if multi_label:
-            loss = tf.keras.losses.BinaryCrossentropy()
+            weights = [resolved.class_weights.get(c, 1.0) for c in resolved.data.get("classes", [])]
+            loss = (LabelWeightedBinaryCrossentropy(weights) if any(w != 1.0 for w in weights)
+                    else tf.keras.losses.BinaryCrossentropy())
             metrics = [tf.keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")]
         else:
             loss = tf.keras.losses.SparseCategoricalCrossentropy()
