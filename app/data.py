@@ -52,7 +52,10 @@ SPLIT_NAMES = {
     "dev": "validation",
 }
 IGNORED_FOLDERS = {"unsup"}
-TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".parquet"}
+TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+TABLE_SUFFIXES = {"." + kind for kind in TABLE_FORMATS}
+# A file with another suffix (.txt, .dat, none) is sniffed from its first lines.
+SNIFF_LINES = 50
 TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
 LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
 HEADERS = ("auto", "yes", "none")
@@ -84,8 +87,11 @@ class TableFormat:
     task: str = "auto"  # "auto": multi-label when the labels come in one of those forms (logged)
     label_separator: str | None = None
     label_columns: str | None = None  # comma-separated names (or indices without a header)
+    format: str | None = None  # one of TABLE_FORMATS; None: by the suffix, else sniffed
 
     def __post_init__(self):
+        if self.format is not None and self.format not in TABLE_FORMATS:
+            raise ValueError(f"--format must be one of {list(TABLE_FORMATS)}, got {self.format!r}")
         if self.header not in HEADERS:
             raise ValueError(f"--header must be one of {list(HEADERS)}, got {self.header!r}")
         if self.task not in TASKS:
@@ -176,6 +182,7 @@ class _Notes:
 
 def _decode(raw: bytes, where: str, notes: _Notes) -> str:
     text = raw.decode("utf-8", errors="replace")
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
     if "\ufffd" in text and "\ufffd".encode() not in raw:
         bad = text.count("\ufffd") - raw.count("\ufffd".encode())
         notes.add(f"{where}: {bad} byte sequence(s) that are not UTF-8 were replaced with U+FFFD")
@@ -317,15 +324,49 @@ def _text_str(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Split]:
+def sniff_format(head: str) -> tuple[str | None, str]:
+    """(csv, tsv, jsonl or None, why): what the first lines of a file with no known suffix are.
+    JSON objects a line make JSONL; a tab on every line the same number of times makes TSV; a
+    consistent comma count (read as CSV, quotes and all) makes CSV."""
+    lines = [line for line in head.splitlines()[:SNIFF_LINES] if line.strip()]
+    if len(lines) > 1 and not head.endswith("\n"):
+        lines = lines[:-1]  # the last line may be cut where the head was
+    if not lines:
+        return None, "its first lines are empty"
+    if all(line.lstrip().startswith("{") for line in lines):
+        return "jsonl", f"each of its first {len(lines)} lines is a JSON object"
+    tabs = {line.count("\t") for line in lines}
+    if len(tabs) == 1 and tabs != {0}:
+        return "tsv", f"each of its first {len(lines)} lines has {tabs.pop()} tab(s)"
+    rows = list(csv.reader(lines))
+    commas = {len(row) - 1 for row in rows}
+    if len(commas) == 1 and commas != {0}:
+        return "csv", f"each of its first {len(lines)} lines has {commas.pop() + 1} comma-separated fields"
+    return None, (f"its first {len(lines)} lines have neither the same number of tabs "
+                  f"({sorted(tabs)[:5]}) nor of comma-separated fields ({sorted(commas)[:5]})")
+
+
+def table_kind(path: Path, table: TableFormat) -> str:
+    """How to read the table at `path`: `--format`, else its suffix, else sniffed (logged)."""
+    if table.format is not None:
+        return table.format
     suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(
-            f"{path}: unknown file type {suffix or '(none)'!r}; use a folder, or one of "
-            f"{sorted(TABLE_SUFFIXES)}"
-        )
+    if suffix in TABLE_SUFFIXES:
+        return suffix[1:]
+    with open(path, "rb") as handle:
+        head = handle.read(256 * 1024).decode("utf-8", errors="replace").removeprefix("\ufeff")
+    kind, why = sniff_format(head)
+    if kind is None:
+        raise DataError(f"{path}: unknown file type {suffix or '(no suffix)'!r} and {why}; give --format "
+                        f"{'|'.join(TABLE_FORMATS)}, or use a folder")
+    logger.info("%s: read as %s: %s (--format says otherwise)", path, kind.upper(), why)
+    return kind
+
+
+def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Split]:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    suffix = "." + table_kind(path, table)
     delimited = suffix in (".csv", ".tsv")
     if table.header != "auto" and not delimited:
         raise DataError(f"--header {table.header}: {path} is {suffix}, whose columns are always named; "
@@ -429,7 +470,7 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
     return {"train": split}
 
 
-INPUT_KINDS = ("lines", "csv", "tsv", "jsonl", "parquet")
+INPUT_KINDS = ("lines", *TABLE_FORMATS)
 
 
 @dataclasses.dataclass
@@ -492,7 +533,7 @@ def _share(handle, size: int | None) -> float | None:
 def _stream_lines(handle, name: Path, size: int | None, chunk_rows: int) -> Iterator[Chunk]:
     texts, blank = [], 0
     for raw in handle:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n").removeprefix("\ufeff")
         if not line.strip():
             blank += 1
             continue
@@ -542,7 +583,7 @@ def _stream_delimited(handle, name: Path, size: int | None, table: TableFormat, 
     try:
         reader = pd.read_csv(handle, sep="\t" if tsv else ",", header=None, dtype=str, keep_default_na=False,
                              na_filter=False, quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
-                             chunksize=chunk_rows, encoding="utf-8", encoding_errors="replace")
+                             chunksize=chunk_rows, encoding="utf-8-sig", encoding_errors="replace")
         texts, names = None, None
         for df in reader:
             if names is None:
@@ -573,7 +614,7 @@ def _stream_jsonl(handle, name: Path, size: int | None, table: TableFormat, chun
     texts = _TableTexts(name, table, header=True)
     rows = []
     for number, raw in enumerate(handle, start=1):
-        row = _json_row(raw.decode("utf-8", errors="replace"), name, number)
+        row = _json_row(raw.decode("utf-8", errors="replace").removeprefix("\ufeff"), name, number)
         if row is None:
             continue
         rows.append(row)
@@ -901,13 +942,26 @@ def load_dataset(
     return Dataset(classes, ordered, notes.messages, dataset.columns, dataset.multi_label)
 
 
+# Multi-label `--class-weight balanced`: a label's positive examples weigh its negatives over
+# its positives, at most this much (a label with a handful of positives would otherwise swing
+# whole batches).
+MAX_POSITIVE_WEIGHT = 10.0
+
+
 def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, float]:
     """Each class's loss weight for `--class-weight`: 1 for `none`; for `balanced`, the number
     of examples over (classes x the class's examples), scikit-learn's rule, so every class
     weighs as much in the loss as the others; or from a JSON file {class name: weight}, classes
-    it does not list weighing 1."""
+    it does not list weighing 1. For multi-label data a label's weight multiplies the loss of
+    its positive examples: `balanced` gives each label its negatives over its positives (at
+    most `MAX_POSITIVE_WEIGHT`, at least 1), so a rare label is not learnt as "never"."""
     if spec == "none":
         return {c: 1.0 for c in classes}
+    if spec == "balanced" and split.multi_label:
+        counts = split.counts()
+        return {c: round(float(min(MAX_POSITIVE_WEIGHT, max(1.0, (len(split) - counts.get(c, 0))
+                                                            / max(counts.get(c, 0), 1)))), 6)
+                for c in classes}
     if spec == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
 
@@ -941,6 +995,8 @@ def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `TableFormat`, for the CLIs that read labelled tables (app.train has them
     in its config)."""
+    parser.add_argument("--format", choices=TABLE_FORMATS, help="how to read a table file (default: by "
+                        "its suffix; another suffix, such as .txt, is sniffed from its first lines)")
     parser.add_argument("--text-column", help="table column(s) with the texts: a name, a 0-based index "
                         "without a header, or several joined by commas (default: found by name)")
     parser.add_argument("--label-column", help="table column with the labels (default: found by name)")
@@ -958,7 +1014,8 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 def table_format(args: argparse.Namespace) -> TableFormat:
     return TableFormat(args.text_column, args.label_column, args.header, args.label_names,
-                       args.text_pair_column, args.task, args.label_separator, args.label_columns)
+                       args.text_pair_column, args.task, args.label_separator, args.label_columns,
+                       args.format)
 
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:

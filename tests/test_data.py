@@ -439,3 +439,73 @@ def test_a_tsv_is_read_without_quoting_as_paraphrase_corpora_ship(tmp_path):
     assert split.pairs == ['Referring to him as "the witness", Amrozi accused',
                            '"Yucaipa bought Dominick\'s in 1995']
     assert split.labels == ["1", "0"]
+
+
+def test_multi_label_balanced_weights_each_labels_positives_by_its_rarity():
+    labels = [("a",)] * 50 + [("a", "b")] * 30 + [()] * 19 + [("c",)]
+    split = data.Split(["t"] * 100, labels, [str(i) for i in range(100)])
+    weights = data.class_weights(split, ["a", "b", "c"], "balanced")
+    # a: 80 of 100 (negatives fewer than positives: 1); b: 70 / 30; c: 99 / 1, capped.
+    assert weights == pytest.approx({"a": 1.0, "b": 70 / 30, "c": data.MAX_POSITIVE_WEIGHT})
+
+
+BOM = "\ufeff"
+MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+
+
+def test_a_paraphrase_txt_with_a_byte_order_mark_reads_as_distributed(tmp_path):
+    """msr_paraphrase_train.txt: a .txt suffix, a BOM, a header with spaces and '#': sniffed as
+    TSV (the decision logged), the BOM kept out of the first column's name."""
+    path = tmp_path / "msr_paraphrase_train.txt"
+    path.write_text(BOM + MRPC_HEADER + "1\t1\t2\t\"He said it\tHe stated it\n0\t3\t4\tA cat\tA dog sat\n"
+                    "1\t5\t6\tRain fell\tIt rained\n", encoding="utf-8")
+    table = data.TableFormat("#1 String", "Quality", text_pair_column="#2 String")
+    split = data.read_dataset(str(path), table=table).splits["train"]
+    assert split.labels == ["1", "0", "1"] and split.texts[0] == '"He said it'
+    assert split.pairs == ["He stated it", "A dog sat", "It rained"]
+    # Found by name without being told: "Quality" is not a guess, so it must be asked for.
+    with pytest.raises(DataError, match="no label column found"):
+        data.read_dataset(str(path), table=data.TableFormat("#1 String"))
+
+
+@pytest.mark.parametrize("name, content, kind", [
+    ("news.dat", '3,"Wall St. Bears Claw Back","Reuters - Short-sellers, ..."\n'
+                 '4,"Oil and Economy","Soaring crude prices plus worries"\n', "csv"),
+    ("emotions", "My favourite food\t27\teebbqej\nNow if he does off\t2,27\ted00q6i\n", "tsv"),
+    ("rows.txt", '{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n', "jsonl"),
+])
+def test_a_table_without_a_known_suffix_is_sniffed_and_the_decision_logged(tmp_path, caplog, name, content,
+                                                                          kind):
+    (tmp_path / name).write_text(BOM + content, encoding="utf-8")
+    with caplog.at_level("INFO", logger="app.data"):
+        assert data.table_kind(tmp_path / name, data.TableFormat()) == kind
+    assert f"read as {kind.upper()}" in caplog.text and "--format" in caplog.text
+    # --format decides without sniffing.
+    assert data.table_kind(tmp_path / name, data.TableFormat(format="csv")) == "csv"
+
+
+def test_format_overrides_the_suffix_and_an_unsniffable_file_names_the_flag(tmp_path):
+    path = tmp_path / "actually_tab_separated.csv"
+    path.write_text("text\tlabel\ngood, really\tpos\nbad\tneg\n")
+    ds = data.read_dataset(str(path), table=data.TableFormat(format="tsv"))
+    assert ds.splits["train"].texts == ["good, really", "bad"]
+    prose = tmp_path / "notes.txt"
+    prose.write_text("A paragraph of prose, with a comma.\nAnother line\twith a tab, and more, commas\n")
+    with pytest.raises(DataError, match=r"notes.txt: unknown file type '.txt' and .*give --format "
+                                        r"csv\|tsv\|jsonl\|parquet"):
+        data.read_dataset(str(prose))
+    with pytest.raises(ValueError, match="--format must be one of"):
+        data.TableFormat(format="xlsx")
+
+
+def test_a_byte_order_mark_never_reaches_a_column_name_in_any_reader(tmp_path):
+    for name, content in (("t.csv", "text,label\ngood,pos\nbad,neg\n"),
+                          ("t.tsv", "text\tlabel\ngood\tpos\nbad\tneg\n"),
+                          ("t.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n')):
+        (tmp_path / name).write_text(BOM + content, encoding="utf-8")
+        ds = data.read_dataset(str(tmp_path / name))
+        assert ds.splits["train"].texts == ["good", "bad"], name
+        chunks = list(data.stream_texts(str(tmp_path / name)))
+        assert list(chunks[0].rows.columns)[0] == "text" and chunks[0].texts == ["good", "bad"], name
+    (tmp_path / "lines.txt").write_text(BOM + "first\nsecond\n", encoding="utf-8")
+    assert next(data.stream_texts(str(tmp_path / "lines.txt"))).texts == ["first", "second"]
