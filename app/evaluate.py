@@ -495,6 +495,18 @@ def _comparison(report: dict) -> list[tuple[str, str, str, str]]:
             (b["name"], *(_fmt(b.get(k)) for k in keys), f"{b['seconds']:.0f} s")]
 
 
+def _threshold_sentence(report: dict) -> str:
+    """Multi-label: which rule set the decision thresholds, with each rule's validation figure."""
+    rule = (report.get("config") or {}).get("threshold_rule") or {}
+    if not rule.get("rules"):
+        return ""
+    figures = ", ".join(f"{name} {f['cross_validated_micro_f1']:.4f}" for name, f in rule["rules"].items())
+    baseline = (report.get("baseline") or {}).get("threshold_rule")
+    return (f"Decision thresholds: the {rule['rule']} rule, the best cross-validated micro F1 on "
+            f"{rule['examples']} validation examples ({figures})."
+            + (f" The baseline's are set by the same comparison (it chose {baseline})." if baseline else ""))
+
+
 def baseline_line(report: dict) -> str:
     b = report["baseline"]
     keys = ("micro_f1", "macro_f1") if report.get("task") == "multi-label" else ("accuracy", "macro_f1")
@@ -508,8 +520,9 @@ def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
              f"Throughput: {report['examples_per_second']:.1f} examples/s.{_training_sentence(report)}", ""]
     if report.get("findings"):
         lines += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
-    if _calibration_sentence(report):
-        lines += [_calibration_sentence(report), ""]
+    for sentence in (_calibration_sentence(report), _threshold_sentence(report)):
+        if sentence:
+            lines += [sentence, ""]
     for note in report["notes"]:
         lines.append(f"> **Note:** {note}")
     if report["notes"]:
@@ -617,8 +630,9 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
                      + "".join(f"<li>{esc(f)}</li>" for f in report["findings"]) + "</ul>")
     parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
     parts.append("<h2>Metrics</h2>")
-    if _calibration_sentence(report):
-        parts.append(f"<p>{esc(_calibration_sentence(report))}</p>")
+    for sentence in (_calibration_sentence(report), _threshold_sentence(report)):
+        if sentence:
+            parts.append(f"<p>{esc(sentence)}</p>")
     columns = _class_columns(report)
     summary = [("metric", "value")] + [(k, _fmt(report.get(k))) for k in _summary_keys(report)]
     per_class = [("class", *columns)]

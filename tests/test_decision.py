@@ -32,6 +32,54 @@ def test_equal_f1_prefers_the_threshold_nearest_one_half():
     assert thresholds[0] == pytest.approx(0.85)
 
 
+def test_one_global_threshold_has_the_best_micro_f1_over_every_label():
+    probabilities = np.array([[0.9, 0.2], [0.7, 0.6], [0.4, 0.1], [0.3, 0.35]])
+    true = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    # All scores, descending: .9 P, .7 P, .6 P, .4 N, .35 P, .3 N, .2 N, .1 N: keeping the top three
+    # gives micro F1 6/7, the top five 8/9 (best): halfway between 0.35 and 0.3.
+    assert decision.global_threshold(probabilities, true) == pytest.approx(0.325)
+    assert decision.global_threshold(probabilities, np.zeros_like(true)) == decision.DEFAULT_THRESHOLD
+
+
+def test_shrunk_thresholds_sit_between_the_global_and_each_labels_own_by_its_positives():
+    rng = np.random.default_rng(0)
+    true = (rng.random((200, 2)) < [0.5, 0.02]).astype(int)
+    probabilities = np.clip(true * 0.4 + rng.random((200, 2)) * 0.6, 0, 1)
+    shared = decision.global_threshold(probabilities, true)
+    own = decision.rule_thresholds("per-label", probabilities, true)
+    shrunk = decision.rule_thresholds("shrunk", probabilities, true)
+    positives = true.sum(0)
+    weight = positives / (positives + decision.SHRINK_POSITIVES)
+    np.testing.assert_allclose(shrunk, weight * own + (1 - weight) * shared, rtol=1e-5)
+    assert np.all(decision.rule_thresholds("global", probabilities, true) == np.float32(shared))
+    with pytest.raises(ValueError, match="threshold rule must be one of"):
+        decision.rule_thresholds("median", probabilities, true)
+
+
+def test_the_rule_is_chosen_by_cross_validated_micro_f1_not_by_fitting_its_own_examples():
+    """Many rare labels with one noisy score scale: per-label thresholds fit each label's two or
+    three validation positives (in-sample micro F1 high) and generalise worse than one shared
+    threshold, which cross-validation sees."""
+    rng = np.random.default_rng(1)
+    n, labels = 400, 20
+    true = (rng.random((n, labels)) < 0.03).astype(int)
+    probabilities = np.clip(0.35 * true + 0.5 * rng.random((n, labels)), 0, 1)
+    thresholds, record = decision.threshold_rule(probabilities, true, seed=0)
+    figures = record["rules"]
+    assert figures["per-label"]["in_sample_micro_f1"] >= figures["global"]["in_sample_micro_f1"]
+    assert record["rule"] == max(figures, key=lambda r: figures[r]["cross_validated_micro_f1"])
+    assert record["rule"] != "per-label"
+    np.testing.assert_allclose(thresholds, decision.rule_thresholds(record["rule"], probabilities, true))
+    # Labels that differ in scale: each label's own threshold wins.
+    scale = np.where(np.arange(4) % 2, 0.1, 0.8)
+    true = (rng.random((600, 4)) < 0.4).astype(int)
+    probabilities = scale * (0.6 * true + 0.4 * rng.random((600, 4)))
+    _, record = decision.threshold_rule(probabilities, true, seed=0)
+    assert record["rule"] in ("per-label", "shrunk")
+    assert record["rules"]["global"]["cross_validated_micro_f1"] < record["rules"][record["rule"]][
+        "cross_validated_micro_f1"]
+
+
 def test_shapes_must_agree():
     with pytest.raises(ValueError, match=r"probabilities \(2, 3\) and labels \(2, 2\)"):
         decision.choose_thresholds(np.zeros((2, 3)), np.zeros((2, 2)))
