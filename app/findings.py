@@ -27,8 +27,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _longer_budget(report: dict) -> str:
+    """A `--time-budget` to try: twice what training took (10 minutes when unknown)."""
+    seconds = (report.get("training") or {}).get("wall_seconds")
+    return f"--time-budget {max(10, math.ceil(2 * seconds / 60)) if seconds else 10}"
+
+
 def findings(report: dict, history=None) -> list[str]:
-    """The findings for one report (report.json's content), most important first."""
+    """The findings for one report (report.json's content), most important first. Each flag a
+    finding suggests comes with a value and is valid for the run's task (tests/test_findings.py
+    runs them through app.train's parser)."""
     out: list[str] = []
     multi = report.get("task") == "multi-label"
     key = "micro_f1" if multi else "accuracy"
@@ -44,7 +52,7 @@ def findings(report: dict, history=None) -> list[str]:
         name = key.replace("_", " ")
         if gap < 0:
             out.append(f"The TF-IDF baseline beats the model: {name} {b[key]:.4f} against {report[key]:.4f}, "
-                       f"in {b['seconds']:.0f} s. Train longer (--time-budget, more epochs) or on more "
+                       f"in {b['seconds']:.0f} s. Train longer ({_longer_budget(report)}) or on more "
                        "examples, or serve the baseline.")
         elif gap == 0:
             out.append(f"The model ties the TF-IDF baseline ({name} {report[key]:.4f}; the baseline trains "
@@ -76,13 +84,17 @@ def findings(report: dict, history=None) -> list[str]:
                     j = max(range(len(row)), key=row.__getitem__)
                     if row[j] > 0:
                         text += f"; most often mistaken for {classes[j]} ({row[j]} of {m['support']})"
-                out.append(text + ". More examples of it, or --class-weight balanced.")
+                weighted = ((report.get("config") or {}).get("config") or {}).get("class_weight")
+                out.append(text + (". More examples of it." if weighted == "balanced"
+                                   else ". More examples of it, or --class-weight balanced."))
     share = (report.get("config") or {}).get("data", {}).get("over_seq_length")
     length = (report.get("config") or {}).get("config", {}).get("max_seq_length")
     if share is not None and share > TRUNCATED_SHARE and length:
+        longer = min(2 * length, 512)
+        advice = (f"--max-seq-length {longer}, or a longer time budget ({_longer_budget(report)}), lets it "
+                  "see more" if longer > length else "the encoder's positions end there")
         out.append(f"{100 * share:.0f} % of the training texts are longer than --max-seq-length {length}: "
-                   "the encoder sees part of them (the n-gram model reads all). A longer length, or a longer "
-                   "--time-budget, lets it see more.")
+                   f"the encoder sees part of them (the n-gram model reads all). {advice}.")
     surprising = report.get("surprising_training_examples")
     if surprising and surprising[0]["loss"] > SURPRISING_LOSS:
         top = surprising[0]
@@ -93,7 +105,7 @@ def findings(report: dict, history=None) -> list[str]:
     if c and "ece" in c["before"]:
         worse = c["after"]["log_loss"] > c["before"]["log_loss"]
         advice = (f" It did not help here: fitted on {c.get('fitted_on', '?')} validation examples, the "
-                  "temperature is uncertain; a larger validation split (--validation-split) fits it "
+                  "temperature is uncertain; a larger validation split (--validation-split 0.2) fits it "
                   "better." if worse else "")
         out.append(f"Calibration (temperature {c['temperature']}): expected calibration error "
                    f"{c['before']['ece']:.4f} before, {c['after']['ece']:.4f} after; log loss "

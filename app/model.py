@@ -61,3 +61,24 @@ def build_classifier(
         name="classifier",
     )(x)
     return tf.keras.Model(inputs, probs, name=name)
+
+
+class LabelWeightedBinaryCrossentropy(tf.keras.losses.Loss):
+    """Binary cross-entropy per label with each label's positive examples weighted
+    (`positive_weights[j]`; the negatives weigh 1): multi-label `--class-weight`, so that a rare
+    label's few positives are not outvoted into "never" by its many negatives."""
+
+    def __init__(self, positive_weights, name: str = "label_weighted_binary_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.positive_weights = [float(w) for w in positive_weights]
+
+    def call(self, y_true, y_pred):
+        epsilon = tf.keras.backend.epsilon()
+        y_pred = tf.clip_by_value(tf.cast(y_pred, tf.float32), epsilon, 1 - epsilon)
+        y_true = tf.cast(y_true, tf.float32)
+        weights = tf.constant(self.positive_weights, tf.float32)
+        per_label = -(weights * y_true * tf.math.log(y_pred) + (1 - y_true) * tf.math.log(1 - y_pred))
+        return tf.reduce_mean(per_label, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "positive_weights": self.positive_weights}

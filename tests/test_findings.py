@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+
 import pandas as pd
 import pytest
 
@@ -56,3 +59,46 @@ def test_each_rule_names_its_number():
     assert calm == []  # every sampled label got more than half the probability
     beaten = findings(_report(baseline={"accuracy": 0.93, "seconds": 3, "name": "b"}))
     assert beaten[0].startswith("The TF-IDF baseline beats the model: accuracy 0.9300 against 0.9000")
+
+
+FLAG = re.compile(r"(--[a-z][a-z-]*)(?:\s+([^\s,;:()]+))?")
+
+
+def _suggested(text: str) -> list[list[str]]:
+    """Each `--flag value` a finding names, as argv (a sentence's closing full stop dropped)."""
+    out = []
+    for flag, value in FLAG.findall(text):
+        value = value.rstrip(".")
+        out.append([flag] + ([value] if value and not value.startswith("--") else []))
+    return out
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_label):
+    """Run each suggestion through app.train's parser and validation, and the checks the run
+    makes against its data's task (multi-label data refuses single-label flags)."""
+    from app import config, data, train
+
+    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.6, 0.4, 0.2], "val_loss": [0.5, 0.45, 0.6]})
+    key = "micro_f1" if multi_label else "accuracy"
+    report = _report(
+        n_examples=8, macro_recall=0.7, task="multi-label" if multi_label else "single-label",
+        **{key: 0.8}, baseline={key: 0.9, "seconds": 3, "name": "b"},
+        per_class={"neg": {"recall": 0.95, "support": 4}, "pos": {"recall": 0.45, "support": 4}},
+        training={"wall_seconds": 400},
+        config={"data": {"over_seq_length": 0.38}, "config": {"max_seq_length": 128}},
+        calibration={"temperature": 0.6, "fitted_on": 160, "before": {"ece": 0.026, "log_loss": 0.108},
+                     "after": {"ece": 0.028, "log_loss": 0.115}})
+    found = findings(report, history)
+    suggestions = [s for f in found for s in _suggested(f)]
+    assert {s[0] for s in suggestions} >= {"--time-budget", "--class-weight", "--max-seq-length",
+                                           "--validation-split"}, found
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    labels = [("pos",), ("neg", "pos"), ()] * 4 if multi_label else ["pos", "neg"] * 6
+    split = data.Split(["t"] * 12, labels, [str(i) for i in range(12)])
+    for argv in suggestions:
+        cfg = config.build_config(parser.parse_args(argv))  # a flag without its value fails here
+        train.check_task_flags(cfg, multi_label, 2)
+        data.class_weights(split, ["neg", "pos"], cfg.class_weight)
+    assert ["--time-budget", "14"] in suggestions  # twice the 400 s training took, in minutes

@@ -156,7 +156,8 @@ def test_max_seq_length_auto_comes_from_the_data(tiny_hub, tiny_reviews, tmp_pat
     cfg = _parse(args)
     assert cfg.max_seq_length is None
     _, resolved = train.resolve(cfg)
-    resolved, _ = train.plan(resolved, None, train.read_data(resolved))
+    dataset = train.read_data(resolved)
+    resolved, _ = train.plan(resolved, None, dataset, train.token_lengths(resolved, dataset))
     assert resolved.config.max_seq_length == 64
     assert "smallest of" in resolved.plan["max_seq_length"]
 
@@ -170,22 +171,24 @@ def test_a_budget_needs_one_machine():
 
 
 def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(trained_pairs):
-    """A headerless pair table, columns by index, integer labels named from a file, balanced
-    class weights and mean pooling: all recorded, and the report reads the pairs."""
+    """A paraphrase corpus's .txt (sniffed as TSV, a byte-order mark, its own header), integer
+    labels named from a file, balanced class weights and mean pooling: all recorded, and the
+    report reads the pairs."""
     from app import data
 
     result, cfg = trained_pairs
     saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
     values = saved["config"]
     assert (values["header"], values["text_column"], values["text_pair_column"], values["label_column"]) == (
-        "none", "1", "2", "0")
+        "yes", "#1 String", "#2 String", "Quality")
     assert values["pooling"] == "mean" and values["class_weight"] == "balanced"
     assert values["baseline"] == "none" and "baseline" not in result.report
     assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True  # none for pairs
     assert saved["ngram"] == {}
     assert saved["data"]["classes"] == ["different", "same"]  # the names file's order
     # Balanced: each class weighs n / (2 x its count) in the training split the run used.
-    table = data.TableFormat("1", "0", label_names=cfg.label_names, text_pair_column="2")
+    table = data.TableFormat("#1 String", "Quality", label_names=cfg.label_names,
+                             text_pair_column="#2 String")
     used = data.load_dataset(cfg.data, table=table, seed=values["seed"]).splits["train"].counts()
     n = sum(used.values())
     assert saved["class_weights"] == pytest.approx({c: n / (2 * k) for c, k in used.items()}, rel=1e-5)
@@ -198,27 +201,40 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
 
 
 def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
-    """Detected from --label-separator, trained with a sigmoid head and binary cross-entropy,
-    each label's threshold chosen on validation and recorded in the run, the export and the report."""
+    """Detected from --label-separator, trained with a sigmoid head and each label's positives
+    weighted by its rarity, the threshold rule chosen on validation and the thresholds recorded
+    in the run, the export and the report; 28 labels, 25 of them rare."""
+    from tests.conftest import LEARNABLE_TAGS, TAG_CLASSES
+
     result, _ = trained_tags
     saved = json.loads((result.run_dir / "config.json").read_text())
     assert saved["config"]["task"] == "multi-label"
-    assert saved["data"]["classes"] == ["praise", "complaint", "music"]  # the names file's order
-    assert set(saved["thresholds"]) == {"praise", "complaint", "music"}
+    classes = saved["data"]["classes"]
+    assert classes == [c for c in TAG_CLASSES if c in classes]  # the names file's order
+    assert classes[:3] == LEARNABLE_TAGS
+    assert len(classes) >= 25  # a rare label may lose its three texts to the validation split
+    assert set(saved["thresholds"]) == set(classes)
     assert all(0 < t < 1 for t in saved["thresholds"].values())
+    rule = saved["threshold_rule"]
+    assert rule["rule"] in ("global", "per-label", "shrunk") and set(rule["rules"]) == {"global", "per-label",
+                                                                                          "shrunk"}
+    weights = saved["class_weights"]
+    assert 1 <= weights["praise"] < 1.5 and weights["rare0"] == 10.0  # capped: 3 positives in ~144
     exported = json.loads((result.export_dir / "assets" / "config.json").read_text())
     assert exported["thresholds"] == saved["thresholds"]
     history = pd.read_csv(result.run_dir / "history.csv")
     assert {"f1", "val_f1"} <= set(history.columns) and "val_accuracy" not in history
     report = result.report
     assert report["task"] == "multi-label" and report["thresholds"] == saved["thresholds"]
-    # The labels are words in the texts: the run (n-grams and encoder) should find them.
-    assert report["micro_f1"] > 0.8, report["per_class"]
+    # The learnable labels are words in the texts: the run (n-grams and encoder) should find them.
+    for tag in LEARNABLE_TAGS:
+        assert report["per_class"][tag]["f1"] > 0.8, report["per_class"]
     assert saved["ngram"]["weight"] >= 0 and "validation_loss" in saved["ngram"]
+    markdown = (result.report_dir / "report.md").read_text()
+    assert f"Decision thresholds: the {rule['rule']} rule" in markdown
 
 
 @pytest.mark.parametrize("flag, message", [
-    (("class_weight", "balanced"), "multi-label data gets a decision threshold per label"),
     (("decision_threshold", "0.7"), "--decision-threshold 0.7 is for two classes"),
 ])
 def test_single_label_flags_are_refused_for_multi_label_data(tiny_hub, tmp_path, flag, message):
