@@ -30,8 +30,14 @@ def build_classifier(
     pooled_only: bool = False,
     pooling: str = "cls",
     multi_label: bool = False,
+    initial_bias: list[float] | None = None,
 ) -> tf.keras.Model:
     """Build inside `strategy.scope()`: the encoder's variables belong to the strategy.
+
+    `initial_bias` starts the head's biases there instead of at 0: for multi-label data each
+    label's log-odds in the training split (`prior_log_odds`), so a rare label starts rare. At a
+    fine-tuning learning rate an Adam step moves a bias by about the learning rate, so from 0
+    (probability 0.5) a rare label would take thousands of steps to get down to its base rate.
 
     `pooled_only` asks the encoder for the pooled output alone, which `app.convert`'s encoders
     compute with less work (`EncoderSpec.pooled_only` says whether an encoder takes it); it
@@ -42,6 +48,8 @@ def build_classifier(
     # (A multi-label head has one output per label; a softmax over them would make them compete.)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+    if initial_bias is not None and len(initial_bias) != num_classes:
+        raise ValueError(f"initial_bias has {len(initial_bias)} values for {num_classes} classes")
     inputs = {n: tf.keras.Input(shape=(seq_length,), dtype=tf.int32, name=n) for n in INPUT_NAMES}
     cls_only = pooled_only and pooling == "cls"
     encoder = hub.KerasLayer(encoder_handle, trainable=True, name="encoder",
@@ -58,9 +66,21 @@ def build_classifier(
         activation="sigmoid" if multi_label else "softmax",
         dtype="float32",  # probabilities stay float32 under a mixed-precision policy
         kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+        bias_initializer=("zeros" if initial_bias is None
+                          else tf.keras.initializers.Constant([float(b) for b in initial_bias])),
         name="classifier",
     )(x)
     return tf.keras.Model(inputs, probs, name=name)
+
+
+def prior_log_odds(positives: list[int], examples: int) -> list[float]:
+    """Each label's log-odds in a split of `examples` with `positives[j]` carrying label j
+    (add-one smoothed, so a label seen never or always stays finite)."""
+    import math
+
+    if examples < 1:
+        raise ValueError(f"examples must be positive, got {examples}")
+    return [math.log((p + 1) / (examples - p + 1)) for p in positives]
 
 
 class LabelWeightedBinaryCrossentropy(tf.keras.losses.Loss):

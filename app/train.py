@@ -80,7 +80,7 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
     (run_dir / "classes.json").write_text(json.dumps(dataset.classes))
     c = resolved.config
     model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"],
-                               dataset.multi_label)
+                               dataset.multi_label, label_priors(dataset))
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
     after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
     encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
@@ -536,8 +536,20 @@ def decide(resolved: config_mod.ResolvedConfig, dataset, probabilities) -> confi
     return resolved.with_thresholds(chosen, record)
 
 
+def label_priors(dataset) -> list[float] | None:
+    """Multi-label: each label's log-odds in the training split, where the head's biases start
+    (app.model); None for one class a text."""
+    from app.model import prior_log_odds
+
+    if not dataset.multi_label:
+        return None
+    train = dataset.splits["train"]
+    counts = train.counts()
+    return prior_log_odds([counts.get(c, 0) for c in dataset.classes], len(train))
+
+
 def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int,
-                multi_label: bool = False):
+                multi_label: bool = False, initial_bias: list[float] | None = None):
     """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
     the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`).
     Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
@@ -551,7 +563,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
         model = build_classifier(resolved.encoder.encoder, num_classes, c.dropout,
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
                                  pooled_only=resolved.encoder.pooled_only, pooling=c.pooling,
-                                 multi_label=multi_label)
+                                 multi_label=multi_label, initial_bias=initial_bias)
         clock = tf.Variable(0.0, trainable=False, name="budget_clock",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,

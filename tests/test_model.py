@@ -82,3 +82,26 @@ def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
 
     hlo = step.experimental_get_compiler_ir(x, tf.constant([1, 0] * 4))(stage="hlo")
     assert "HloModule" in hlo and "rng" in hlo.lower()  # dropout's random numbers are inside
+
+
+def test_a_multi_label_head_starts_at_each_labels_base_rate(tiny_hub):
+    """From its training split's log-odds, not 0: a label on 2 % of the texts starts near 2 %."""
+    from app.model import LabelWeightedBinaryCrossentropy, build_classifier, prior_log_odds
+
+    bias = prior_log_odds([500, 20, 0], 1000)
+    np.testing.assert_allclose(bias, [0.0, np.log(21 / 981), np.log(1 / 1001)], rtol=1e-9)
+    model = build_classifier(str(tiny_hub / "encoder"), 3, seq_length=8, multi_label=True, initial_bias=bias)
+    np.testing.assert_allclose(model.get_layer("classifier").bias.numpy(), bias, rtol=1e-6)
+    inputs = {n: tf.zeros([4, 8], tf.int32) for n in ("input_word_ids", "input_mask", "input_type_ids")}
+    probabilities = model(inputs, training=False).numpy()
+    assert probabilities[:, 1].mean() < 0.1 and abs(probabilities[:, 0].mean() - 0.5) < 0.1
+    with pytest.raises(ValueError, match="initial_bias has 2 values for 3 classes"):
+        build_classifier(str(tiny_hub / "encoder"), 3, multi_label=True, initial_bias=[0.0, 0.0])
+    # The label-weighted loss: a positive's loss times its label's weight, negatives as they are.
+    loss = LabelWeightedBinaryCrossentropy([4.0, 1.0])
+    y_true, y_pred = tf.constant([[1.0, 0.0]]), tf.constant([[0.5, 0.5]])
+    expected = (4 * np.log(2) + np.log(2)) / 2
+    assert float(loss(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    plain = tf.keras.losses.BinaryCrossentropy()
+    assert float(LabelWeightedBinaryCrossentropy([1.0, 1.0])(y_true, y_pred)) == pytest.approx(
+        float(plain(y_true, y_pred)), rel=1e-4)
