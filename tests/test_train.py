@@ -92,11 +92,13 @@ def test_a_tables_columns_and_the_schedule_are_resolved_from_the_data(tiny_hub, 
     pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", index=False)
     args = tiny_train_args(tiny_hub, tmp_path / "reviews.csv", tmp_path, epochs=2, label_column="stars")
     _, resolved = train.resolve(_parse(args))
-    *_, resolved = train.pipelines(resolved, train.read_data(resolved))
+    dataset = train.read_data(resolved)
+    *_, resolved = train.pipelines(resolved, dataset, train.token_lengths(resolved, dataset))
     values = resolved.config
     assert (values.text_column, values.label_column) == ("review", "stars")  # one found, one given
     assert resolved.data["examples"] == {"train": 36, "validation": 4}
     assert resolved.schedule == {"steps_per_epoch": 5, "total_steps": 10, "warmup_steps": 1}
+    assert resolved.data["over_seq_length"] == 0.0  # four words fit in 32 word pieces
 
 
 def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
