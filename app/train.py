@@ -136,7 +136,7 @@ def resolve(cfg: config_mod.TrainConfig):
                 "jit_compile %s, CPU fusion %s, length buckets %s", resolved.encoder.name,
                 resolved.encoder.implementation or "TF Hub", resolved.encoder.compute_dtype, c.batch_size,
                 c.learning_rate, c.max_seq_length or "auto", c.mixed_precision, c.jit_compile,
-                resolved.cpu_fusion, c.length_buckets)
+                c.cpu_fusion if resolved.cpu_fusion else "off", c.length_buckets)
     logger.info("resolved config:\n%s", resolved.to_json())
     tf.keras.utils.set_random_seed(c.seed)
     return strategy, resolved
