@@ -19,11 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from app.options import BASELINES  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
 NAME = "TF-IDF (word 1-2-grams) + logistic regression"
 PAIR_NAME = "TF-IDF pair features (each text, product, difference, cosine) + logistic regression"
-BASELINES = ("tfidf", "none")
 C = 10.0
 
 

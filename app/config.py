@@ -21,16 +21,22 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from app.baseline import BASELINES
-from app.calibration import CALIBRATIONS
-from app.data import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, TABLE_FORMATS, TASKS
 from app.encoders import DEFAULT_ENCODER, EncoderSpec
-from app.tuning import CPU_FUSION_CHOICES
+from app.options import (
+    BASELINES,
+    BUNDLED_SAMPLE,
+    CALIBRATIONS,
+    CLASS_WEIGHTS,
+    CPU_FUSION_CHOICES,
+    HEADERS,
+    MIXED_PRECISION,
+    POOLINGS,
+    STRATEGIES,
+    TABLE_FORMATS,
+    TASKS,
+    TRUNCATIONS,
+)
 
-STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
-MIXED_PRECISION = ("auto", "none", "bf16")
-TRUNCATIONS = ("head", "tail", "head+tail")
-POOLINGS = ("cls", "mean")
 GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
 DEFAULT_EPOCHS = 3
 AUTO_FIELDS = ("max_seq_length",)  # may be given as "auto" (None)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from app import runtime
+from app.options import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, INPUT_KINDS, TABLE_FORMATS, TASKS  # noqa: F401
 
 if TYPE_CHECKING:
     from app.preprocessing import Tokenizer
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
-BUNDLED_SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 SPLIT_NAMES = {
     "train": "train",
@@ -52,17 +52,13 @@ SPLIT_NAMES = {
     "dev": "validation",
 }
 IGNORED_FOLDERS = {"unsup"}
-TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 TABLE_SUFFIXES = {"." + kind for kind in TABLE_FORMATS}
 # A file with another suffix (.txt, .dat, none) is sniffed from its first lines.
 SNIFF_LINES = 50
 TEXT_COLUMN_GUESSES = ("text", "review", "sentence", "content", "document")
 LABEL_COLUMN_GUESSES = ("label", "sentiment", "labels", "class", "target", "category")
-HEADERS = ("auto", "yes", "none")
 TEXT_JOINER = "\n"  # between the columns of a joined --text-column (a line break: whitespace to the encoder)
 FEW_EXAMPLES = 10  # a class with fewer training examples than this is warned about
-CLASS_WEIGHTS = ("none", "balanced")  # or a JSON file
-TASKS = ("auto", "single-label", "multi-label")
 _TRUE, _FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no", ""}  # --label-columns values
 
 
@@ -470,7 +466,6 @@ def _read_table(path: Path, table: TableFormat, notes: _Notes) -> dict[str, Spli
     return {"train": split}
 
 
-INPUT_KINDS = ("lines", *TABLE_FORMATS)
 
 
 @dataclasses.dataclass

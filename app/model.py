@@ -18,7 +18,7 @@ import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 
 from app.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
-from app.config import POOLINGS
+from app.options import POOLINGS
 
 
 def build_classifier(

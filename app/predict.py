@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from app.data import HEADERS, INPUT_KINDS
+from app.options import HEADERS, INPUT_KINDS
 
 logger = logging.getLogger(__name__)
 

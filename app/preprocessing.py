@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from app.config import TRUNCATIONS
+from app.options import TRUNCATIONS
 
 # Length buckets: a batch is padded to the next multiple of the bucket width above its longest
 # text (at most the sequence length). The width is BUCKET_MULTIPLE, or a multiple of it that

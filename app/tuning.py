@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from app.options import CPU_FUSION_CHOICES  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
-CPU_FUSION_CHOICES = ("auto", "on", "off")
 # Timed steps per setting after the warm-up (alternated: off, on, off, on, ...).
 PROBE_REPEATS = 3
 # Each training shape is compiled once for the fit and once for its validation function; the

@@ -133,7 +133,8 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     # TPU, time budget, label names, multi-label columns, a decision threshold); the header and the
     # task are detected from the data.
     assert c.epochs == config.DEFAULT_EPOCHS
-    assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format", "header", "label_column", "label_columns",
+    assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format", "header",
+                                             "label_column", "label_columns",
                                              "label_names", "label_separator", "max_eval_examples",
                                              "max_seq_length", "max_train_examples", "task", "test_data",
                                              "text_column", "text_pair_column", "time_budget", "tpu",

@@ -1,0 +1,75 @@
+"""The import graph: no cycle among app's modules at import time, and the config (with `--help`)
+loads without TensorFlow or pandas."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import ENV, ROOT
+
+APP = ROOT / "app"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each app module -> the app modules it imports at module level (not inside functions)."""
+    graph = {}
+    for path in sorted(APP.glob("*.py")):
+        name = path.stem
+        found = set()
+        # (Statements only: an `if TYPE_CHECKING:` block's imports never run.)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "app":
+                parts = node.module.split(".")
+                found.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("app."))
+        graph[name] = found - {name, "__init__"}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_modules_import_one_another_without_a_cycle():
+    graph = module_imports()
+    assert {"config", "data", "train", "options"} <= set(graph)
+    assert graph["options"] == set()  # the leaf every option list comes from
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check itself
+
+
+def test_the_config_and_help_load_neither_tensorflow_nor_pandas():
+    script = ("import sys, app.config, app.train; "
+              "print(sorted(m for m in ('tensorflow', 'pandas', 'tf_keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-m", "app.train", "--help"], capture_output=True, text=True,
+                          env=ENV, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "--cpu-fusion" in proc.stdout and "--format" in proc.stdout
