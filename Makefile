@@ -9,13 +9,14 @@ STAMP := $(VENV)/.bertclf-installed
 # (pipefail keeps pip's own exit status.)
 PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: venv demo train test test-slow lint golden bench bench-tta notebook notebook-html clean help
+.PHONY: venv demo train test test-slow lint flags-doc golden bench bench-tta notebook notebook-html clean help
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
 	@echo "make test       create .venv if needed, then run the test suite (about 20 minutes on 2 cores)"
 	@echo "make test-slow  the slow tests: multi-replica training, random kills, the notebook, load, 200k lines streamed"
 	@echo "make lint       ruff"
+	@echo "make flags-doc  regenerate docs/flags.md from the CLIs' parsers"
 	@echo "make notebook   execute notebooks/walkthrough.ipynb headless into build/"
 	@echo "make notebook-html  the same, rendered to build/walkthrough.html"
 	@echo "make golden     regenerate tests/golden with the Hugging Face reference (tools/)"
@@ -46,6 +47,9 @@ test: venv
 
 test-slow: venv
 	$(PYTEST) -m slow tests
+
+flags-doc: venv
+	$(PY) tools/flags_doc.py
 
 lint: venv
 	$(VENV)/bin/ruff check app bench tests tools

@@ -301,7 +301,8 @@ def convert(
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m app.convert` (docs/flags.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m app.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="Hugging Face BERT checkpoint folder")
@@ -314,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="encoder graph: fast (CPU speed techniques, docs/speed.md) or plain "
                              "(the reference), the same function (default fast)")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     runtime.setup(args.verbose)
     try:

@@ -1043,7 +1043,8 @@ def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> 
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m app.data` (docs/flags.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m app.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1058,6 +1059,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="length to count texts over (default 128)")
     p.add_argument("--no-tokens", action="store_true", help="skip token statistics (faster)")
     p.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     # stdout carries the JSON; warnings go to stderr
     runtime.setup(args.verbose, logging.WARNING)

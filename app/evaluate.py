@@ -814,7 +814,8 @@ def summary_line(report: dict) -> str:
             f"on {report['n_examples']} examples")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m app.evaluate` (docs/flags.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m app.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
@@ -827,6 +828,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="report folder (default: reports/NAME_VERSION)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per call (default 64)")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     runtime.setup(args.verbose)
     try:

@@ -368,7 +368,8 @@ class _Progress:
                   f"({self.count / max(seconds, 1e-9):,.0f} a second)", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m app.predict` (docs/flags.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m app.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
@@ -394,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for a server (default 30)")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.batch_size < 1:

@@ -631,11 +631,17 @@ def evaluate(export_dir: Path, dataset, history, run_dir: Path, data: str, train
     return report_dir, report
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m app.train` (docs/flags.md is generated from it)."""
     parser = argparse.ArgumentParser(prog="python -m app.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     config_mod.add_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own start-up lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.build_config(args)
