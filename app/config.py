@@ -402,7 +402,10 @@ class ResolvedConfig:
     tuning: dict = dataclasses.field(default_factory=dict)  # filled by with_cpu_fusion: how it was chosen
 
     def with_cpu_fusion(self, fused: bool, record: dict) -> ResolvedConfig:
-        return dataclasses.replace(self, cpu_fusion=fused, tuning={**self.tuning, "cpu_fusion": record})
+        """What `--cpu-fusion` came to ("on" or "off") and how it was chosen."""
+        config = dataclasses.replace(self.config, cpu_fusion="on" if fused else "off")
+        return dataclasses.replace(self, config=config, cpu_fusion=fused,
+                                   tuning={**self.tuning, "cpu_fusion": record})
 
     def with_calibration(self, calibration: dict) -> ResolvedConfig:
         return dataclasses.replace(self, calibration=dict(calibration))

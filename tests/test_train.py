@@ -70,10 +70,12 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     # No null or "auto" left but settings that were left unset on purpose or do not apply
     # (a folder of files has no columns, no header and no label names file).
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
-    assert unset == ["decision_threshold", "header", "label_column", "label_columns", "label_names",
+    assert unset == ["decision_threshold", "format", "header", "label_column", "label_columns", "label_names",
                      "label_separator", "max_eval_examples", "max_train_examples", "test_data", "text_column",
                      "text_pair_column", "time_budget", "tpu"]
     assert values["task"] == "single-label"  # resolved from the data
+    assert values["cpu_fusion"] == "off"  # the suite runs without the fusion flags (conftest.py)
+    assert saved["tuning"]["cpu_fusion"]["chosen_by"].startswith("this process has no CPU fusion flags")
     assert saved["requested"]["mixed_precision"] == "auto" and saved["requested"]["version"] is None
     assert saved["encoder"]["encoder"] == str(Path(cfg.encoder) / "encoder")
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"

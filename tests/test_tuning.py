@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app import config, tuning
@@ -66,3 +68,39 @@ def test_cpu_fusion_flag_resolves_and_is_validated():
         config.resolve(config.TrainConfig(cpu_fusion="on", jit_compile=True), CPU, find)
     with pytest.raises(ValueError, match=r"--cpu-fusion must be one of .*got 'sometimes'"):
         config.validate(config.TrainConfig(cpu_fusion="sometimes"))
+
+
+_TUNE = """
+import argparse, json, sys
+from app import config, runtime, train
+runtime.setup()
+parser = argparse.ArgumentParser()
+config.add_arguments(parser)
+cfg = config.build_config(parser.parse_args(sys.argv[1:]))
+strategy, resolved = train.resolve(cfg)
+dataset = train.read_data(resolved)
+lengths = train.token_lengths(resolved, dataset)
+first = train.tune(resolved, strategy, dataset, lengths)
+again = train.tune(resolved, strategy, dataset, lengths)
+print(json.dumps([first.config.cpu_fusion, first.tuning, again.tuning]))
+"""
+
+
+def test_auto_times_both_settings_on_the_run_and_caches_the_figures(tiny_hub, tiny_reviews, tmp_path):
+    """In a process with the fusion flags (as the CLIs run): a real probe of the tiny encoder,
+    its figures recorded and its decision consistent with them; the second run reads the cache."""
+    from tests.conftest import FUSION_ENV, run_script, tiny_train_args
+
+    env = {**FUSION_ENV, "BERTCLF_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_script(_TUNE, *tiny_train_args(tiny_hub, tiny_reviews, tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen, first, again = json.loads(proc.stdout.strip().splitlines()[-1])
+    record = first["cpu_fusion"]
+    assert record["chosen_by"] == "probe" and record["batch_size"] == 8 and record["seq_length"] == 32
+    assert record["step_on"] > 0 and record["step_off"] > 0 and record["compile_seconds"] >= 0
+    assert record["steps"] == 5 * 23  # ceil(180 training texts / 8) x 5 epochs
+    assert chosen == ("on" if record["gain_seconds"] > record["compile_cost_seconds"] else "off")
+    assert again["cpu_fusion"] == record  # from the cache: the same figures, no second probe
+    assert "measured earlier on this machine" in proc.stderr
+    assert proc.stderr.count("timing training steps") == 1
+    assert json.loads((tmp_path / "cache" / "throughput.json").read_text())  # the entry is on disk
