@@ -13,7 +13,7 @@ PIP_QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 help:
 	@echo "make demo       create .venv if needed, then train, export and report on the bundled sample"
-	@echo "make test       create .venv if needed, then run the test suite (about 20 minutes on 2 cores)"
+	@echo "make test       create .venv if needed, then run the test suite (about 8 minutes on 2 cores)"
 	@echo "make test-slow  the slow tests: multi-replica training, random kills, the notebook, load, 200k lines streamed"
 	@echo "make lint       ruff"
 	@echo "make flags-doc  regenerate docs/flags.md from the CLIs' parsers"
