@@ -40,7 +40,8 @@ demo: venv
 train: demo
 
 # Test files run in parallel, one worker per core (pytest-xdist); a file's tests share a worker.
-PYTEST := $(PY) -m pytest -q -n auto --dist loadfile
+# --durations keeps the slowest tests in view.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --durations=10
 
 test: venv
 	$(PYTEST) -m "not slow" tests

@@ -11,6 +11,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import string
 import subprocess
 import sys
@@ -245,6 +246,26 @@ def _headerless_tsv(table: Path, rows: list[tuple], names: Path, classes: list[s
     return table, names
 
 
+def shared_once(tmp_path_factory, name: str, build):
+    """`build(folder)` run once per test run and shared by every pytest-xdist worker: the first
+    to ask builds it under a lock and pickles the result; the others wait and load it. (A
+    session fixture alone is built once per worker.) What it returns must pickle and may point
+    at files of another worker's, which live until the run ends."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        done = folder / "result.pickle"
+        if done.is_file():
+            return pickle.loads(done.read_bytes())
+        folder.mkdir(exist_ok=True)
+        result = build(folder)
+        done.write_bytes(pickle.dumps(result))
+        return result
+
+
 def run_tiny(tiny_hub: Path, data: Path, tmp: Path, **flags):
     """(RunResult, config) of one `app.train` run of the tiny encoder with `tiny_train_args`."""
     import argparse
@@ -262,11 +283,13 @@ def trained_pairs(tiny_hub, tmp_path_factory):
     """One finished `app.train` run of the tiny encoder on text pairs read as paraphrase corpora
     ship them (a .txt TSV with a byte-order mark and its own header, label names in a file), with
     balanced class weights and mean pooling: (RunResult, config)."""
-    tmp = tmp_path_factory.mktemp("trained_pairs")
-    table, names = write_tiny_pairs(tmp)
-    return run_tiny(tiny_hub, table, tmp, epochs=2, text_column="#1 String", text_pair_column="#2 String",
-                    label_column="Quality", label_names=names, class_weight="balanced", pooling="mean",
-                    model_name="pairs", baseline="none")
+    def build(tmp):
+        table, names = write_tiny_pairs(tmp)
+        return run_tiny(tiny_hub, table, tmp, epochs=2, text_column="#1 String", text_pair_column="#2 String",
+                        label_column="Quality", label_names=names, class_weight="balanced", pooling="mean",
+                        model_name="pairs", baseline="none")
+
+    return shared_once(tmp_path_factory, "trained_pairs", build)
 
 
 LEARNABLE_TAGS = ["praise", "complaint", "music"]
@@ -302,10 +325,12 @@ def trained_tags(tiny_hub, tmp_path_factory):
     """One finished multi-label `app.train` run of the tiny encoder, read from the TSV as it
     comes (no header, 28 label ids separated by commas, their names in a file), each label's
     positives weighted (--class-weight balanced): (RunResult, config)."""
-    tmp = tmp_path_factory.mktemp("trained_tags")
-    table, names = write_tiny_tags(tmp)
-    return run_tiny(tiny_hub, table, tmp, epochs=3, text_column="0", label_column="1", label_separator=",",
-                    label_names=names, model_name="tags", class_weight="balanced")
+    def build(tmp):
+        table, names = write_tiny_tags(tmp)
+        return run_tiny(tiny_hub, table, tmp, epochs=3, text_column="0", label_column="1",
+                        label_separator=",", label_names=names, model_name="tags", class_weight="balanced")
+
+    return shared_once(tmp_path_factory, "trained_tags", build)
 
 
 def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]:
@@ -321,7 +346,7 @@ def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
     """One finished `app.train` run of the tiny encoder: (RunResult, config)."""
-    return run_tiny(tiny_hub, tiny_reviews, tmp_path_factory.mktemp("trained"))
+    return shared_once(tmp_path_factory, "trained_tiny", lambda tmp: run_tiny(tiny_hub, tiny_reviews, tmp))
 
 
 @pytest.fixture(scope="session")

@@ -218,7 +218,8 @@ def test_a_run_killed_at_random_steps_trains_as_if_it_never_was(tiny_hub_still, 
         np.testing.assert_allclose(again[name], kept[name], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# Both signals take the same handler (app.backup.interrupts): Ctrl-C's run goes to the slow tier.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_sigterm_and_ctrl_c_back_up_stop_and_resume(tiny_hub_still, tiny_reviews, tmp_path, signum):
     # Backups only when interrupted and at each epoch's end.
     args = _still_args(tiny_hub_still, tiny_reviews, tmp_path, backup_every="100m")
