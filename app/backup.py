@@ -31,7 +31,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EVERY = "5m"  # a MiniLM backup (weights and Adam's slots) takes about a second to write
+DEFAULT_EVERY = "5m"  # each backup's cost is logged and recorded (training.backup_seconds)
 LOCK_FILE = "run.lock"
 POINTER = "latest.json"
 

@@ -52,8 +52,8 @@ class ServingModel(tf.Module):
     It saves only what its functions use: the classifier's weights, the tokenizer's vocabulary
     table, the class names and the assets. The Keras model itself is held as a plain attribute:
     saved, it would bring its optimizer's slots (twice the weights again) and every variant the
-    encoder was traced in (training, full outputs), which made an export three times the size
-    and five times slower to load.
+    encoder was traced in (training, full outputs), which made an export several times larger
+    and slower to load.
     """
 
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 # Fusion runs batch-64 inference faster in steady state, but compiling its clusters for each new
 # shape costs a fresh process seconds; below this many texts it does not pay (docs/speed.md).
 FUSION_MIN_TEXTS = 2048
-# Large runs say how far they got about this often (in texts).
 PROGRESS_SECONDS = 15.0  # a long prediction logs how far it is this often
 
 

@@ -54,10 +54,11 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
     """`tf_keras`' AdamW, each variable's Adam step one fused kernel, sparse gradients as dense.
 
     The update is the same (`tf_keras`' decoupled weight decay is kept as it is). Its own Adam
-    step is about a dozen element-wise ops per variable, each a pass over the variable (47 MB
-    for MiniLM's word table), where `ResourceApplyAdam` makes one. And its sparse path (for an
-    embedding lookup's gradient) is not lazy either, momentum and decay reach every row, but it
-    scatters into the two slots, which puts them in TensorFlow's copy-on-read mode: each later
+    step is about a dozen element-wise ops per variable, each a pass over the variable (the
+    word-embedding table is the largest), where `ResourceApplyAdam` makes one. And its sparse
+    path (for an embedding lookup's gradient) is not lazy either, momentum and decay reach
+    every row, but it scatters into the two slots, which puts them in TensorFlow's copy-on-read
+    mode: each later
     dense read of a slot copies it (docs/speed.md). Keras' legacy Adam ran this kernel too; the
     slots are read through `tf_keras`' private attributes, so requirements.txt pins tf-keras.
     """

@@ -7,6 +7,7 @@
     python bench/tf_worker.py serve --model saved_models/NAME/VERSION --data DIR
     python bench/tf_worker.py accuracy --recipe bertclf|tutorial --data DIR ...
     python bench/tf_worker.py tta --train-csv F --test-csv F --minutes 15   # the tutorial recipe
+    python bench/tf_worker.py profile --data DIR --seq-length 128 --compute-dtype float32
 
 Every throughput is the median of several timed windows after warm-up steps.
 """
@@ -165,6 +166,78 @@ def bertclf(args) -> dict:
             "train_seconds_with_compile": time.perf_counter() - start}
 
 
+def _median_seconds(fn, repeats: int = 5, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def profile(args) -> dict:
+    """Where a bertclf training step's time goes (one fixed batch at --seq-length, no buckets):
+    the whole step, forward and backward without the optimizer, the forward pass, the optimizer
+    alone, the step's dense matmuls alone (the encoder's GEMM shapes, forward and both backward
+    products, in the compute dtype), and the input pipeline (tokenizing one batch). Each is the
+    median of timed calls after warm-up; the shares are of the whole step."""
+    texts, labels, classes = _texts(args.data, args.batch_size * 4)
+    args.length_buckets = False
+    spec, tokenizer, model = bertclf_model(args, classes)
+    model.compile(optimizer=create_optimizer(args.learning_rate, 1000),
+                  loss="sparse_categorical_crossentropy", jit_compile=False)
+    ds = preprocessing.make_tf_dataset(texts, labels, tokenizer, args.batch_size, drop_remainder=True)
+    x, y = next(iter(ds))
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    grads = forward_backward()
+    forward = tf.function(lambda: model(x, training=True))
+    pairs = list(zip(grads, model.trainable_variables, strict=True))
+    apply = tf.function(lambda: model.optimizer.apply_gradients(pairs))
+    # The encoder's dense matmuls of one step: per layer Q, K, V and the attention output (d x d),
+    # the two feed-forward ones (d x 4d, 4d x d); the backward pass computes two products per
+    # forward one (the input's gradient and the kernel's).
+    d, layers, tokens = spec.hidden_size, spec.num_layers, args.batch_size * args.seq_length
+    dtype = tf.bfloat16 if spec.compute_dtype == "bfloat16" else tf.float32
+    shapes = [(d, d)] * 4 + [(d, 4 * d), (4 * d, d)]
+    operands = [(tf.cast(tf.random.normal([tokens, k]), dtype), tf.cast(tf.random.normal([k, n]), dtype),
+                 tf.cast(tf.random.normal([tokens, n]), dtype)) for k, n in shapes]
+
+    @tf.function
+    def matmuls():
+        out = []
+        for _ in range(layers):
+            for a, w, g in operands:
+                out += [tf.matmul(a, w), tf.matmul(g, w, transpose_b=True), tf.matmul(a, g, transpose_a=True)]
+        return out
+
+    matmul_flops = 3 * layers * sum(2 * tokens * k * n for k, n in shapes)
+    batch_texts = texts[:args.batch_size]
+    figures = {}
+    with cpu_fusion(args.train_fusion) as fusion:
+        figures["step"] = _median_seconds(lambda: model.train_on_batch(x, y))
+        figures["forward_backward"] = _median_seconds(lambda: [g.numpy() for g in forward_backward()][:1])
+        figures["forward"] = _median_seconds(lambda: forward().numpy())
+        figures["optimizer"] = _median_seconds(lambda: apply())
+    figures["dense_matmuls"] = _median_seconds(lambda: [m.numpy() for m in matmuls()][:1])
+    figures["tokenize_batch"] = _median_seconds(lambda: tokenizer(tf.constant(batch_texts)))
+    step = figures["step"]
+    return {"profile": {"seconds": figures, "share_of_step": {k: v / step for k, v in figures.items()},
+                        "dense_matmul_gflops": matmul_flops / figures["dense_matmuls"] / 1e9,
+                        "dense_matmul_gflop_per_step": matmul_flops / 1e9,
+                        "examples_per_second": args.batch_size / step, "cpu_fusion": fusion,
+                        "compute_dtype": spec.compute_dtype, "seq_length": args.seq_length,
+                        "batch_size": args.batch_size}}
+
+
 def tutorial(args) -> dict:
     texts, labels, classes = _texts(args.data, args.batch_size * 8)
     model = tutorial_model(args, classes)
@@ -295,7 +368,7 @@ def serve(args) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["peak", "hub_style_encoder", "bertclf", "tutorial", "serve", "accuracy",
-                                    "tta"])
+                                    "tta", "profile"])
     p.add_argument("--train-csv")
     p.add_argument("--test-csv")
     p.add_argument("--minutes", type=float, default=15)
