@@ -166,23 +166,12 @@ def bertclf(args) -> dict:
             "train_seconds_with_compile": time.perf_counter() - start}
 
 
-def _median_seconds(fn, repeats: int = 5, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def profile(args) -> dict:
     """Where a bertclf training step's time goes (one fixed batch at --seq-length, no buckets):
     the whole step, forward and backward without the optimizer, the forward pass, the optimizer
     alone, the step's dense matmuls alone (the encoder's GEMM shapes, forward and both backward
     products, in the compute dtype), and the input pipeline (tokenizing one batch). Each is the
-    median of timed calls after warm-up; the shares are of the whole step."""
+    median of 2 x --windows rounds over all of them after warm-up; the shares are of the step."""
     texts, labels, classes = _texts(args.data, args.batch_size * 4)
     args.length_buckets = False
     spec, tokenizer, model = bertclf_model(args, classes)
@@ -208,27 +197,37 @@ def profile(args) -> dict:
     d, layers, tokens = spec.hidden_size, spec.num_layers, args.batch_size * args.seq_length
     dtype = tf.bfloat16 if spec.compute_dtype == "bfloat16" else tf.float32
     shapes = [(d, d)] * 4 + [(d, 4 * d), (4 * d, d)]
-    operands = [(tf.cast(tf.random.normal([tokens, k]), dtype), tf.cast(tf.random.normal([k, n]), dtype),
-                 tf.cast(tf.random.normal([tokens, n]), dtype)) for k, n in shapes]
+    # Operands of each layer's own (identical products would be merged by graph optimisation).
+    operands = [[(tf.cast(tf.random.normal([tokens, k]), dtype), tf.cast(tf.random.normal([k, n]), dtype),
+                  tf.cast(tf.random.normal([tokens, n]), dtype)) for k, n in shapes] for _ in range(layers)]
 
     @tf.function
     def matmuls():
         out = []
-        for _ in range(layers):
-            for a, w, g in operands:
+        for layer in operands:
+            for a, w, g in layer:
                 out += [tf.matmul(a, w), tf.matmul(g, w, transpose_b=True), tf.matmul(a, g, transpose_a=True)]
         return out
 
     matmul_flops = 3 * layers * sum(2 * tokens * k * n for k, n in shapes)
     batch_texts = texts[:args.batch_size]
-    figures = {}
+    parts = {"step": lambda: model.train_on_batch(x, y),
+             "forward_backward": lambda: [tf.convert_to_tensor(g).numpy() for g in forward_backward()][:1],
+             "forward": lambda: forward().numpy(), "optimizer": lambda: apply(),
+             "dense_matmuls": lambda: [m.numpy() for m in matmuls()][:1],
+             "tokenize_batch": lambda: tokenizer(tf.constant(batch_texts))}
+    # Rounds over every part, so a machine that speeds up or slows down mid-run moves them alike.
+    times = {name: [] for name in parts}
     with cpu_fusion(args.train_fusion) as fusion:
-        figures["step"] = _median_seconds(lambda: model.train_on_batch(x, y))
-        figures["forward_backward"] = _median_seconds(lambda: [g.numpy() for g in forward_backward()][:1])
-        figures["forward"] = _median_seconds(lambda: forward().numpy())
-        figures["optimizer"] = _median_seconds(lambda: apply())
-    figures["dense_matmuls"] = _median_seconds(lambda: [m.numpy() for m in matmuls()][:1])
-    figures["tokenize_batch"] = _median_seconds(lambda: tokenizer(tf.constant(batch_texts)))
+        for fn in parts.values():
+            for _ in range(3):
+                fn()
+        for _ in range(args.windows * 2):
+            for name, fn in parts.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    figures = {name: float(np.median(t)) for name, t in times.items()}
     step = figures["step"]
     return {"profile": {"seconds": figures, "share_of_step": {k: v / step for k, v in figures.items()},
                         "dense_matmul_gflops": matmul_flops / figures["dense_matmuls"] / 1e9,
