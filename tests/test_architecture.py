@@ -73,3 +73,24 @@ def test_the_config_and_help_load_neither_tensorflow_nor_pandas():
     proc = subprocess.run([sys.executable, "-m", "app.train", "--help"], capture_output=True, text=True,
                           env=ENV, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "--cpu-fusion" in proc.stdout and "--format" in proc.stdout
+
+
+# The stages in the order data flows through them; a module imports (at module level) only from
+# its own stage or an earlier one.
+STAGES = {
+    "setup": ("options", "runtime", "config", "encoders", "distribute"),
+    "data": ("data", "preprocessing"),
+    "model": ("bert", "bert_fast", "convert", "model", "ngram", "optimization"),
+    "fit": ("tuning", "budget", "backup", "fit", "calibration", "decision"),
+    "serving": ("export", "inference", "predict"),
+    "report": ("baseline", "findings", "evaluate"),
+    "run": ("train",),
+}
+
+
+def test_every_module_has_a_stage_and_imports_only_from_its_own_or_earlier_ones():
+    rank = {module: i for i, modules in enumerate(STAGES.values()) for module in modules}
+    graph = module_imports()
+    assert set(graph) - {"__init__"} == set(rank), "give each new module a stage here"
+    upward = [(m, n) for m, imports in graph.items() for n in imports if m in rank and rank[n] > rank[m]]
+    assert upward == []
