@@ -18,6 +18,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,30 @@ def _auto_or(base: type):
     return parse
 
 
+# How a table is read: these fields' flags are shared by every CLI that reads tables
+# (`add_table_arguments`), with this module's help text.
+TABLE_FIELDS = ("format", "text_column", "label_column", "header", "label_names", "text_pair_column", "task",
+                "label_separator", "label_columns")
+
+
+def flag_help(name: str) -> str:
+    """A field's `--help` text, its default included."""
+    field = TrainConfig.__dataclass_fields__[name]
+    shown = field.metadata["shown"] or (field.default if field.default is not None else "none")
+    return f"{field.metadata['help']} (default: {shown})"
+
+
+def add_table_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """The table flags (`TABLE_FIELDS`, or the `names` of them) with app.train's help text, for the
+    other CLIs that read tables (app.evaluate, app.data inspect, app.predict); their values make
+    an `app.data.TableFormat` (`app.data.table_format`)."""
+    choices = {"format": TABLE_FORMATS, "header": HEADERS, "task": TASKS}
+    defaults = {"header": "auto", "task": "auto"}
+    for name in names or TABLE_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), choices=choices.get(name),
+                            default=defaults.get(name), help=flag_help(name))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field, grouped; flags default to "not given" so the config file can fill them."""
     parser.add_argument("--config", help="JSON or YAML file of settings; flags override it")
@@ -341,9 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         base, _ = _field_type(field)
-        shown = field.metadata["shown"] or (field.default if field.default is not None else "none")
-        kwargs = {"dest": field.name, "default": argparse.SUPPRESS,
-                  "help": f"{field.metadata['help']} (default: {shown})"}
+        kwargs = {"dest": field.name, "default": argparse.SUPPRESS, "help": flag_help(field.name)}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

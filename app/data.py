@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from app import runtime
+from app.config import add_table_arguments
 from app.options import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, INPUT_KINDS, TABLE_FORMATS, TASKS  # noqa: F401
 
 if TYPE_CHECKING:
@@ -987,30 +988,10 @@ def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, 
 # ----------------------------------------------------------------------------- inspect CLI
 
 
-def add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `TableFormat`, for the CLIs that read labelled tables (app.train has them
-    in its config)."""
-    parser.add_argument("--format", choices=TABLE_FORMATS, help="how to read a table file (default: by "
-                        "its suffix; another suffix, such as .txt, is sniffed from its first lines)")
-    parser.add_argument("--text-column", help="table column(s) with the texts: a name, a 0-based index "
-                        "without a header, or several joined by commas (default: found by name)")
-    parser.add_argument("--label-column", help="table column with the labels (default: found by name)")
-    parser.add_argument("--header", default="auto", choices=HEADERS,
-                        help="whether a CSV/TSV's first row names its columns (default: detected)")
-    parser.add_argument("--label-names", help="file of class names, one a line, for integer labels")
-    parser.add_argument("--text-pair-column", help="table column with the second texts of text pairs")
-    parser.add_argument("--task", default="auto", choices=TASKS,
-                        help="one label per text, or a set of labels (default: detected)")
-    parser.add_argument("--label-separator", help="for multi-label tables: the labels of a cell are "
-                        "separated by this, e.g. ,")
-    parser.add_argument("--label-columns", help="for multi-label tables: one 0/1 column per label, "
-                        "comma-separated")
-
-
 def table_format(args: argparse.Namespace) -> TableFormat:
-    return TableFormat(args.text_column, args.label_column, args.header, args.label_names,
-                       args.text_pair_column, args.task, args.label_separator, args.label_columns,
-                       args.format)
+    return TableFormat(**{name: getattr(args, name, None) for name in
+                          ("text_column", "label_column", "header", "label_names", "text_pair_column", "task",
+                           "label_separator", "label_columns", "format")})
 
 
 def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> dict:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from app import data as data_mod
 from app import inference, runtime
+from app.config import add_table_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -821,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="saved_models/NAME or saved_models/NAME/VERSION")
     parser.add_argument("--data", required=True, help="labelled data (any app.data source)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: test, else all)")
-    data_mod.add_table_arguments(parser)
+    add_table_arguments(parser)
     parser.add_argument("--train-data", help="the model's training data (read with the same table flags): "
                         "the report then sets the model against TF-IDF + logistic regression fitted on "
                         "its train split")

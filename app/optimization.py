@@ -58,8 +58,8 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
     word-embedding table is the largest), where `ResourceApplyAdam` makes one. And its sparse
     path (for an embedding lookup's gradient) is not lazy either, momentum and decay reach
     every row, but it scatters into the two slots, which puts them in TensorFlow's copy-on-read
-    mode: each later dense read of a slot copies it (docs/speed.md). Keras' legacy Adam ran this kernel too; the
-    slots are read through `tf_keras`' private attributes, so requirements.txt pins tf-keras.
+    mode: each later dense read of a slot copies it (docs/speed.md). Keras' legacy Adam ran this
+    kernel too; the slots are read through `tf_keras`' private attributes, so requirements.txt pins tf-keras.
     """
 
     def update_step(self, gradient, variable):

@@ -39,7 +39,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from app.options import HEADERS, INPUT_KINDS
+from app.config import add_table_arguments
+from app.options import INPUT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -380,11 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUT.tsv (- : JSON lines on standard output), streaming")
     parser.add_argument("--format", choices=INPUT_KINDS, help="how to read --file or standard input "
                         "(default: a table by its suffix, else lines)")
-    parser.add_argument("--text-column", help="a table's text column(s): a name, a 0-based index without a "
-                        "header, or several joined by commas (default: found by name)")
-    parser.add_argument("--text-pair-column", help="a table's column of second texts, for a model of pairs")
-    parser.add_argument("--header", default="auto", choices=HEADERS,
-                        help="whether a CSV/TSV's first row names its columns (default: detected)")
+    add_table_arguments(parser, ("text_column", "text_pair_column", "header"))
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--pairs", action="store_true",
                         help="each text is a text pair, its two texts separated by a tab")
