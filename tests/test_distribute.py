@@ -48,12 +48,13 @@ MIRRORED = textwrap.dedent("""
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tiny_hub, tiny_reviews, tmp_path):
     # 64 tokens: the ~10-token reviews get batches padded to 32 only (length buckets).
+    # (--cpu-fusion on: a probe would find that so short a run does not repay compiling.)
     args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, strategy="mirrored", epochs=1,
-                           max_seq_length=64)
+                           max_seq_length=64, cpu_fusion="on")
     proc = run_script(MIRRORED, *args, env=FUSION_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in proc.stderr
-    assert "CPU fusion True" in proc.stderr
+    assert "CPU fusion on" in proc.stderr and "CPU fusion on: --cpu-fusion on" in proc.stderr
     assert "length buckets True" in proc.stderr  # batches of varying length, split across replicas
     assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     odd = run_script(MIRRORED, *tiny_train_args(tiny_hub, tiny_reviews, tmp_path / "odd", strategy="mirrored",
