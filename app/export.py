@@ -59,7 +59,8 @@ class ServingModel(tf.Module):
     def __init__(self, classifier: tf.keras.Model, tokenizer: Tokenizer, classes: Sequence[str],
                  assets: dict[str, str], ngram: tf.Module | None = None, ngram_weight: float = 0.0,
                  pairs: bool = False, thresholds: Sequence[float] | None = None,
-                 temperature: float | Sequence[float] | None = None, decision_threshold: float | None = None):
+                 temperature: float | Sequence[float] | None = None, decision_threshold: float | None = None,
+                 pooling: dict | None = None):
         super().__init__(name="serving_model")
         object.__setattr__(self, "_classifier", classifier)  # not tracked: see above
         object.__setattr__(self, "_tokenizer", tokenizer)
@@ -81,8 +82,14 @@ class ServingModel(tf.Module):
         # padded to its bucket only: short texts don't pay for max_seq_length positions.
         self._buckets = classifier.inputs[0].shape[-1] is None
         # The n-gram model (app.ngram) and its share of the probabilities, when it has one.
-        self.ngram = ngram if ngram is not None and ngram_weight > 0 else None
+        # `pooling` ({"encoder": a, "ngram": b, "bias": [...]}, app.ngram.choose_ensemble) combines
+        # the two by log-linear pooling instead of the weighted average.
+        self.ngram = ngram if ngram is not None and (ngram_weight > 0 or pooling) else None
         self._ngram_weight = float(ngram_weight) if self.ngram is not None else 0.0
+        self.pooling = None if self.ngram is None or not pooling else tf.Variable(
+            [float(pooling["encoder"]), float(pooling["ngram"])], trainable=False, name="pooling")
+        self.pooling_bias = None if self.pooling is None else tf.Variable(
+            [float(b) for b in pooling["bias"]], trainable=False, name="pooling_bias")
         if self.ngram is not None:  # saved beside `tokenize`, for checking the average's parts
             self.ngram_probabilities = tf.function(self.ngram.__call__, input_signature=[_TEXT])
         # The functions' inputs: a text, or a text pair (their signatures are fixed at saving).
@@ -99,7 +106,11 @@ class ServingModel(tf.Module):
 
     def _probabilities(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> tf.Tensor:
         probabilities = self.encoder_probabilities(text, text_pair)
-        if self.ngram is not None:
+        if self.pooling is not None:  # as app.ngram.log_linear computes it
+            logits = (self.pooling[0] * tf.math.log(tf.maximum(probabilities, 1e-7))
+                      + self.pooling[1] * tf.math.log(tf.maximum(self.ngram(text), 1e-7)) + self.pooling_bias)
+            probabilities = tf.nn.softmax(logits, axis=-1)
+        elif self.ngram is not None:
             w = self._ngram_weight
             probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
         if self.temperature is not None:  # as app.calibration.apply_temperature computes it
@@ -243,12 +254,14 @@ def export_model(
     thresholds: Sequence[float] | None = None,
     temperature: float | Sequence[float] | None = None,
     decision_threshold: float | None = None,
+    pooling: dict | None = None,
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
     An existing version is never overwritten; without `version`, the next free number is used
     (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
-    (`app.ngram`) and a positive weight, the served probabilities average the two. A model of
+    (`app.ngram`) and a positive weight, the served probabilities average the two; with `pooling`
+    they are its log-linear pooling of the two instead. A model of
     text `pairs` takes `text` and `text_pair`. `thresholds` (one a class) make it a multi-label
     model's export. `temperature` calibrates the probabilities (app.calibration);
     `decision_threshold` decides a two-class model's `class_id` (app.decision).
@@ -265,7 +278,7 @@ def export_model(
             config_path.write_text(config_json, encoding="utf-8")
             assets = {"labels": str(labels_path), "config": str(config_path)}
             module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs,
-                                  thresholds, temperature, decision_threshold)
+                                  thresholds, temperature, decision_threshold, pooling)
             tf.saved_model.save(module, str(staging),
                                 signatures={"serving_default": module.serve, "classify": module.classify})
         _set_classify_method(staging)

@@ -104,13 +104,13 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
-    ngram_model, ngram_weight, resolved, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved)
+    ngram_model, combination, resolved, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved)
     resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)
     resolved = decide(resolved, dataset, val_probabilities)
     resolved = resolved.with_training({**training_record(resolved, started, deadline, history), **backups})
     if deadline is not None:
         resolved = update_throughput(resolved, deadline)
-    export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, ngram_weight)
+    export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved)
     (run_dir / "config.json").write_text(resolved.to_json())
@@ -473,30 +473,43 @@ def validation_encoder(model, tokenizer, dataset):
 
 
 def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
-    """(n-gram model or None, its weight, resolved config, validation probabilities): the
-    weight of the n-gram model's probabilities, chosen on the validation split against the
-    trained encoder's; the probabilities are the export's on the validation split (None when
-    nothing after fit needs them, and `encoder`, from `validation_encoder`, is None)."""
+    """(n-gram model or None, how to combine it, resolved config, validation probabilities): the
+    encoder's and the n-gram model's probabilities combined by the rule (weighted average or
+    log-linear pooling, app.ngram.choose_ensemble) that does best on the validation split
+    (multi-label: the average, its weight by validation loss); the probabilities are the
+    export's on the validation split (None when nothing after fit needs them, and `encoder`,
+    from `validation_encoder`, is None). The combination is `{"weight": w}` or `{"pooling": ...}`."""
     from app import inference, ngram
 
     if encoder is None:
-        return None, 0.0, resolved, None
+        return None, {}, resolved, None
     val = dataset.splits["validation"]
     encoder_probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
                                                        val.texts, pairs=val.pairs)
     if ngram_fit is None:
-        return None, 0.0, resolved, encoder_probabilities
+        return None, {}, resolved, encoder_probabilities
     ngram_probabilities = ngram_fit.validation
     if ngram_probabilities is None:
         ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)
-    weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities,
-                                          dataset.label_ids("validation"))
+    label_ids = dataset.label_ids("validation")
+    weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities, label_ids)
     acc = figures["validation_accuracy"]
     logger.info("n-gram weight %.2f: validation %s %.4f (encoder alone %.4f, n-grams alone %.4f)",
                 weight, "label decisions right at 0.5" if dataset.multi_label else "accuracy",
                 acc["ensemble"], acc["encoder"], acc["ngram"])
-    probabilities = (1 - weight) * encoder_probabilities + weight * ngram_probabilities
-    return ngram_fit.model, weight, resolved.with_ngram({**ngram_fit.record, **figures}), probabilities
+    rule, params = "average", {"weight": weight}
+    if not dataset.multi_label:
+        rule, params, chosen = ngram.choose_ensemble(encoder_probabilities, ngram_probabilities, label_ids,
+                                                     resolved.config.seed)
+        figures = {**figures, "rule": rule, **({"pooling": params} if rule == "log-linear" else {}),
+                   "rules": chosen["rules"], "folds": chosen["folds"]}
+        scores = ", ".join(f"{r} {f['cross_validated_accuracy']:.4f}" for r, f in chosen["rules"].items())
+        logger.info("ensemble: %s, by cross-validated accuracy on the validation split (%s)%s", rule, scores,
+                    f": softmax({params['encoder']:.3f} log p_encoder + {params['ngram']:.3f} log p_ngram "
+                    f"+ bias)" if rule == "log-linear" else "")
+    probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities)
+    combination = {"pooling": params} if rule == "log-linear" else {"weight": weight}
+    return ngram_fit.model, combination, resolved.with_ngram({**ngram_fit.record, **figures}), probabilities
 
 
 def calibrate(resolved: config_mod.ResolvedConfig, dataset, probabilities):
@@ -588,7 +601,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
 
 
 def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedConfig, ngram_model=None,
-           ngram_weight: float = 0.0):
+           combination: dict | None = None):
     """(export folder or None, resolved config with the export's version).
 
     Saving can run collective ops under MultiWorkerMirroredStrategy, so every worker exports;
@@ -606,9 +619,10 @@ def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedCo
     if isinstance(temperature, dict):
         temperature = [temperature[name] for name in classes]
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
-                              version, ngram_model, ngram_weight, pairs=c.text_pair_column is not None,
-                              thresholds=thresholds, temperature=temperature,
-                              decision_threshold=c.decision_threshold)
+                              version, ngram_model, (combination or {}).get("weight", 0.0),
+                              pairs=c.text_pair_column is not None, thresholds=thresholds,
+                              temperature=temperature, decision_threshold=c.decision_threshold,
+                              pooling=(combination or {}).get("pooling"))
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
         return None, resolved

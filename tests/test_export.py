@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import export, fit, inference
+from app import export, fit, inference, ngram
 from app.calibration import apply_temperature
 from tests.conftest import ENV, ROOT, assert_clear_failure, tiny_classifier
 
@@ -120,10 +120,15 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     model.load_weights(fit.best_checkpoint(result.run_dir))
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
-    # The served probabilities average the encoder's with the n-gram model's (app.ngram).
-    weight = result.config.ngram.get("weight", 0.0)
-    assert (answer["ngram"] is not None) == (weight > 0)
-    if weight > 0:
+    # The served probabilities combine the encoder's with the n-gram model's by the rule chosen
+    # on validation (app.ngram): log-linear pooling, or the weighted average.
+    record = result.config.ngram
+    pooling, weight = record.get("pooling"), record.get("weight", 0.0)
+    assert (answer["ngram"] is not None) == bool(pooling or weight > 0)
+    if pooling:
+        in_memory = ngram.log_linear(in_memory, np.array(answer["ngram"]), pooling["encoder"],
+                                     pooling["ngram"], pooling["bias"])
+    elif weight > 0:
         in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
     # ...and are calibrated by the temperature fitted on validation (app.calibration).
     temperature = result.config.calibration["temperature"]
@@ -222,8 +227,10 @@ def test_the_export_saves_the_weights_and_the_tokenizer_not_the_optimizer(traine
     assert "optimizer" not in names and "/m/" not in names and "/v/" not in names
     encoder_vars = len(tf.saved_model.load(str(Path(result.config.encoder.encoder))).variables)
     # The encoder, the head's kernel and bias, class names, the calibration's temperature, and the
-    # n-gram model's idf, kernel and bias when its weight is above 0.
-    ngram_vars = 3 if result.config.ngram.get("weight", 0) > 0 else 0
+    # n-gram model's idf, kernel and bias when it is combined (with the pooling's two weights and
+    # bias when the pooling combines it).
+    record = result.config.ngram
+    ngram_vars = 5 if record.get("pooling") else 3 if record.get("weight", 0) > 0 else 0
     assert len(variables) == encoder_vars + 2 + 1 + 1 + ngram_vars
     signatures = set(proto.meta_graphs[0].signature_def) - {"__saved_model_init_op"}  # the vocabulary's
     assert signatures == {"serving_default", "classify"}
@@ -301,8 +308,9 @@ def test_docker_compose_serves_the_folder_app_train_exports_to(env, model_dir):
     assert f"--model_base_path={target}" in service["command"] and target == f"/models/{name}"
 
 
-def test_the_ngram_model_is_served_only_with_a_weight(trained_tiny):
-    """A weight of 0 (or --no-ngram-model) leaves the n-gram model out of the export."""
+def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny):
+    """A weight of 0 (or --no-ngram-model) leaves the n-gram model out of the export; a weight
+    averages it in, a pooling pools log-probabilities."""
     from app import ngram
     from app.model import build_classifier
     from app.preprocessing import Tokenizer
@@ -317,6 +325,13 @@ def test_the_ngram_model_is_served_only_with_a_weight(trained_tiny):
     text = tf.constant(["good film", "bad plot"])
     expected = 0.75 * mixed.encoder_probabilities(text) + 0.25 * grams(text)
     np.testing.assert_allclose(mixed.serve(text)["probabilities"], expected, atol=1e-6)
+    # Log-linear pooling (app.ngram.choose_ensemble's other rule), as app.ngram.log_linear computes it.
+    pooling = {"encoder": 0.4, "ngram": 1.3, "bias": [0.0, -0.2]}
+    pooled = export.ServingModel(classifier, tok, ["neg", "pos"], {}, grams, pooling=pooling)
+    expected = ngram.log_linear(pooled.encoder_probabilities(text).numpy(), grams(text).numpy(), 0.4, 1.3,
+                                [0.0, -0.2])
+    np.testing.assert_allclose(pooled.serve(text)["probabilities"], expected, atol=1e-5)
+    assert pooled.pooling.numpy().tolist() == pytest.approx([0.4, 1.3])  # inspectable in the export
 
 
 def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(trained_pairs, tmp_path):

@@ -97,3 +97,32 @@ def test_multi_label_fits_one_classifier_per_label_through_a_sigmoid():
     assert ngram.predict(constant.model, ["anything"])[0, 2] > 0.999
     weight, figures = ngram.choose_weight(np.full_like(true, 0.5), ngram.predict(fitted.model, texts), true)
     assert weight == 1.0 and figures["validation_loss"]["ensemble"] < figures["validation_loss"]["encoder"]
+
+
+def test_log_linear_pooling_lets_an_uninformed_model_count_for_little_and_is_chosen_when_it_wins():
+    """The n-grams know half the texts (sure and right there) and answer 0.5 on the rest, where
+    the encoder is sure and right: an average caps the encoder there at (1 - w) + w / 2, pooling
+    log-probabilities does not; cross-validation on validation sees that (here in the log loss: both
+    rules decide every text right) and picks the pooling."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    sure = np.where(y == 1, 0.97, 0.03)
+    encoder = np.stack([1 - sure, sure], 1)
+    encoder[: n // 4] = encoder[: n // 4, ::-1]  # a quarter the encoder gets wrong, surely
+    known = np.arange(n) < n // 2
+    grams = np.where(known[:, None], np.stack([1 - sure, sure], 1), 0.5)
+    rule, params, figures = ngram.choose_ensemble(encoder, grams, y, seed=0)
+    assert rule == "log-linear" and params["ngram"] > params["encoder"] > 0
+    pooled, averaged = figures["rules"]["log-linear"], figures["rules"]["average"]
+    assert pooled["cross_validated_accuracy"] >= averaged["cross_validated_accuracy"]
+    assert pooled["cross_validated_log_loss"] < averaged["cross_validated_log_loss"]
+    combined = ngram.combine(rule, params, encoder, grams)
+    assert np.mean(combined.argmax(1) == y) == 1.0  # the known half fixes the encoder's mistakes
+    unknown = ~known
+    assert combined[unknown].max(1).min() > 0.9  # and the encoder stays sure where the n-grams shrug
+    average = ngram.combine("average", {"weight": 0.5}, encoder, grams)
+    assert average[unknown].max(1).max() <= 0.75 + 1e-9  # the average's ceiling there
+    np.testing.assert_allclose(combined.sum(1), 1.0, rtol=1e-9)
+    with pytest.raises(ValueError, match="ensemble rule must be one of"):
+        ngram.combine("median", params, encoder, grams)
