@@ -75,6 +75,15 @@ def auto_seq_length(token_lengths: Sequence[int], limit: int) -> tuple[int, str]
     return length, why
 
 
+def sequence_length(token_lengths: Sequence[int], limit: int,
+                    requested: int | None = None) -> tuple[int, str]:
+    """(sequence length, why) of a run without a time budget: the one asked for, else `auto`'s.
+    (With a budget, `make_plan` chooses it among the candidates.)"""
+    if requested is not None:
+        return requested, f"--max-seq-length {requested}"
+    return auto_seq_length(token_lengths, limit)
+
+
 def padded_lengths(token_lengths: Sequence[int], seq_length: int, bucket_width: int | None) -> np.ndarray:
     """Each text's padded length at `seq_length`: its bucket with length buckets, else the full
     length. (A batch is padded to its longest text; texts are sorted by length before batching,

@@ -251,7 +251,8 @@ def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
         logger.info("CPU fusion %s: %s", "on" if resolved.cpu_fusion else "off", why)
         return resolved.with_cpu_fusion(resolved.cpu_fusion, {"chosen_by": why})
     limit = resolved.encoder.max_seq_length
-    length = c.max_seq_length or budget.auto_seq_length(lengths, limit)[0]
+    # The probe times the length the run will have (a budget's plan picks among lengths near it).
+    length, _ = budget.sequence_length(lengths, limit, c.max_seq_length)
     width = preprocessing.bucket_width(length) if c.length_buckets else None
     # Shapes the fit compiles: each bucket length the texts reach, and a last, smaller batch.
     shapes = len(np.unique(budget.padded_lengths(lengths, length, width))) + 1
@@ -308,7 +309,7 @@ def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     train = dataset.splits["train"]
     limit = resolved.encoder.max_seq_length
     if not c.time_budget:
-        length, why = budget.auto_seq_length(lengths, limit)
+        length, why = budget.sequence_length(lengths, limit)
         logger.info("--max-seq-length auto: %d (%s)", length, why)
         return resolved.with_plan({"max_seq_length": why}, max_seq_length=length), dataset
 

@@ -223,3 +223,9 @@ def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, 
     assert (result.export_dir / "saved_model.pb").is_file()
 
 
+
+
+def test_the_sequence_length_is_the_one_asked_for_else_autos():
+    lengths = np.full(100, 20)
+    assert budget.sequence_length(lengths, 512) == budget.auto_seq_length(lengths, 512)
+    assert budget.sequence_length(lengths, 512, requested=200) == (200, "--max-seq-length 200")
