@@ -15,13 +15,17 @@ from app import distribute
 from tests.conftest import FUSION_ENV, ROOT, run_script, tiny_train_args
 
 
-def test_auto_strategy_on_this_machine_is_the_cpu():
+def test_auto_strategy_on_this_machine_is_the_cpu(monkeypatch):
+    from app import runtime
+
     strategy, why = distribute.choose_strategy("auto")
     assert strategy.num_replicas_in_sync == 1 and "CPU" in why
     hardware = distribute.describe(strategy, why)
     assert (hardware.device, hardware.replicas, hardware.why) == ("CPU", 1, why)
-    flags = open("/proc/cpuinfo").read()
-    assert hardware.fast_bfloat16 == (" avx512_bf16" in flags or " amx_bf16" in flags)
+    # On a CPU, bfloat16 is fast exactly where the CPU says it computes it natively.
+    for native in (True, False):
+        monkeypatch.setattr(runtime, "cpu_has_native_bfloat16", lambda native=native: native)
+        assert distribute.describe(strategy, why).fast_bfloat16 is native
 
 
 def test_gpu_strategy_needs_a_gpu():
