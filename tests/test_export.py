@@ -308,7 +308,7 @@ def test_docker_compose_serves_the_folder_app_train_exports_to(env, model_dir):
     assert f"--model_base_path={target}" in service["command"] and target == f"/models/{name}"
 
 
-def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny):
+def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny, tmp_path):
     """A weight of 0 (or --no-ngram-model) leaves the n-gram model out of the export; a weight
     averages it in, a pooling pools log-probabilities."""
     from app import ngram
@@ -332,6 +332,12 @@ def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny)
                                 [0.0, -0.2])
     np.testing.assert_allclose(pooled.serve(text)["probabilities"], expected, atol=1e-5)
     assert pooled.pooling.numpy().tolist() == pytest.approx([0.4, 1.3])  # inspectable in the export
+    folder = export.export_model(classifier, tok, ["neg", "pos"], "{}", tmp_path, "pooled", ngram=grams,
+                                 pooling=pooling)
+    reloaded = tf.saved_model.load(str(folder))
+    np.testing.assert_allclose(reloaded.signatures["serving_default"](text=text)["probabilities"], expected,
+                               atol=1e-5)
+    assert reloaded.pooling_bias.numpy().tolist() == pytest.approx([0.0, -0.2])
 
 
 def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(trained_pairs, tmp_path):
