@@ -35,12 +35,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from app.inference import versions
+from app.inference import WARMUP_TEXTS, versions, warmup_texts  # noqa: F401  (WARMUP_TEXTS re-exported)
 from app.preprocessing import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-WARMUP_TEXTS = ("An unforgettable film.", "", "Dull, slow and far too long.")
 _STAGING = re.compile(r"^\.tmp-v(\d+)-pid(\d+)-")
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
 _PAIR = tf.TensorSpec([None], tf.string, name="text_pair")
@@ -176,21 +175,6 @@ def _set_classify_method(export_dir: Path) -> None:
         # TF Serving finds the serialized examples under the standard key "inputs".
         meta_graph.signature_def["classify"].method_name = "tensorflow/serving/classify"
     path.write_bytes(proto.SerializeToString())
-
-
-def warmup_texts(seq_length: int | None, length_buckets: bool) -> list[str]:
-    """`WARMUP_TEXTS`, then one text filling each length bucket up to `seq_length`: replayed on
-    load (TF Serving's warm-up file, `app.inference.load`), so that no request is the first of
-    its shape."""
-    texts = list(WARMUP_TEXTS)
-    if not seq_length:
-        return texts
-    from app.preprocessing import bucket_width
-
-    width = bucket_width(seq_length) if length_buckets else seq_length
-    lengths = sorted({*range(width, seq_length, width), seq_length})
-    # "a" is one word piece in every BERT vocabulary; [CLS] and [SEP] take two more positions.
-    return texts + [" ".join(["a"] * max(1, length - 2)) for length in lengths]
 
 
 def _write_warmup(export_dir: Path, texts: Sequence[str], pairs: bool = False) -> None:

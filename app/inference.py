@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # shape costs a fresh process seconds; below this many texts it does not pay (docs/speed.md).
 FUSION_MIN_TEXTS = 2048
 PROGRESS_SECONDS = 15.0  # a long prediction logs how far it is this often
+# The warm-up requests' examples (then one text a length bucket: `warmup_texts`).
+WARMUP_TEXTS = ("An unforgettable film.", "", "Dull, slow and far too long.")
 
 
 @dataclasses.dataclass
@@ -109,8 +111,6 @@ def load(model: str | os.PathLike) -> LoadedModel:
     # The first call optimises the graph, and oneDNN may log a notice about int64 ops that says
     # nothing to a user: make that call here, with native stderr held back (real errors pass).
     # Then one request of each length bucket, so that no user request is the first of its shape.
-    from app.export import warmup_texts
-
     settings = config.get("config", {})
     texts = ["a", *warmup_texts(settings.get("max_seq_length"), settings.get("length_buckets", True))]
     with runtime.quiet_native_stderr():
@@ -165,3 +165,18 @@ def predict_outputs(serve: Callable, texts: Sequence[str], batch_size: int = 64,
         result[key] = np.empty_like(joined)
         result[key][order] = joined
     return result, seconds
+
+
+def warmup_texts(seq_length: int | None, length_buckets: bool) -> list[str]:
+    """`WARMUP_TEXTS`, then one text filling each length bucket up to `seq_length`: replayed on
+    load (TF Serving's warm-up file, `app.inference.load`), so that no request is the first of
+    its shape."""
+    texts = list(WARMUP_TEXTS)
+    if not seq_length:
+        return texts
+    from app.preprocessing import bucket_width
+
+    width = bucket_width(seq_length) if length_buckets else seq_length
+    lengths = sorted({*range(width, seq_length, width), seq_length})
+    # "a" is one word piece in every BERT vocabulary; [CLS] and [SEP] take two more positions.
+    return texts + [" ".join(["a"] * max(1, length - 2)) for length in lengths]
