@@ -19,8 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.options import BASELINES  # noqa: F401  (re-exported)
-
 logger = logging.getLogger(__name__)
 
 NAME = "TF-IDF (word 1-2-grams) + logistic regression"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.options import CALIBRATIONS  # noqa: F401  (re-exported)
-
 BOUNDS = (0.05, 20.0)  # a temperature outside is a sign of too few validation examples
 _EPS = 1e-7
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from app import runtime
 from app.config import add_table_arguments
-from app.options import BUNDLED_SAMPLE, CLASS_WEIGHTS, HEADERS, INPUT_KINDS, TABLE_FORMATS, TASKS  # noqa: F401
+from app.options import BUNDLED_SAMPLE, HEADERS, INPUT_KINDS, TABLE_FORMATS, TASKS
 
 if TYPE_CHECKING:
     from app.preprocessing import Tokenizer

@@ -89,17 +89,16 @@ def rule_thresholds(rule: str, probabilities: np.ndarray, true: np.ndarray) -> n
     return (weight * own + (1 - weight) * shared).astype(np.float32)
 
 
-def micro_f1(true: np.ndarray, decided: np.ndarray) -> float:
-    tp = float((decided & (true == 1)).sum())
-    total = float(decided.sum() + (true == 1).sum())
-    return 2 * tp / total if total else 0.0
-
-
 def threshold_rule(probabilities: np.ndarray, true: np.ndarray, seed: int = 42,
                    rules: tuple[str, ...] = THRESHOLD_RULES) -> tuple[np.ndarray, dict]:
     """(thresholds `[labels]`, record): the rule with the best cross-validated micro F1 on these
     (validation) examples, then set on all of them. The record has each rule's cross-validated
     and in-sample micro F1 and the chosen rule."""
+    from sklearn.metrics import f1_score
+
+    def micro_f1(decided: np.ndarray) -> float:
+        return float(f1_score(true, decided, average="micro", zero_division=0))
+
     probabilities, true = np.asarray(probabilities), np.asarray(true).astype(int)
     if probabilities.shape != true.shape or probabilities.ndim != 2:
         raise ValueError(f"probabilities {probabilities.shape} and labels {true.shape} must both be "
@@ -117,8 +116,8 @@ def threshold_rule(probabilities: np.ndarray, true: np.ndarray, seed: int = 42,
             else:
                 decided[held] = label_sets(probabilities[held], rule_thresholds(rule, probabilities, true))
         in_sample = label_sets(probabilities, rule_thresholds(rule, probabilities, true))
-        figures[rule] = {"cross_validated_micro_f1": round(micro_f1(true, decided), 4),
-                         "in_sample_micro_f1": round(micro_f1(true, in_sample), 4)}
+        figures[rule] = {"cross_validated_micro_f1": round(micro_f1(decided), 4),
+                         "in_sample_micro_f1": round(micro_f1(in_sample), 4)}
     # Ties go to the simpler rule (the order of THRESHOLD_RULES).
     chosen = max(rules, key=lambda r: (figures[r]["cross_validated_micro_f1"], -rules.index(r)))
     thresholds = rule_thresholds(chosen, probabilities, true)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from app.inference import WARMUP_TEXTS, versions, warmup_texts  # noqa: F401  (WARMUP_TEXTS re-exported)
+from app.inference import versions, warmup_texts
 from app.preprocessing import Tokenizer
 
 logger = logging.getLogger(__name__)

@@ -268,6 +268,7 @@ def choose_ensemble(encoder_probabilities: np.ndarray, ngram_probabilities: np.n
     on four fifths of the validation split and scored on the fifth left out, in turn; the rule
     with the best cross-validated accuracy (ties: lower log loss, then the average) is fitted on
     the whole split. The figures give each rule's cross-validated accuracy and log loss."""
+    from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(label_ids)
@@ -284,7 +285,7 @@ def choose_ensemble(encoder_probabilities: np.ndarray, ngram_probabilities: np.n
             params = _fit(rule, encoder_probabilities[fit_rows], ngram_probabilities[fit_rows], y[fit_rows])
             held[test_rows] = _combine(rule, params, encoder_probabilities[test_rows],
                                        ngram_probabilities[test_rows])
-        loss = -float(np.mean(np.log(np.maximum(held[np.arange(len(y)), y], _EPS))))
+        loss = float(log_loss(y, held, labels=np.arange(held.shape[1])))
         figures["rules"][rule] = {"cross_validated_accuracy": round(float(np.mean(held.argmax(1) == y)), 4),
                                   "cross_validated_log_loss": round(loss, 4)}
     rules = figures["rules"]

@@ -239,8 +239,6 @@ def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     """The resolved config with CPU fusion chosen for this machine and run (`--cpu-fusion auto`):
     training steps timed with and without it (app.tuning; cached per machine), fused only where
     the run's steps repay compiling its shapes. The choice and its figures go in the record."""
-    import tensorflow as tf
-
     from app import budget, preprocessing, tuning
 
     c = resolved.config
@@ -257,11 +255,7 @@ def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     # Shapes the fit compiles: each bucket length the texts reach, and a last, smaller batch.
     shapes = len(np.unique(budget.padded_lengths(lengths, length, width))) + 1
     n_train = len(dataset.splits["train"])
-    key = budget.machine_key(probe="cpu_fusion", device=resolved.hardware.device,
-                             replicas=resolved.hardware.replicas, encoder=resolved.encoder.encoder,
-                             converter=resolved.converter.get("fingerprint"),
-                             dtype=resolved.encoder.compute_dtype, pooled_only=resolved.encoder.pooled_only,
-                             pooling=c.pooling, batch_size=c.batch_size, seq_length=length)
+    key = _probe_key(resolved, probe="cpu_fusion", batch_size=c.batch_size, seq_length=length)
     entry = budget.cached(key)
     if entry is not None:
         probe = tuning.FusionProbe.from_dict(entry)
@@ -270,16 +264,11 @@ def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
         logger.info("CPU fusion: timing training steps of %d at %d word pieces with and without it "
                     "(once for this machine; cached in %s)", c.batch_size, length, budget.cache_file())
         start = time.monotonic()
-        texts = sorted(dataset.splits["train"].texts, key=len)[-c.batch_size:]
-        texts = (texts * c.batch_size)[:c.batch_size]
-        model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
-        inputs = preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
-        labels = (tf.zeros([c.batch_size, len(dataset.classes)]) if dataset.multi_label
-                  else tf.zeros([c.batch_size], tf.int32))
+        model, inputs, labels = _probe_model(resolved, strategy, dataset, c.batch_size, (length,))
 
         def step(fused: bool) -> None:
             with runtime.cpu_fusion(fused):
-                model.train_on_batch(inputs, labels)
+                model.train_on_batch(inputs[length], labels)
 
         probe = tuning.probe_cpu_fusion(step, c.batch_size, length)
         budget.save_cached(key, probe.to_dict())
@@ -332,20 +321,41 @@ def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     return resolved.with_plan(record, max_seq_length=the_plan.seq_length, epochs=the_plan.epochs), dataset
 
 
+def _probe_key(resolved: config_mod.ResolvedConfig, **parts) -> str:
+    """The probe cache's key (app.budget.machine_key) for this hardware and encoder, and `parts`."""
+    from app import budget
+
+    spec = resolved.encoder
+    return budget.machine_key(device=resolved.hardware.device, replicas=resolved.hardware.replicas,
+                              encoder=spec.encoder, converter=resolved.converter.get("fingerprint"),
+                              dtype=spec.compute_dtype, pooled_only=spec.pooled_only,
+                              pooling=resolved.config.pooling, **parts)
+
+
+def _probe_model(resolved: config_mod.ResolvedConfig, strategy, dataset, batch: int, lengths):
+    """(throw-away model, {length: inputs}, labels) for timing steps: the run's model, and a batch
+    of its longest training texts tokenized at each length (so that every length is filled)."""
+    import tensorflow as tf
+
+    from app import preprocessing
+
+    c = resolved.config
+    texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
+    texts = (texts * batch)[:batch]
+    model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
+    inputs = {length: preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
+              for length in lengths}
+    labels = tf.zeros([batch, len(dataset.classes)]) if dataset.multi_label else tf.zeros([batch], tf.int32)
+    return model, inputs, labels
+
+
 def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
     """(Throughput, seconds the probe took, cache key): from the cache for this machine and
     encoder, else timed on a throw-away copy of the model."""
-    import tensorflow as tf
-
-    from app import budget, preprocessing
+    from app import budget
 
     c = resolved.config
-    key = budget.machine_key(device=resolved.hardware.device, replicas=resolved.hardware.replicas,
-                             encoder=resolved.encoder.encoder,
-                             converter=resolved.converter.get("fingerprint"),
-                             dtype=resolved.encoder.compute_dtype, cpu_fusion=resolved.cpu_fusion,
-                             jit_compile=c.jit_compile, pooled_only=resolved.encoder.pooled_only,
-                             pooling=c.pooling)
+    key = _probe_key(resolved, cpu_fusion=resolved.cpu_fusion, jit_compile=c.jit_compile)
     cached = budget.cached_throughput(key)
     if cached is not None:
         logger.info("time budget: this machine's throughput for %s from %s", resolved.encoder.name,
@@ -357,12 +367,7 @@ def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
     lengths = budget.probe_lengths(resolved.encoder.max_seq_length)
     logger.info("time budget: timing %s on this machine at %s word pieces (once; cached in %s)",
                 resolved.encoder.name, list(lengths), budget.cache_file())
-    texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
-    texts = (texts * batch)[:batch]  # the longest texts, so that every probe length is filled
-    model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
-    inputs = {length: preprocessing.Tokenizer(c.preprocess, length, c.truncation)(tf.constant(texts))
-              for length in lengths}
-    labels = tf.zeros([batch, len(dataset.classes)]) if dataset.multi_label else tf.zeros([batch], tf.int32)
+    model, inputs, labels = _probe_model(resolved, strategy, dataset, batch, lengths)
     with runtime.cpu_fusion(resolved.cpu_fusion):
         throughput = budget.probe(lambda length: model.train_on_batch(inputs[length], labels),
                                   lambda length: model.predict_on_batch(inputs[length]), lengths, batch)

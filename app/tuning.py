@@ -21,8 +21,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.options import CPU_FUSION_CHOICES  # noqa: F401  (re-exported)
-
 logger = logging.getLogger(__name__)
 
 # Timed steps per setting after the warm-up (alternated: off, on, off, on, ...).

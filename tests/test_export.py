@@ -54,8 +54,8 @@ def test_assets_and_warmup_requests(exported):
     records = list(tf.data.TFRecordDataset(str(exported / "assets.extra" / "tf_serving_warmup_requests")))
     # The examples, then one request filling each length bucket (the tiny run: 32 word pieces,
     # buckets 32 wide), so that TF Serving has run every shape before the first user request.
-    texts = export.warmup_texts(32, length_buckets=True)
-    assert len(records) == len(texts) == len(export.WARMUP_TEXTS) + 1
+    texts = inference.warmup_texts(32, length_buckets=True)
+    assert len(records) == len(texts) == len(inference.WARMUP_TEXTS) + 1
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
     assert all(log.predict_log.request.model_spec.signature_name == "serving_default" for log in logs)
     sent = [tf.make_ndarray(log.predict_log.request.inputs["text"])[0].decode() for log in logs]
@@ -65,12 +65,12 @@ def test_assets_and_warmup_requests(exported):
 def test_warmup_texts_fill_every_length_bucket():
     from app.preprocessing import bucket_width
 
-    texts = export.warmup_texts(256, length_buckets=True)
+    texts = inference.warmup_texts(256, length_buckets=True)
     width = bucket_width(256)
-    lengths = [len(t.split()) + 2 for t in texts[len(export.WARMUP_TEXTS):]]
+    lengths = [len(t.split()) + 2 for t in texts[len(inference.WARMUP_TEXTS):]]
     assert lengths == list(range(width, 257, width))
-    assert export.warmup_texts(128, length_buckets=False)[-1] == " ".join(["a"] * 126)
-    assert export.warmup_texts(None, length_buckets=True) == list(export.WARMUP_TEXTS)
+    assert inference.warmup_texts(128, length_buckets=False)[-1] == " ".join(["a"] * 126)
+    assert inference.warmup_texts(None, length_buckets=True) == list(inference.WARMUP_TEXTS)
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
