@@ -1,6 +1,6 @@
 """app.budget: the sequence length from the data, the plan for a time budget, the throughput
 probe and its cache; then `app.train --time-budget` end to end on the tiny encoder, with
-`app.fit.Deadline` keeping a run that is slower than its probe within the budget."""
+`app.fit.Deadline` keeping a run that is slower than its probe within the budget (slow tier)."""
 
 from __future__ import annotations
 
@@ -191,39 +191,40 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     assert cached is not None and cached.train == tuple(plan["throughput"]["train"])
 
 
+@pytest.mark.slow
 def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, tmp_path):
+    """The deadline wired into a real run (its logic, on a fake clock, is in test_fit.py)."""
     import time
 
     import tensorflow as tf
 
-    class SlowSteps(tf.keras.callbacks.Callback):  # what the probe did not see: 0.5 s a step
+    class SlowSteps(tf.keras.callbacks.Callback):  # what the probe did not see: 1 s a step
         rates = []
 
         def on_train_batch_end(self, batch, logs=None):
-            time.sleep(0.5)
+            time.sleep(1.0)
             self.rates.append(float(self.model.optimizer.learning_rate))
 
     budget_seconds = 45
     result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)),
                        callbacks=[SlowSteps()])
     training = result.config.training
+    schedule = result.config.schedule
     assert training["stopped_by_budget"] is True
-    assert training["steps"] < result.config.schedule["total_steps"]
-    assert training["wall_seconds"] <= budget_seconds * 1.05
+    assert training["steps"] < schedule["total_steps"]
+    # Unstopped, the sleeps alone would take total_steps seconds (69); a loaded machine slows the
+    # work after fit, not the deadline's decision, so the bounds leave room for that.
+    assert schedule["total_steps"] > budget_seconds * 1.5
+    assert training["wall_seconds"] < budget_seconds * 1.3
     history = pd.read_csv(result.run_dir / "history.csv")
     assert history["train_seconds"].is_monotonic_increasing
-    assert history["train_seconds"].max() <= budget_seconds
+    assert history["train_seconds"].max() <= budget_seconds + 5
     # The schedule followed the clock, not the steps: by the last step the rate is well below what
-    # the steps alone give. (Not near 0: a stop at an epoch's end comes when the next epoch cannot
-    # fit, and how far the clock got depends on how long that first validation took: on a fresh
-    # clone it has come out at 0.50 of the steps' rate, so the bound leaves room for that.)
-    schedule = result.config.schedule
+    # the steps alone give.
     by_steps = optimization.WarmupLinearDecay(result.config.config.learning_rate, schedule["total_steps"],
                                               schedule["warmup_steps"])
     assert SlowSteps.rates[-1] < 0.75 * float(by_steps(len(SlowSteps.rates)))
     assert (result.export_dir / "saved_model.pb").is_file()
-
-
 
 
 def test_the_sequence_length_is_the_one_asked_for_else_autos():

@@ -347,3 +347,77 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path, step, where, s
     for a, b in zip(resumed.get_weights(), whole.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not fit.has_backup(tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------- the deadline
+
+
+class _FakeTime:
+    """A monotonic clock the test moves: training steps and validation batches cost what it says."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _Costs(tf.keras.callbacks.Callback):
+    """Placed before the deadline, so the deadline sees each step's cost when it ends."""
+
+    def __init__(self, clock: _FakeTime, step_seconds: float, validation_seconds: float):
+        super().__init__()
+        self.clock, self.step, self.validation = clock, step_seconds, validation_seconds
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.clock.now += self.step
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.clock.now += self.validation
+
+
+def _deadline_fit(monkeypatch, budget_seconds: float, epochs: int, reserve_validations: int = 0):
+    """Ten 1-second steps an epoch and a 2-second validation, against a fake clock."""
+    from app import optimization
+
+    clock = _FakeTime()
+    monkeypatch.setattr(fit, "time", clock)
+    share = tf.Variable(0.0, trainable=False)
+    inputs = tf.keras.Input((3,), name="x")
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(1, name="out")(inputs))
+    schedule = optimization.WarmupLinearDecay(1e-2, 10 * epochs, 0, clock=share)
+    model.compile(tf.keras.optimizers.SGD(schedule), "mse")
+    x, y = np.ones((40, 3), "float32"), np.zeros((40, 1), "float32")
+    deadline = fit.Deadline(budget_seconds, clock.now, 2.0, epochs, share, reserve_validations)
+    costs = _Costs(clock, 1.0, 2.0)
+    history = model.fit(x, y, batch_size=4, epochs=epochs, validation_data=(x[:4], y[:4]), verbose=0,
+                        callbacks=[costs, deadline])
+    return deadline, history.history, costs, float(share.numpy())
+
+
+def test_the_deadline_stops_inside_an_epoch_leaving_time_to_validate(monkeypatch):
+    deadline, history, costs, share = _deadline_fit(monkeypatch, budget_seconds=30, epochs=5)
+    # Two whole epochs (10 steps + 2 s validation each) reach 24 s; the third stops after 4 steps,
+    # when one more step and a validation would no longer fit, and its validation ends at 30 s.
+    assert deadline.stopped_early and deadline.steps == 24
+    assert history["train_seconds"] == [12.0, 24.0, 30.0]
+    assert deadline.elapsed() == 30.0 and deadline.validation_total == 6.0
+    # The schedule's clock reached its end at the deadline: the last rates are the decay's tail.
+    assert share == 1.0 and costs.rates[-1] < 0.25 * costs.rates[0]
+
+
+def test_the_deadline_keeps_room_for_work_after_fit_and_skips_an_epoch_that_cannot_fit(monkeypatch):
+    # 27 s with one validation (2 s) reserved for after fit: the second epoch ends at 24 s, and a
+    # third could train for -1 s after its own validation, so it never starts.
+    deadline, history, _, _ = _deadline_fit(monkeypatch, budget_seconds=27, epochs=3, reserve_validations=1)
+    assert deadline.stopped_early and deadline.steps == 20
+    assert history["train_seconds"] == [12.0, 24.0]
+    assert deadline.elapsed() + deadline.reserve() == 26.0
+
+
+def test_a_run_inside_its_budget_is_not_stopped(monkeypatch):
+    deadline, history, _, _ = _deadline_fit(monkeypatch, budget_seconds=100, epochs=2)
+    assert not deadline.stopped_early and deadline.steps == 20
+    assert history["train_seconds"] == [12.0, 24.0]
