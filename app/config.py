@@ -2,10 +2,12 @@
 
 `TrainConfig` is frozen and comes from defaults, then an optional JSON/YAML file, then flags;
 `validate` refuses bad values before TensorFlow does any work. `resolve` then turns it, the
-hardware and the encoder into a `ResolvedConfig`: every "auto" or unset value chosen (batch
+hardware and the encoder into a `RunConfig`: every "auto" or unset value chosen (batch
 size, learning rate, precision, XLA, length buckets, the encoder's handles and converter
-options, library versions). That is what `app.train` logs at the start and saves in the run
-folder, inside the export (`assets/config.json`) and in `report.json`.
+options, library versions). `app.train` settles the rest from the data before any training
+(columns, task, class names and weights, CPU fusion, the plan's length and epochs, the
+schedule) and saves it once: `config.json` in the run folder, inside the export
+(`assets/config.json`) and in `report.json`. What the run then did is `app.record.RunRecord`.
 
 No TensorFlow here: `--help` and a bad flag answer at once.
 """
@@ -299,8 +301,8 @@ def _coerce(name: str, value, source: str):
 
 def load_config_file(path: str) -> dict:
     """Read a JSON or YAML file of TrainConfig fields (dashes or underscores). A run's own
-    `config.json` works too: its `config` section is the run's settings, every default resolved,
-    but for the export's version (taken, so the run gets the next one)."""
+    `config.json` works too: its `settings` section is the run's settings, every default resolved,
+    but for the export's version (so the run gets the next one)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"--config {path}: no such file")
@@ -316,8 +318,10 @@ def load_config_file(path: str) -> dict:
         raise ValueError(f"--config {path}: cannot parse ({e})") from e
     if not isinstance(raw, dict):
         raise ValueError(f"--config {path}: expected a mapping of settings, got {type(raw).__name__}")
-    if isinstance(raw.get("config"), dict) and "hardware" in raw:  # a ResolvedConfig
-        raw = {k: v for k, v in raw["config"].items() if k != "version"}
+    if "hardware" in raw:  # a RunConfig ("config" before the settings had their own name)
+        settings = raw.get("settings", raw.get("config"))
+        if isinstance(settings, dict):
+            raw = {k: v for k, v in settings.items() if k != "version"}
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
@@ -400,11 +404,13 @@ class Hardware:
 
 
 @dataclasses.dataclass(frozen=True)
-class ResolvedConfig:
-    """The values a run uses. `config` is the `TrainConfig` with every chosen value filled in,
-    `requested` what was asked for; the rest is what they were chosen from and for."""
+class RunConfig:
+    """What a run is told, every value settled before training starts. `settings` is the
+    `TrainConfig` with every chosen value filled in, `requested` what was asked for; the rest is
+    what they were chosen from and for. `app.train` settles it in steps (the `with_*` methods,
+    each a new frozen copy) and saves it once, before the first training step."""
 
-    config: TrainConfig
+    settings: TrainConfig
     requested: TrainConfig
     hardware: Hardware
     encoder: EncoderSpec
@@ -412,62 +418,40 @@ class ResolvedConfig:
     cpu_fusion: bool  # the fit and large predictions run under app.runtime.cpu_fusion()
     drop_remainder: bool  # static batch shapes (TPUs)
     versions: dict
-    data: dict = dataclasses.field(default_factory=dict)  # filled by with_data
-    schedule: dict = dataclasses.field(default_factory=dict)
-    export: dict = dataclasses.field(default_factory=dict)  # filled by with_export
-    plan: dict = dataclasses.field(default_factory=dict)  # filled by with_plan: what app.budget chose
-    training: dict = dataclasses.field(default_factory=dict)  # filled by with_training: wall time
-    ngram: dict = dataclasses.field(default_factory=dict)  # filled by with_ngram: app.ngram's figures
+    classes: list = dataclasses.field(default_factory=list)  # in order: the model's outputs
     class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
-    thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
-    threshold_rule: dict = dataclasses.field(default_factory=dict)  # which rule set them, and why
-    calibration: dict = dataclasses.field(default_factory=dict)  # filled by with_calibration
-    tuning: dict = dataclasses.field(default_factory=dict)  # filled by with_cpu_fusion: how it was chosen
+    tuning: dict = dataclasses.field(default_factory=dict)  # how CPU fusion was chosen
+    plan: dict = dataclasses.field(default_factory=dict)  # what app.budget chose, and why
+    schedule: dict = dataclasses.field(default_factory=dict)  # steps per epoch, total, warm-up
 
-    def with_cpu_fusion(self, fused: bool, record: dict) -> ResolvedConfig:
+    def with_cpu_fusion(self, fused: bool, record: dict) -> RunConfig:
         """What `--cpu-fusion` came to ("on" or "off") and how it was chosen."""
-        config = dataclasses.replace(self.config, cpu_fusion="on" if fused else "off")
-        return dataclasses.replace(self, config=config, cpu_fusion=fused,
+        settings = dataclasses.replace(self.settings, cpu_fusion="on" if fused else "off")
+        return dataclasses.replace(self, settings=settings, cpu_fusion=fused,
                                    tuning={**self.tuning, "cpu_fusion": record})
 
-    def with_calibration(self, calibration: dict) -> ResolvedConfig:
-        return dataclasses.replace(self, calibration=dict(calibration))
-
-    def with_thresholds(self, thresholds: dict[str, float], rule: dict | None = None) -> ResolvedConfig:
-        return dataclasses.replace(self, thresholds=dict(thresholds), threshold_rule=dict(rule or {}))
-
-    def with_class_weights(self, weights: dict[str, float]) -> ResolvedConfig:
+    def with_class_weights(self, weights: dict[str, float]) -> RunConfig:
         return dataclasses.replace(self, class_weights=dict(weights))
 
-    def with_ngram(self, ngram: dict) -> ResolvedConfig:
-        return dataclasses.replace(self, ngram=ngram)
-
-    def with_plan(self, plan: dict, **values) -> ResolvedConfig:
+    def with_plan(self, plan: dict, **values) -> RunConfig:
         """Add what planning chose (`values`: TrainConfig fields, e.g. max_seq_length) and why."""
-        return dataclasses.replace(self, config=dataclasses.replace(self.config, **values), plan=plan)
+        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, **values), plan=plan)
 
-    def with_training(self, training: dict) -> ResolvedConfig:
-        return dataclasses.replace(self, training=training)
-
-    def with_data(self, columns: dict[str, str], classes: list[str], examples: dict[str, int],
-                  steps_per_epoch: int, multi_label: bool = False) -> ResolvedConfig:
-        """Add what reading the data decided: the table columns, the task, classes, split sizes,
-        steps."""
-        label_column = None if self.config.label_columns else columns.get("label", self.config.label_column)
-        config = dataclasses.replace(self.config, text_column=columns.get("text", self.config.text_column),
-                                     label_column=label_column,
-                                     task="multi-label" if multi_label else "single-label",
-                                     header=columns.get("header", self.config.header),
-                                     text_pair_column=columns.get("text_pair", self.config.text_pair_column))
-        total = steps_per_epoch * config.epochs
+    def with_data(self, columns: dict[str, str], classes: list[str], steps_per_epoch: int,
+                  multi_label: bool = False) -> RunConfig:
+        """Add what reading the data decided: the table columns, the task, the class names, the
+        schedule's steps."""
+        s = self.settings
+        label_column = None if s.label_columns else columns.get("label", s.label_column)
+        settings = dataclasses.replace(s, text_column=columns.get("text", s.text_column),
+                                       label_column=label_column,
+                                       task="multi-label" if multi_label else "single-label",
+                                       header=columns.get("header", s.header),
+                                       text_pair_column=columns.get("text_pair", s.text_pair_column))
+        total = steps_per_epoch * settings.epochs
         schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total,
-                    "warmup_steps": int(round(total * config.warmup_fraction))}
-        return dataclasses.replace(self, config=config, data={"classes": list(classes), "examples": examples},
-                                   schedule=schedule)
-
-    def with_export(self, path: str, version: int) -> ResolvedConfig:
-        return dataclasses.replace(self, config=dataclasses.replace(self.config, version=version),
-                                   export={"path": path, "version": version})
+                    "warmup_steps": int(round(total * settings.warmup_fraction))}
+        return dataclasses.replace(self, settings=settings, classes=list(classes), schedule=schedule)
 
     def to_dict(self) -> dict:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(
@@ -487,7 +471,7 @@ def default_hyperparameters(hidden_size: int) -> tuple[int, float]:
     return 32, 3e-5
 
 
-def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> ResolvedConfig:
+def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> RunConfig:
     """Choose every value `cfg` leaves to the encoder and the hardware; refuse combinations that
     cannot run. `find_encoder` is `app.encoders.resolve` (which converts the offline encoder on
     first use); tests pass their own."""
@@ -523,7 +507,7 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
     on_tpu = hardware.device == "TPU"
     strategy = {"TPUStrategy": "tpu", "MultiWorkerMirroredStrategy": "multi-worker",
                 "MirroredStrategy": "mirrored"}.get(hardware.strategy, hardware.device.lower())
-    config = dataclasses.replace(
+    settings = dataclasses.replace(
         cfg,
         # With a budget the planner chooses the epochs (app.budget), unless they were given.
         epochs=cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS),
@@ -545,7 +529,7 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> Resolved
         meta = json.loads(converter_record.read_text())
         converter = {k: meta.get(k) for k in ("checkpoint", "seq_length", "compute_dtype", "implementation",
                                               "pooled_only", "fingerprint", "lower_case", "strip_accents")}
-    return ResolvedConfig(config=config, requested=cfg, hardware=hardware, encoder=spec, converter=converter,
+    return RunConfig(settings=settings, requested=cfg, hardware=hardware, encoder=spec, converter=converter,
                           # Without jit_compile, XLA can still fuse the element-wise ops (app.runtime);
                           # with --cpu-fusion auto, app.train measures whether it pays (app.tuning).
                           cpu_fusion=not jit and hardware.cpu_fusion and cfg.cpu_fusion != "off",

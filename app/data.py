@@ -142,6 +142,8 @@ class Dataset:
     # For tables: the columns the texts and labels were read from ({"text": ..., "label": ...}).
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
     multi_label: bool = False  # each example has a set of labels (any number, none included)
+    # Where each split came from, as a person would say it ("heldout.csv", "10 % of ... held out").
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def label_ids(self, split: str) -> np.ndarray:
         """Class indices `[n]` (int32), or for multi-label data a 0/1 matrix `[n, classes]`
@@ -852,11 +854,14 @@ def read_dataset(data: str, test_data: str | None = None, table: TableFormat | N
     notes = _Notes()
     table = table or TableFormat()
     splits = read_source(data, table, notes)
+    sources = {name: data if len(splits) == 1 else f"{data} ({name} split)" for name in splits}
     if test_data:
         test_splits = read_source(test_data, table, notes)
         if "test" in splits:
             notes.add(f"--test-data {test_data} replaces the test split found in {data}")
         splits["test"] = test_splits.get("test") or test_splits.get("train")
+        sources["test"] = test_data if len(test_splits) == 1 else (
+            f"{test_data} ({'test' if 'test' in test_splits else 'train'} split)")
     if "train" not in splits or not len(splits["train"]):
         raise DataError(f"--data {data}: no training examples (found splits {sorted(splits)})")
     multi = splits["train"].multi_label
@@ -890,7 +895,7 @@ def read_dataset(data: str, test_data: str | None = None, table: TableFormat | N
             raise DataError(f"{name} split has label(s) {unseen[:5]} that are not in the training "
                             f"classes {classes}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
-    return Dataset(classes, ordered, notes.messages, notes.columns, multi)
+    return Dataset(classes, ordered, notes.messages, notes.columns, multi, sources)
 
 
 def load_dataset(
@@ -908,12 +913,13 @@ def load_dataset(
     held out. `max_*_examples` take stratified, seeded subsets for quick runs.
     """
     dataset = read_dataset(data, test_data, table)
-    splits, classes = dict(dataset.splits), dataset.classes
+    splits, classes, sources = dict(dataset.splits), dataset.classes, dict(dataset.sources)
     notes = _Notes()
     notes.messages = list(dataset.warnings)
     train = splits["train"]
-    if max_train_examples:
+    if max_train_examples and max_train_examples < len(train):
         train, _ = stratified_subset(train, max_train_examples, seed)
+        sources["train"] += f", a stratified sample of {len(train)}"
     if "validation" not in splits:
         if not 0 < validation_split < 1:
             raise ValueError(f"--validation-split must be in (0, 1) when the data has no validation "
@@ -924,18 +930,22 @@ def load_dataset(
                             f"a validation split")
         val, train = stratified_subset(train, n_val, seed)
         splits["validation"] = val
+        sources["validation"] = f"{n_val} examples of {sources['train']} held out (stratified, seed {seed})"
+        sources["train"] += ", less the validation split"
     splits["train"] = train
     if max_eval_examples:
         for name in ("validation", "test"):
-            if name in splits:
+            if name in splits and max_eval_examples < len(splits[name]):
                 splits[name], _ = stratified_subset(splits[name], max_eval_examples, seed)
+                sources[name] += f", a stratified sample of {len(splits[name])}"
     for name, split in splits.items():
         missing = sorted(set(classes) - set(split.counts()))
         if missing and len(split):
             notes.add(f"{name} split has no examples of class(es) {missing}")
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
     logger.info("classes %s; examples %s", classes, {k: len(v) for k, v in ordered.items()})
-    return Dataset(classes, ordered, notes.messages, dataset.columns, dataset.multi_label)
+    return Dataset(classes, ordered, notes.messages, dataset.columns, dataset.multi_label,
+                   {k: sources[k] for k in ordered})
 
 
 # Multi-label `--class-weight balanced`: a label's positive examples weigh its negatives over

@@ -498,7 +498,7 @@ def _comparison(report: dict) -> list[tuple[str, str, str, str]]:
 
 def _threshold_sentence(report: dict) -> str:
     """Multi-label: which rule set the decision thresholds, with each rule's validation figure."""
-    rule = (report.get("config") or {}).get("threshold_rule") or {}
+    rule = (report.get("record") or {}).get("threshold_rule") or {}
     if not rule.get("rules"):
         return ""
     figures = ", ".join(f"{name} {f['cross_validated_micro_f1']:.4f}" for name, f in rule["rules"].items())
@@ -659,9 +659,11 @@ def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> s
 
 def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, model: str, data: str,
                  history: pd.DataFrame | None = None, config: dict | None = None,
-                 baseline: dict | None = None, surprising: list[dict] | None = None) -> dict:
-    """Write every report file into `out` and return the report.json content. `config` is the
-    run's resolved config (the export's `assets/config.json`), kept in report.json; `baseline`
+                 baseline: dict | None = None, surprising: list[dict] | None = None,
+                 record: dict | None = None) -> dict:
+    """Write every report file into `out` and return the report.json content. `config` is what
+    the run was told and `record` what it did (the export's `assets/config.json` and
+    `assets/record.json`), kept in report.json under those names; `baseline`
     is `app.baseline.score` on the same examples, shown beside the model's figures; `surprising`
     the training examples with the highest loss, quoted."""
     out = Path(out)
@@ -680,17 +682,17 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
             from app.decision import operating_points
 
             report["operating_points"] = operating_points(pred.true, pred.probabilities[:, 1])
-            threshold = (config or {}).get("config", {}).get("decision_threshold")
+            threshold = (config or {}).get("settings", {}).get("decision_threshold")
             report["decision_threshold"] = threshold if threshold is not None else "argmax (0.5)"
     report.update({"model": model, "data": data,
                    "examples_per_second": float(len(pred.true) / pred.seconds) if pred.seconds else None,
-                   "seconds": pred.seconds, "config": config or {},
+                   "seconds": pred.seconds, "config": config or {}, "record": record or {},
                    # How long training took (app.train's wall time, budget), as the export recorded it.
-                   "training": (config or {}).get("training", {})})
+                   "training": (record or {}).get("training", {})})
     if baseline is not None:
         report["baseline"] = baseline
     if pred.raw_probabilities is not None:
-        report["calibration"] = _calibration_figures(pred, classes, (config or {}).get("calibration", {}))
+        report["calibration"] = _calibration_figures(pred, classes, (record or {}).get("calibration", {}))
     if surprising:
         report["surprising_training_examples"] = surprising
     from app.findings import findings
@@ -752,10 +754,10 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
     true = data_mod.label_ids(list(labels), classes, multi)
     thresholds = None
     if multi:
-        recorded = loaded.config.get("thresholds") or {}
+        recorded = loaded.record.get("thresholds") or {}
         thresholds = np.asarray([recorded.get(c, np.nan) for c in classes], np.float32)
     raw = None
-    temperature = (loaded.config.get("calibration") or {}).get("temperature")
+    temperature = (loaded.record.get("calibration") or {}).get("temperature")
     if temperature is not None and len(probabilities):  # undone: softmax(T log p), or sigmoid(T logit p)
         from app.calibration import apply_temperature
 
@@ -776,7 +778,7 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
                        outputs.get("predicted") if multi else None, thresholds, raw,
                        None if multi else outputs.get("class_id"))
     return write_report(pred, classes, out, model=str(loaded.folder), data=data, history=history,
-                        config=loaded.config, baseline=compared, surprising=surprising)
+                        config=loaded.config, record=loaded.record, baseline=compared, surprising=surprising)
 
 
 def _most_surprising(loaded, split: data_mod.Split, classes: Sequence[str], multi: bool,

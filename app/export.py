@@ -18,7 +18,8 @@ Signatures:
 
 Also saved (not a signature): `tokenize(text[, text_pair])`, the encoder inputs the model
 computes on, and with an n-gram model `ngram_probabilities(text)`, its part of the average.
-Assets: `labels.txt` (class names in order), `config.json` (the run's resolved config), and
+Assets: `labels.txt` (class names in order), `config.json` (what the run was told,
+`app.config.RunConfig`), `record.json` (what it did, `app.record.RunRecord`), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
 Loading an export is `app.inference`.
 """
@@ -239,11 +240,13 @@ def export_model(
     temperature: float | Sequence[float] | None = None,
     decision_threshold: float | None = None,
     pooling: dict | None = None,
+    record_json: str = "{}",
 ) -> Path:
     """Write `output_dir/model_name/VERSION` atomically and return it.
 
     An existing version is never overwritten; without `version`, the next free number is used
-    (`choose_version`). `config_json` becomes `assets/config.json`. With an `ngram` model
+    (`choose_version`). `config_json` becomes `assets/config.json`, `record_json`
+    `assets/record.json`. With an `ngram` model
     (`app.ngram`) and a positive weight, the served probabilities average the two; with `pooling`
     they are its log-linear pooling of the two instead. A model of
     text `pairs` takes `text` and `text_pair`. `thresholds` (one a class) make it a multi-label
@@ -260,7 +263,9 @@ def export_model(
             labels_path.write_text("\n".join(classes) + "\n", encoding="utf-8")
             config_path = Path(scratch) / "config.json"
             config_path.write_text(config_json, encoding="utf-8")
-            assets = {"labels": str(labels_path), "config": str(config_path)}
+            record_path = Path(scratch) / "record.json"
+            record_path.write_text(record_json, encoding="utf-8")
+            assets = {"labels": str(labels_path), "config": str(config_path), "record": str(record_path)}
             module = ServingModel(classifier, tokenizer, classes, assets, ngram, ngram_weight, pairs,
                                   thresholds, temperature, decision_threshold, pooling)
             tf.saved_model.save(module, str(staging),

@@ -84,11 +84,11 @@ def findings(report: dict, history=None) -> list[str]:
                     j = max(range(len(row)), key=row.__getitem__)
                     if row[j] > 0:
                         text += f"; most often mistaken for {classes[j]} ({row[j]} of {m['support']})"
-                weighted = ((report.get("config") or {}).get("config") or {}).get("class_weight")
+                weighted = ((report.get("config") or {}).get("settings") or {}).get("class_weight")
                 out.append(text + (". More examples of it." if weighted == "balanced"
                                    else ". More examples of it, or --class-weight balanced."))
-    share = (report.get("config") or {}).get("data", {}).get("over_seq_length")
-    length = (report.get("config") or {}).get("config", {}).get("max_seq_length")
+    share = (report.get("record") or {}).get("data", {}).get("over_seq_length")
+    length = (report.get("config") or {}).get("settings", {}).get("max_seq_length")
     if share is not None and share > TRUNCATED_SHARE and length:
         longer = min(2 * length, 512)
         advice = (f"--max-seq-length {longer}, or a longer time budget ({_longer_budget(report)}), lets it "

@@ -31,12 +31,14 @@ WARMUP_TEXTS = ("An unforgettable film.", "", "Dull, slow and far too long.")
 
 @dataclasses.dataclass
 class LoadedModel:
-    """An export, loaded: its signature, class names (in order) and the run's config."""
+    """An export, loaded: its signature, class names (in order), what the run was told
+    (`config`, app.config.RunConfig) and what it did (`record`, app.record.RunRecord)."""
 
     folder: Path
     classes: list[str]
     config: dict
     serve: Callable
+    record: dict = dataclasses.field(default_factory=dict)
 
     @property
     def multi_label(self) -> bool:
@@ -104,19 +106,24 @@ def load(model: str | os.PathLike) -> LoadedModel:
     labels_file = folder / "assets" / "labels.txt"
     if "serving_default" not in loaded.signatures or not labels_file.is_file():
         raise ValueError(f"--model {folder}: not a bertclf export (no serving_default or labels.txt)")
-    config_file = folder / "assets" / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    config, record = _asset_json(folder, "config"), _asset_json(folder, "record")
     classes = labels_file.read_text(encoding="utf-8").splitlines()
-    model = LoadedModel(folder, classes, config, loaded.signatures["serving_default"])
+    model = LoadedModel(folder, classes, config, loaded.signatures["serving_default"], record)
     # The first call optimises the graph, and oneDNN may log a notice about int64 ops that says
     # nothing to a user: make that call here, with native stderr held back (real errors pass).
     # Then one request of each length bucket, so that no user request is the first of its shape.
-    settings = config.get("config", {})
+    settings = config.get("settings", {})
     texts = ["a", *warmup_texts(settings.get("max_seq_length"), settings.get("length_buckets", True))]
     with runtime.quiet_native_stderr():
         for text in texts:
             model.predict_outputs([text], 1, [text] if model.takes_pairs else None)
     return model
+
+
+def _asset_json(folder: Path, name: str) -> dict:
+    """An export's `assets/NAME.json` ({} for an export made before it was written)."""
+    path = folder / "assets" / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def predict_texts(serve: Callable, texts: Sequence[str], batch_size: int = 64,

@@ -4,7 +4,8 @@
     python -m app.train --data ~/aclImdb --epochs 2  # your data; all flags: --help
     python -m app.train --data reviews.csv --time-budget 30   # the best it can do in 30 minutes
 
-A run lives in `runs/MODEL_NAME/` (or `--run-dir`): config.json (the resolved config),
+A run lives in `runs/MODEL_NAME/` (or `--run-dir`): config.json (what the run is told, every
+value settled before training: app.config.RunConfig), record.json (what it did: app.record),
 classes.json, TensorBoard logs, per-epoch history.csv / history.json, the best checkpoint and,
 while it trains, a backup (every --backup-every steps or minutes). Running the same command after
 the process was killed resumes at the step after the last backup; SIGTERM or Ctrl-C backs up and
@@ -31,6 +32,7 @@ import numpy as np
 
 from app import config as config_mod
 from app import runtime
+from app.record import RunRecord
 
 # TensorFlow is imported inside the stages, not here: `--help` and a bad flag answer at once,
 # and `main` sets the process up (app.runtime) before TensorFlow starts.
@@ -43,11 +45,14 @@ LENGTH_SAMPLE = 5000
 
 @dataclasses.dataclass
 class RunResult:
+    """Where a run's outputs are, what it was told (`config`) and what it did (`record`)."""
+
     run_dir: Path
     export_dir: Path | None
     report_dir: Path | None
     report: dict | None
-    config: config_mod.ResolvedConfig | None = None
+    config: config_mod.RunConfig | None = None
+    record: RunRecord | None = None
 
 
 def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult:
@@ -56,43 +61,35 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
     from app import backup, distribute
 
     strategy, resolved = resolve(cfg)
-    run_dir = Path(resolved.config.run_dir)
+    run_dir = Path(resolved.settings.run_dir)
     with (backup.run_lock(run_dir) if distribute.is_chief() else contextlib.nullcontext()):
         return _run(strategy, resolved, callbacks)
 
 
-def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) -> RunResult:
+def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> RunResult:
     from app import backup, distribute, fit, ngram
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
-    resolved = weigh_classes(resolved, dataset)
+    record = RunRecord(data={"sources": dict(dataset.sources)})
     full_train = dataset.splits["train"]  # for the baseline: a budget's plan cuts the encoder's
+    resolved = weigh_classes(resolved, dataset)
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
-    lengths = token_lengths(resolved, dataset)
-    resolved = tune(resolved, strategy, dataset, lengths)
-    resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram_fit is not None)
-    tokenizer, train_epoch, val_ds, resolved = pipelines(resolved, dataset, lengths)
+    resolved, dataset, lengths = settle(resolved, strategy, dataset, started, ngram_fit is not None)
+    (run_dir / "config.json").write_text(resolved.to_json())  # what the run is told, once
+    (run_dir / "classes.json").write_text(json.dumps(resolved.classes))
+    tokenizer, train_epoch, val_ds = pipelines(resolved, dataset)
+    record.add("data", **data_record(resolved, dataset, lengths))
     if ngram_fit is not None:  # now, while the budget's clock has time for it
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
-    (run_dir / "config.json").write_text(resolved.to_json())
-    (run_dir / "classes.json").write_text(json.dumps(dataset.classes))
-    c = resolved.config
-    model, clock = build_model(resolved, strategy, len(dataset.classes), resolved.schedule["total_steps"],
+    c = resolved.settings
+    model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
                                dataset.multi_label, label_priors(dataset))
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
     after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
     encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
-    deadline = None
-    if c.time_budget:
-        # The first validation traces its function: one pass plus that.
-        plan_record = resolved.plan
-        one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
-        # After fit: one more pass over the validation split for the n-gram weight, the
-        # temperature or the thresholds.
-        deadline = fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
-                                reserve_validations=1 if encoder is not None else 0)
+    deadline = budget_deadline(resolved, started, clock, reserve_validations=1 if encoder is not None else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
@@ -104,20 +101,35 @@ def _run(strategy, resolved: config_mod.ResolvedConfig, callbacks: list | None) 
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
-    ngram_model, combination, resolved, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved)
-    resolved, val_probabilities = calibrate(resolved, dataset, val_probabilities)
-    resolved = decide(resolved, dataset, val_probabilities)
-    resolved = resolved.with_training({**training_record(resolved, started, deadline, history), **backups})
+    ngram_model, combination, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved, record)
+    val_probabilities = calibrate(resolved, dataset, val_probabilities, record)
+    decide(resolved, dataset, val_probabilities, record)
+    record.add("training", **training_record(started, deadline, history), **backups)
     if deadline is not None:
-        resolved = update_throughput(resolved, deadline)
-    export_dir, resolved = export(model, tokenizer, dataset.classes, resolved, ngram_model, combination)
+        record.add("training", **update_throughput(resolved, deadline))
+    export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
-        return RunResult(run_dir, None, None, None, resolved)
-    (run_dir / "config.json").write_text(resolved.to_json())
+        return RunResult(run_dir, None, None, None, resolved, record)
+    (run_dir / "record.json").write_text(record.to_json())
     (run_dir / "export_path.txt").write_text(f"{export_dir}\n")
-    report_dir, report = evaluate(export_dir, dataset, history, run_dir, c.data, full_train,
-                                  c.baseline != "none", c.seed)
-    return RunResult(run_dir, export_dir, report_dir, report, resolved)
+    report_dir, report = evaluate(export_dir, dataset, history, run_dir, full_train, c.baseline != "none",
+                                  c.seed)
+    return RunResult(run_dir, export_dir, report_dir, report, resolved, record)
+
+
+def settle(resolved: config_mod.RunConfig, strategy, dataset, started: float | None = None,
+           ngram: bool = False):
+    """(run config, dataset, token lengths): every value the data decides, settled before any
+    training: CPU fusion (`tune`), the sequence length and, with a budget, the plan's examples
+    and epochs (`plan`, which cuts the splits), then the columns, task, class names and the
+    schedule's steps. `lengths` are `token_lengths`' sample. The budget has paid for what ran
+    since `started`; `ngram`: the plan leaves time for the n-gram weight's validation pass."""
+    lengths = token_lengths(resolved, dataset)
+    resolved = tune(resolved, strategy, dataset, lengths)
+    resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram)
+    steps = int(training_epochs(resolved, dataset)(0).cardinality())
+    resolved = resolved.with_data(dataset.columns, dataset.classes, steps, dataset.multi_label)
+    return resolved, dataset, lengths
 
 
 def resolve(cfg: config_mod.TrainConfig):
@@ -131,7 +143,7 @@ def resolve(cfg: config_mod.TrainConfig):
     hardware = distribute.describe(strategy, why)
     logger.info("strategy %s with %d replica(s): %s", hardware.strategy, hardware.replicas, why)
     resolved = config_mod.resolve(cfg, hardware)
-    c = resolved.config
+    c = resolved.settings
     logger.info("encoder %s (%s, %s); batch %d, learning rate %g, seq length %s, precision %s, "
                 "jit_compile %s, CPU fusion %s, length buckets %s", resolved.encoder.name,
                 resolved.encoder.implementation or "TF Hub", resolved.encoder.compute_dtype, c.batch_size,
@@ -142,13 +154,13 @@ def resolve(cfg: config_mod.TrainConfig):
     return strategy, resolved
 
 
-def prepare_run_dir(resolved: config_mod.ResolvedConfig) -> Path:
+def prepare_run_dir(resolved: config_mod.RunConfig) -> Path:
     """Create the run folder; refuse to resume a backup that another config wrote, and an export
     location that cannot be written, before any training."""
     from app import distribute, fit
     from app.export import check_location
 
-    run_dir = Path(resolved.config.run_dir)
+    run_dir = Path(resolved.settings.run_dir)
     saved = run_dir / "config.json"
     if fit.has_backup(run_dir) and saved.exists():
         try:
@@ -171,15 +183,15 @@ def prepare_run_dir(resolved: config_mod.ResolvedConfig) -> Path:
     except OSError as e:
         raise ValueError(f"--run-dir {run_dir}: cannot write ({e.strerror})") from e
     if distribute.is_chief():
-        check_location(resolved.config.output_dir, resolved.config.model_name, resolved.config.version)
+        check_location(resolved.settings.output_dir, resolved.settings.model_name, resolved.settings.version)
     return run_dir
 
 
-def read_data(resolved: config_mod.ResolvedConfig):
+def read_data(resolved: config_mod.RunConfig):
     """Read and split the data, as the config asks (before any planning)."""
     from app import data
 
-    c = resolved.config
+    c = resolved.settings
     table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column,
                              c.task, c.label_separator, c.label_columns, c.format)
     dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
@@ -197,35 +209,35 @@ def check_task_flags(cfg: config_mod.TrainConfig, multi_label: bool, n_classes: 
                          + (f" {list(classes)}" if classes is not None else ""))
 
 
-def weigh_classes(resolved: config_mod.ResolvedConfig, dataset) -> config_mod.ResolvedConfig:
+def weigh_classes(resolved: config_mod.RunConfig, dataset) -> config_mod.RunConfig:
     """Each class's loss weight (`--class-weight`), from the training split as read (for
     multi-label data, each label's positive examples' weight); a budget's plan keeps its class
     proportions."""
     from app import data
 
-    check_task_flags(resolved.config, dataset.multi_label, len(dataset.classes), dataset.classes)
-    weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.config.class_weight)
-    if resolved.config.class_weight != "none":
+    check_task_flags(resolved.settings, dataset.multi_label, len(dataset.classes), dataset.classes)
+    weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.settings.class_weight)
+    if resolved.settings.class_weight != "none":
         logger.info("%s (--class-weight %s): %s", "positive examples' loss weight by label"
-                    if dataset.multi_label else "class weights", resolved.config.class_weight, weights)
+                    if dataset.multi_label else "class weights", resolved.settings.class_weight, weights)
     return resolved.with_class_weights(weights)
 
 
-def _class_ids(resolved: config_mod.ResolvedConfig, classes: list[str],
+def _class_ids(resolved: config_mod.RunConfig, classes: list[str],
                multi_label: bool = False) -> dict[int, float] | None:
     """The class weights by class index, as Keras and scikit-learn take them; None unweighted
     (and for multi-label data, whose weights are the loss's own: `build_model`)."""
-    if resolved.config.class_weight == "none" or multi_label:
+    if resolved.settings.class_weight == "none" or multi_label:
         return None
     return {i: resolved.class_weights[c] for i, c in enumerate(classes)}
 
 
-def token_lengths(resolved: config_mod.ResolvedConfig, dataset) -> np.ndarray:
+def token_lengths(resolved: config_mod.RunConfig, dataset) -> np.ndarray:
     """The word pieces of a seeded sample of `LENGTH_SAMPLE` training texts (pairs together): what
     the sequence length, the plan and the speed probe are chosen from."""
     from app import preprocessing
 
-    c = resolved.config
+    c = resolved.settings
     train = dataset.splits["train"]
     sample = train
     if len(sample) > LENGTH_SAMPLE:  # a seeded sample says enough about the lengths
@@ -235,13 +247,13 @@ def token_lengths(resolved: config_mod.ResolvedConfig, dataset) -> np.ndarray:
     return np.asarray(tokenizer.token_lengths(sample.texts, sample.pairs))
 
 
-def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.ndarray):
+def tune(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray):
     """The resolved config with CPU fusion chosen for this machine and run (`--cpu-fusion auto`):
     training steps timed with and without it (app.tuning; cached per machine), fused only where
     the run's steps repay compiling its shapes. The choice and its figures go in the record."""
     from app import budget, preprocessing, tuning
 
-    c = resolved.config
+    c = resolved.settings
     if c.cpu_fusion != "auto" or not resolved.cpu_fusion:
         why = (f"--cpu-fusion {c.cpu_fusion}" if c.cpu_fusion != "auto" else
                "the whole step is XLA-compiled (--jit-compile)" if c.jit_compile else
@@ -283,7 +295,7 @@ def tune(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     return resolved.with_cpu_fusion(fused, {"chosen_by": "probe", "why": why, **figures})
 
 
-def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.ndarray,
+def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
          started: float | None = None, ngram: bool = False):
     """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths
     (`lengths`, from `token_lengths`); with `--time-budget`, the length, training and validation
@@ -292,7 +304,7 @@ def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
     with an n-gram model the plan leaves time for its weight's pass over the validation split."""
     from app import budget, data, preprocessing
 
-    c = resolved.config
+    c = resolved.settings
     if c.max_seq_length is not None and not c.time_budget:
         return resolved, dataset
     train = dataset.splits["train"]
@@ -311,17 +323,18 @@ def plan(resolved: config_mod.ResolvedConfig, strategy, dataset, lengths: np.nda
         min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
         extra_validations=1 if ngram else 0)
     logger.info("time budget: %s", the_plan.why)
-    splits = dict(dataset.splits)
-    splits["train"], _ = data.stratified_subset(train, the_plan.train_examples, c.seed)
-    splits["validation"], _ = data.stratified_subset(splits["validation"], the_plan.validation_examples,
-                                                     c.seed)
-    dataset = dataclasses.replace(dataset, splits=splits)
+    splits, sources = dict(dataset.splits), dict(dataset.sources)
+    for name, n in (("train", the_plan.train_examples), ("validation", the_plan.validation_examples)):
+        if n < len(splits[name]):
+            splits[name], _ = data.stratified_subset(splits[name], n, c.seed)
+            sources[name] += f", the time budget's stratified sample of {n}"
+    dataset = dataclasses.replace(dataset, splits=splits, sources=sources)
     record = {**the_plan.to_dict(), "probe_seconds": round(probe_seconds, 1),
               "throughput": throughput.to_dict(), "throughput_key": key}
     return resolved.with_plan(record, max_seq_length=the_plan.seq_length, epochs=the_plan.epochs), dataset
 
 
-def _probe_key(resolved: config_mod.ResolvedConfig, **parts) -> str:
+def _probe_key(resolved: config_mod.RunConfig, **parts) -> str:
     """The probe cache's key (app.budget.machine_key) for this hardware and encoder, and `parts`."""
     from app import budget
 
@@ -329,17 +342,17 @@ def _probe_key(resolved: config_mod.ResolvedConfig, **parts) -> str:
     return budget.machine_key(device=resolved.hardware.device, replicas=resolved.hardware.replicas,
                               encoder=spec.encoder, converter=resolved.converter.get("fingerprint"),
                               dtype=spec.compute_dtype, pooled_only=spec.pooled_only,
-                              pooling=resolved.config.pooling, **parts)
+                              pooling=resolved.settings.pooling, **parts)
 
 
-def _probe_model(resolved: config_mod.ResolvedConfig, strategy, dataset, batch: int, lengths):
+def _probe_model(resolved: config_mod.RunConfig, strategy, dataset, batch: int, lengths):
     """(throw-away model, {length: inputs}, labels) for timing steps: the run's model, and a batch
     of its longest training texts tokenized at each length (so that every length is filled)."""
     import tensorflow as tf
 
     from app import preprocessing
 
-    c = resolved.config
+    c = resolved.settings
     texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
     texts = (texts * batch)[:batch]
     model, _ = build_model(resolved, strategy, len(dataset.classes), 1000, dataset.multi_label)
@@ -349,12 +362,12 @@ def _probe_model(resolved: config_mod.ResolvedConfig, strategy, dataset, batch: 
     return model, inputs, labels
 
 
-def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
+def probe_throughput(resolved: config_mod.RunConfig, strategy, dataset):
     """(Throughput, seconds the probe took, cache key): from the cache for this machine and
     encoder, else timed on a throw-away copy of the model."""
     from app import budget
 
-    c = resolved.config
+    c = resolved.settings
     key = _probe_key(resolved, cpu_fusion=resolved.cpu_fusion, jit_compile=c.jit_compile)
     cached = budget.cached_throughput(key)
     if cached is not None:
@@ -375,41 +388,68 @@ def probe_throughput(resolved: config_mod.ResolvedConfig, strategy, dataset):
     return throughput, time.monotonic() - start, key
 
 
-def pipelines(resolved: config_mod.ResolvedConfig, dataset, lengths: np.ndarray):
-    """(tokenizer, epoch -> training `tf.data` pipeline, validation pipeline, resolved config);
-    `lengths` are `token_lengths`' sample, for the share of texts the length cuts."""
+def training_epochs(resolved: config_mod.RunConfig, dataset):
+    """epoch -> the training batches of that epoch (`tf.data`), in an order the seed and the
+    epoch fix."""
     from app import preprocessing
 
-    c = resolved.config
+    c = resolved.settings
     train = dataset.splits["train"]
     if len(train) < c.batch_size:
         raise ValueError(f"--batch-size {c.batch_size} is larger than the {len(train)} training examples")
     tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
-    val = dataset.splits["validation"]
     train_labels = dataset.label_ids("train")
 
     def train_epoch(epoch: int):
-        """The training batches of one epoch, in an order the seed and the epoch fix."""
         return preprocessing.make_tf_dataset(
             train.texts, train_labels, tokenizer, c.batch_size, shuffle=True, seed=c.seed,
             drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs,
             epoch=epoch)
 
+    return train_epoch
+
+
+def pipelines(resolved: config_mod.RunConfig, dataset):
+    """(tokenizer, epoch -> training `tf.data` pipeline, validation pipeline), as the settled
+    config says."""
+    from app import preprocessing
+
+    c = resolved.settings
+    tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
+    val = dataset.splits["validation"]
     val_ds = preprocessing.make_tf_dataset(
         val.texts, dataset.label_ids("validation"), tokenizer, c.batch_size,
         drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets, pairs=val.pairs)
-    resolved = resolved.with_data(dataset.columns, dataset.classes,
-                                  {name: len(split) for name, split in dataset.splits.items()},
-                                  int(train_epoch(0).cardinality()), dataset.multi_label)
-    # The share of texts the sequence length cuts (the report's findings), from `token_lengths`.
+    return tokenizer, training_epochs(resolved, dataset), val_ds
+
+
+def data_record(resolved: config_mod.RunConfig, dataset, lengths: np.ndarray) -> dict:
+    """The data as the run uses it: each split's size, and the share of texts the sequence
+    length cuts (the report's findings), from `lengths` (`token_lengths`' sample)."""
+    c = resolved.settings
     over = float(np.mean(np.asarray(lengths) + 2 > c.max_seq_length)) if len(lengths) else 0.0
     logger.info("at %d word pieces, %.0f %% of the training %s are cut (--truncation %s)", c.max_seq_length,
-                100 * over, "pairs" if train.pairs is not None else "texts", c.truncation)
-    resolved = dataclasses.replace(resolved, data={**resolved.data, "over_seq_length": round(over, 4)})
-    return tokenizer, train_epoch, val_ds, resolved
+                100 * over, "pairs" if dataset.splits["train"].pairs is not None else "texts", c.truncation)
+    return {"examples": {name: len(split) for name, split in dataset.splits.items()},
+            "over_seq_length": round(over, 4)}
 
 
-def training_record(resolved: config_mod.ResolvedConfig, started: float, deadline, history) -> dict:
+def budget_deadline(resolved: config_mod.RunConfig, started: float, clock, reserve_validations: int):
+    """The `app.fit.Deadline` of a `--time-budget` run (None without one): the budget counts from
+    `started`; the first validation traces its function, so it is planned as one pass plus that;
+    `reserve_validations` passes over the validation split are kept for after fit (the n-gram
+    weight, the temperature or the thresholds)."""
+    from app import fit
+
+    c = resolved.settings
+    if not c.time_budget:
+        return None
+    one_validation = resolved.plan["validation_pass_seconds"] + resolved.plan["throughput"]["predict_startup"]
+    return fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
+                        reserve_validations=reserve_validations)
+
+
+def training_record(started: float, deadline, history) -> dict:
     """What training took: wall seconds from planning to the end of fit (a resumed run counts its
     earlier processes' epochs too), the epochs run, and whether the budget stopped it."""
     seconds = deadline.elapsed() if deadline is not None else time.monotonic() - started
@@ -420,40 +460,40 @@ def training_record(resolved: config_mod.ResolvedConfig, started: float, deadlin
     return record
 
 
-def update_throughput(resolved: config_mod.ResolvedConfig, deadline) -> config_mod.ResolvedConfig:
-    """Correct this machine's cached throughput by what the run's training steps took; the
-    planned and the measured rate go in the training record (how well the plan predicted)."""
+def update_throughput(resolved: config_mod.RunConfig, deadline) -> dict:
+    """Correct this machine's cached throughput by what the run's training steps took; returns
+    the planned and the measured rate, for the training record (how well the plan predicted)."""
     from app import budget
 
     plan_record = resolved.plan
     if not deadline.steps:
-        return resolved
-    examples = deadline.steps * resolved.config.batch_size
+        return {}
+    examples = deadline.steps * resolved.settings.batch_size
     planned = plan_record["seconds_per_example"] * examples
     measured = deadline.elapsed() - deadline.validation_total - plan_record["startup_seconds"]
     throughput = budget.Throughput.from_dict(plan_record["throughput"])
     budget.save_throughput(plan_record["throughput_key"], budget.corrected(throughput, planned, measured))
     if measured <= 0:
-        return resolved
+        return {}
     rates = {"planned_examples_per_second": round(examples / planned, 2),
              "trained_examples_per_second": round(examples / measured, 2)}
     logger.info("time budget: the plan expected %.2f training examples/s, the run trained at %.2f (%.2fx)",
                 rates["planned_examples_per_second"], rates["trained_examples_per_second"],
                 planned / measured)
-    return resolved.with_training({**resolved.training, **rates})
+    return rates
 
 
-def fit_ngram(resolved: config_mod.ResolvedConfig, dataset):
+def fit_ngram(resolved: config_mod.RunConfig, dataset):
     """The n-gram model on every training example (before a budget's plan cuts the split for
     the encoder), or None with `--no-ngram-model`."""
     from app import ngram
 
-    if not resolved.config.ngram_model:
-        if resolved.requested.ngram_model and resolved.config.text_pair_column:
+    if not resolved.settings.ngram_model:
+        if resolved.requested.ngram_model and resolved.settings.text_pair_column:
             logger.info("no n-gram model for text pairs: a bag of words cannot compare two texts")
         return None
     return ngram.fit(dataset.splits["train"].texts, dataset.label_ids("train"), len(dataset.classes),
-                     resolved.config.seed,
+                     resolved.settings.seed,
                      class_weight=_class_ids(resolved, dataset.classes, dataset.multi_label))
 
 
@@ -478,22 +518,23 @@ def validation_encoder(model, tokenizer, dataset):
     return encoder
 
 
-def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
-    """(n-gram model or None, how to combine it, resolved config, validation probabilities): the
+def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record: RunRecord):
+    """(n-gram model or None, how to combine it, validation probabilities): the
     encoder's and the n-gram model's probabilities combined by the rule (weighted average or
     log-linear pooling, app.ngram.choose_ensemble) that does best on the validation split
     (multi-label: the average, its weight by validation loss); the probabilities are the
     export's on the validation split (None when nothing after fit needs them, and `encoder`,
-    from `validation_encoder`, is None). The combination is `{"weight": w}` or `{"pooling": ...}`."""
+    from `validation_encoder`, is None). The combination is `{"weight": w}` or `{"pooling": ...}`;
+    the rule and its figures go in the record's `ngram`."""
     from app import inference, ngram
 
     if encoder is None:
-        return None, {}, resolved, None
+        return None, {}, None
     val = dataset.splits["validation"]
     encoder_probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
                                                        val.texts, pairs=val.pairs)
     if ngram_fit is None:
-        return None, {}, resolved, encoder_probabilities
+        return None, {}, encoder_probabilities
     ngram_probabilities = ngram_fit.validation
     if ngram_probabilities is None:
         ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)
@@ -506,7 +547,7 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
     rule, params = "average", {"weight": weight}
     if not dataset.multi_label:
         rule, params, chosen = ngram.choose_ensemble(encoder_probabilities, ngram_probabilities, label_ids,
-                                                     resolved.config.seed)
+                                                     resolved.settings.seed)
         figures = {**figures, "rule": rule, **({"pooling": params} if rule == "log-linear" else {}),
                    "rules": chosen["rules"], "folds": chosen["folds"]}
         scores = ", ".join(f"{r} {f['cross_validated_accuracy']:.4f}" for r, f in chosen["rules"].items())
@@ -515,17 +556,18 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.ResolvedConfig):
                     f"+ bias)" if rule == "log-linear" else "")
     probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities)
     combination = {"pooling": params} if rule == "log-linear" else {"weight": weight}
-    return ngram_fit.model, combination, resolved.with_ngram({**ngram_fit.record, **figures}), probabilities
+    record.add("ngram", **ngram_fit.record, **figures)
+    return ngram_fit.model, combination, probabilities
 
 
-def calibrate(resolved: config_mod.ResolvedConfig, dataset, probabilities):
-    """(resolved config, calibrated validation probabilities): the temperature (one a label for
-    multi-label) with the lowest validation log loss (app.calibration), recorded in the resolved
-    config and applied by the export; unchanged with `--calibration none`."""
+def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord):
+    """The calibrated validation probabilities: the temperature (one a label for multi-label)
+    with the lowest validation log loss (app.calibration), recorded (`calibration`) and applied by
+    the export; unchanged with `--calibration none`."""
     from app import calibration
 
-    if resolved.config.calibration == "none":
-        return resolved, probabilities
+    if resolved.settings.calibration == "none":
+        return probabilities
     true = dataset.label_ids("validation")
     multi = dataset.multi_label
     # Rounded as recorded, so that the export applies what the thresholds were chosen with.
@@ -533,27 +575,27 @@ def calibrate(resolved: config_mod.ResolvedConfig, dataset, probabilities):
     calibrated = calibration.apply_temperature(probabilities, temperature, multi)
     shown = ({c: float(t) for c, t in zip(dataset.classes, temperature, strict=True)} if multi
              else float(temperature))
-    record = {"method": "temperature", "validation_examples": int(len(true)), "temperature": shown}
-    logger.info("calibration: temperature %s (fitted on %d validation examples)", record["temperature"],
-                len(true))
-    return resolved.with_calibration(record), calibrated
+    record.add("calibration", method="temperature", validation_examples=int(len(true)), temperature=shown)
+    logger.info("calibration: temperature %s (fitted on %d validation examples)", shown, len(true))
+    return calibrated
 
 
-def decide(resolved: config_mod.ResolvedConfig, dataset, probabilities) -> config_mod.ResolvedConfig:
+def decide(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord) -> None:
     """Multi-label: each label's decision threshold, by the rule (global, per label, or shrunk)
-    with the best cross-validated micro F1 on the validation split (app.decision), recorded in
-    the resolved config and applied by the export."""
+    with the best cross-validated micro F1 on the validation split (app.decision), recorded
+    (`thresholds`, `threshold_rule`) and applied by the export."""
     from app import decision
 
     if not dataset.multi_label:
-        return resolved
-    thresholds, record = decision.threshold_rule(probabilities, dataset.label_ids("validation"),
-                                                 resolved.config.seed)
+        return
+    thresholds, rule = decision.threshold_rule(probabilities, dataset.label_ids("validation"),
+                                                 resolved.settings.seed)
     chosen = {c: round(float(t), 4) for c, t in zip(dataset.classes, thresholds, strict=True)}
-    figures = ", ".join(f"{rule} {f['cross_validated_micro_f1']:.4f}" for rule, f in record["rules"].items())
+    figures = ", ".join(f"{name} {f['cross_validated_micro_f1']:.4f}" for name, f in rule["rules"].items())
     logger.info("decision thresholds: the %s rule, by cross-validated micro F1 on %d validation examples "
-                "(%s): %s", record["rule"], record["examples"], figures, chosen)
-    return resolved.with_thresholds(chosen, record)
+                "(%s): %s", rule["rule"], rule["examples"], figures, chosen)
+    record.add("thresholds", **chosen)
+    record.add("threshold_rule", **rule)
 
 
 def label_priors(dataset) -> list[float] | None:
@@ -568,7 +610,7 @@ def label_priors(dataset) -> list[float] | None:
     return prior_log_odds([counts.get(c, 0) for c in dataset.classes], len(train))
 
 
-def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int, total_steps: int,
+def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, total_steps: int,
                 multi_label: bool = False, initial_bias: list[float] | None = None):
     """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
     the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`).
@@ -578,7 +620,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
     from app.model import LabelWeightedBinaryCrossentropy, build_classifier
     from app.optimization import create_optimizer
 
-    c = resolved.config
+    c = resolved.settings
     with strategy.scope():
         model = build_classifier(resolved.encoder.encoder, num_classes, c.dropout,
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
@@ -589,7 +631,7 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
                                      c.clip_norm, clock)
         if multi_label:
-            weights = [resolved.class_weights.get(c, 1.0) for c in resolved.data.get("classes", [])]
+            weights = [resolved.class_weights.get(name, 1.0) for name in resolved.classes]
             loss = (LabelWeightedBinaryCrossentropy(weights) if any(w != 1.0 for w in weights)
                     else tf.keras.losses.BinaryCrossentropy())
             metrics = [tf.keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")]
@@ -606,47 +648,49 @@ def build_model(resolved: config_mod.ResolvedConfig, strategy, num_classes: int,
     return model, clock
 
 
-def export(model, tokenizer, classes: list[str], resolved: config_mod.ResolvedConfig, ngram_model=None,
-           combination: dict | None = None):
-    """(export folder or None, resolved config with the export's version).
+def export(model, tokenizer, resolved: config_mod.RunConfig, record: RunRecord, ngram_model=None,
+           combination: dict | None = None) -> Path | None:
+    """The export folder (None on a worker other than the chief), its path and version added to
+    the record; the export holds the config and the record as assets.
 
     Saving can run collective ops under MultiWorkerMirroredStrategy, so every worker exports;
     only the chief keeps its export."""
     from app import distribute
     from app.export import choose_version, export_model
 
-    c = resolved.config
+    c = resolved.settings
+    classes = resolved.classes
     chief = distribute.is_chief()
     output_dir = c.output_dir if chief else tempfile.mkdtemp(prefix="bertclf-worker-export-")
     version = choose_version(output_dir, c.model_name, c.version)
-    resolved = resolved.with_export(str(Path(output_dir) / c.model_name / str(version)), version)
-    thresholds = [resolved.thresholds[name] for name in classes] if resolved.thresholds else None
-    temperature = resolved.calibration.get("temperature")
+    record.add("export", path=str(Path(output_dir) / c.model_name / str(version)), version=version)
+    thresholds = [record.thresholds[name] for name in classes] if record.thresholds else None
+    temperature = record.calibration.get("temperature")
     if isinstance(temperature, dict):
         temperature = [temperature[name] for name in classes]
     export_dir = export_model(model, tokenizer, classes, resolved.to_json(), output_dir, c.model_name,
                               version, ngram_model, (combination or {}).get("weight", 0.0),
                               pairs=c.text_pair_column is not None, thresholds=thresholds,
                               temperature=temperature, decision_threshold=c.decision_threshold,
-                              pooling=(combination or {}).get("pooling"))
+                              pooling=(combination or {}).get("pooling"), record_json=record.to_json())
     if not chief:
         shutil.rmtree(output_dir, ignore_errors=True)
-        return None, resolved
-    return export_dir, resolved
+        return None
+    return export_dir
 
 
-def evaluate(export_dir: Path, dataset, history, run_dir: Path, data: str, train_split=None,
-             baseline: bool = True, seed: int = 42) -> tuple[Path, dict]:
-    """The report of the exported model on the test split (validation when there is none),
-    beside the baseline fitted on `train_split` (app.baseline), with the training examples the
-    model finds most surprising."""
+def evaluate(export_dir: Path, dataset, history, run_dir: Path, train_split=None, baseline: bool = True,
+             seed: int = 42) -> tuple[Path, dict]:
+    """The report of the exported model on the test split (validation when there is none), named
+    by its source, beside the baseline fitted on `train_split` (app.baseline), with the training
+    examples the model finds most surprising."""
     from app.evaluate import evaluate_export
 
     name = "test" if "test" in dataset.splits else "validation"
     split = dataset.splits[name]
     report_dir = run_dir / "report"
     report = evaluate_export(str(export_dir), split.texts, split.labels, split.ids, report_dir,
-                             data=f"{data} ({name} split)", history=history, pairs=split.pairs,
+                             data=dataset.sources.get(name, name), history=history, pairs=split.pairs,
                              train_split=train_split, baseline=baseline, seed=seed)
     return report_dir, report
 

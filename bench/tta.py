@@ -86,17 +86,17 @@ def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path) -
     if proc.returncode:
         return {"error": proc.stderr[-3000:]}
     report = json.loads((scratch / "runs" / name / "report" / "report.json").read_text())
-    config = report["config"]
-    return {"accuracy": report["accuracy"], "train_seconds": config["training"]["wall_seconds"],
-            "budget_seconds": config["training"]["budget_seconds"],
-            "stopped_by_budget": config["training"]["stopped_by_budget"],
-            "seq_length": config["config"]["max_seq_length"], "epochs": config["config"]["epochs"],
-            "train_examples": config["data"]["examples"]["train"], "ngram": config.get("ngram", {}),
+    config, record = report["config"], report["record"]
+    return {"accuracy": report["accuracy"], "train_seconds": record["training"]["wall_seconds"],
+            "budget_seconds": record["training"]["budget_seconds"],
+            "stopped_by_budget": record["training"]["stopped_by_budget"],
+            "seq_length": config["settings"]["max_seq_length"], "epochs": config["settings"]["epochs"],
+            "train_examples": record["data"]["examples"]["train"], "ngram": record.get("ngram", {}),
             "plan": {k: config["plan"].get(k) for k in ("why", "probe_seconds", "startup_seconds")},
             "ece": report.get("ece"), "log_loss": report.get("log_loss"),
             "calibration": report.get("calibration"),
             "baseline": (report.get("baseline") or {}).get("accuracy"),
-            "backups": {k: config["training"].get(k) for k in ("backup_every", "backups", "backup_seconds")},
+            "backups": {k: record["training"].get(k) for k in ("backup_every", "backups", "backup_seconds")},
             "command_seconds": time.perf_counter() - start}
 
 

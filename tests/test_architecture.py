@@ -78,7 +78,7 @@ def test_the_config_and_help_load_neither_tensorflow_nor_pandas():
 # The stages in the order data flows through them; a module imports (at module level) only from
 # its own stage or an earlier one.
 STAGES = {
-    "setup": ("options", "runtime", "config", "encoders", "distribute"),
+    "setup": ("options", "runtime", "config", "record", "encoders", "distribute"),
     "data": ("data", "preprocessing"),
     "model": ("bert", "bert_fast", "convert", "model", "ngram", "optimization"),
     "fit": ("tuning", "budget", "backup", "fit", "calibration", "decision"),

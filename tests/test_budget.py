@@ -175,17 +175,19 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     budget_seconds = 90
     result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)))
     saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
-    plan, training = saved["plan"], saved["training"]
+    record = json.loads((result.export_dir / "assets" / "record.json").read_text())
+    plan, training = saved["plan"], record["training"]
     # The tiny reviews are short and few: the shortest length, every example, the most epochs.
-    assert saved["config"]["max_seq_length"] == plan["seq_length"] == 64
-    assert saved["config"]["epochs"] == plan["epochs"] == 3
-    assert plan["train_examples"] == saved["data"]["examples"]["train"] == 180
+    assert saved["settings"]["max_seq_length"] == plan["seq_length"] == 64
+    assert saved["settings"]["epochs"] == plan["epochs"] == 3
+    assert plan["train_examples"] == record["data"]["examples"]["train"] == 180
     assert plan["probe_seconds"] > 0
     assert set(plan["throughput"]) == {"train", "predict", "startup", "correction", "predict_startup"}
     assert training["budget_seconds"] == budget_seconds and training["epochs_run"] == 3
     assert 0 < training["wall_seconds"] <= budget_seconds * 1.05
     report = json.loads((result.report_dir / "report.json").read_text())
-    assert report["config"]["training"] == training and report["training"] == training
+    assert report["record"]["training"] == training and report["training"] == training
+    assert report["config"] == saved and json.loads((result.run_dir / "config.json").read_text()) == saved
     # The next run on this machine reads the probe from the cache (corrected by this run).
     cached = budget.cached_throughput(plan["throughput_key"])
     assert cached is not None and cached.train == tuple(plan["throughput"]["train"])
@@ -208,7 +210,7 @@ def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, 
     budget_seconds = 45
     result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)),
                        callbacks=[SlowSteps()])
-    training = result.config.training
+    training = result.record.training
     schedule = result.config.schedule
     assert training["stopped_by_budget"] is True
     assert training["steps"] < schedule["total_steps"]
@@ -221,7 +223,7 @@ def test_the_deadline_stops_a_run_slower_than_its_probe(tiny_hub, tiny_reviews, 
     assert history["train_seconds"].max() <= budget_seconds + 5
     # The schedule followed the clock, not the steps: by the last step the rate is well below what
     # the steps alone give.
-    by_steps = optimization.WarmupLinearDecay(result.config.config.learning_rate, schedule["total_steps"],
+    by_steps = optimization.WarmupLinearDecay(result.config.settings.learning_rate, schedule["total_steps"],
                                               schedule["warmup_steps"])
     assert SlowSteps.rates[-1] < 0.75 * float(by_steps(len(SlowSteps.rates)))
     assert (result.export_dir / "saved_model.pb").is_file()

@@ -124,7 +124,7 @@ def _nulls_and_autos(values: dict) -> list[str]:
 def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     find, _ = fake_encoders()
     resolved = config.resolve(config.TrainConfig(), CPU, find)
-    c = resolved.config
+    c = resolved.settings
     assert (c.batch_size, c.learning_rate) == (32, 1e-4)  # MiniLM's width 384
     assert c.mixed_precision == "none" and resolved.encoder.compute_dtype == "float32"
     assert c.jit_compile is False and resolved.cpu_fusion is True  # CPU: fusion, not whole-step XLA
@@ -143,11 +143,10 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
                                              "text_column", "text_pair_column", "time_budget", "tpu",
                                              "version"]
     assert resolved.requested == config.TrainConfig()  # what was asked for, kept beside it
-    full = resolved.with_data({"text": "review", "label": "sentiment"}, ["neg", "pos"],
-                              {"train": 90, "validation": 10}, steps_per_epoch=3)
-    full = full.with_export("saved_models/bertclf/4", 4)
+    full = resolved.with_data({"text": "review", "label": "sentiment"}, ["neg", "pos"], steps_per_epoch=3)
     saved = json.loads(full.to_json())
-    assert saved["config"]["text_column"] == "review" and saved["config"]["version"] == 4
+    assert saved["settings"]["text_column"] == "review" and saved["classes"] == ["neg", "pos"]
+    assert saved["settings"]["version"] is None  # the export's number is what happened: app.record
     assert saved["schedule"] == {"steps_per_epoch": 3, "total_steps": 9, "warmup_steps": 1}
     assert saved["hardware"]["strategy"] == CPU.strategy and saved["encoder"]["pooled_only"] is True
 
@@ -155,14 +154,14 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
 def test_resolve_on_hardware_with_native_bfloat16_takes_the_bf16_encoder():
     find, asked = fake_encoders()
     fast = dataclasses.replace(CPU, fast_bfloat16=True)
-    assert config.resolve(config.TrainConfig(), fast, find).config.mixed_precision == "bf16"
+    assert config.resolve(config.TrainConfig(), fast, find).settings.mixed_precision == "bf16"
     assert asked == ["bfloat16"]
     none = config.resolve(config.TrainConfig(mixed_precision="none"), fast, find)
-    assert none.config.mixed_precision == "none"
+    assert none.settings.mixed_precision == "none"
     # A TF Hub encoder computes in float32 whatever the hardware: auto keeps it.
     hub, _ = fake_encoders(hidden_size=768, offline=False)
     resolved = config.resolve(config.TrainConfig(encoder="bert_en_uncased_L-12_H-768_A-12"), fast, hub)
-    assert resolved.config.mixed_precision == "none" and resolved.config.learning_rate == 3e-5
+    assert resolved.settings.mixed_precision == "none" and resolved.settings.learning_rate == 3e-5
 
 
 @pytest.mark.parametrize("cfg, encoder, message", [
@@ -184,14 +183,19 @@ def test_resolve_on_accelerators_compiles_the_step_and_pads_statically():
     find, _ = fake_encoders(hidden_size=1024)
     tpu = config.Hardware("TPUStrategy", 8, "TPU", fast_bfloat16=True, cpu_fusion=False)
     resolved = config.resolve(config.TrainConfig(), tpu, find)
-    c = resolved.config
+    c = resolved.settings
     assert c.jit_compile is True and c.length_buckets is False and resolved.drop_remainder is True
     assert (c.batch_size, c.learning_rate) == (16, 2e-5) and resolved.cpu_fusion is False
 
 
 def test_a_runs_config_json_is_a_config_file_of_its_resolved_settings(tmp_path):
     find, _ = fake_encoders()
-    resolved = config.resolve(config.TrainConfig(epochs=2), CPU, find).with_export("m/bertclf/3", 3)
+    resolved = config.resolve(config.TrainConfig(epochs=2, version=3), CPU, find)
     (tmp_path / "config.json").write_text(resolved.to_json())
     again = _parse(["--config", str(tmp_path / "config.json")])
-    assert again == dataclasses.replace(resolved.config, version=None)  # the next export, not 3 again
+    assert again == dataclasses.replace(resolved.settings, version=None)  # the next export, not 3 again
+    # A run saved before the settings had their name kept them under "config".
+    old = {**json.loads(resolved.to_json()), "config": resolved.settings.to_dict()}
+    del old["settings"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert _parse(["--config", str(tmp_path / "old.json")]) == again

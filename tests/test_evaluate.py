@@ -117,7 +117,7 @@ def test_evaluate_cli_on_an_export(exported, tiny_reviews, tmp_path):
     assert report["n_examples"] == 20 and report["model"].endswith("/1")
     assert report["baseline"]["train_examples"] == 200 and report["baseline"]["n_examples"] == 20
     assert "baseline (TF-IDF" in proc.stdout
-    assert report["config"]["config"]["model_name"] == "tiny"  # what the model was trained with
+    assert report["config"]["settings"]["model_name"] == "tiny"  # what the model was trained with
     assert "accuracy" in proc.stdout
     assert "cuda" not in proc.stderr.lower() and "absl" not in proc.stderr  # quiet start-up
 
@@ -183,7 +183,7 @@ def test_evaluate_cli_on_a_multi_label_export_reads_the_table_with_its_flags(tra
     assert "micro F1" in proc.stdout and "subset accuracy" in proc.stdout
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["task"] == "multi-label" and report["n_examples"] == 24
-    assert report["thresholds"] == result.config.thresholds
+    assert report["thresholds"] == result.record.thresholds
     # Without the separator the labels read as single labels ("0,2" a name): refused, and why.
     assert_clear_failure(run_in_process("evaluate", "--model", result.export_dir, "--data", table,
                                         "--task", "single-label", *flags[:6]), "is multi-label")
@@ -196,7 +196,7 @@ def test_a_calibrated_export_reports_before_and_after(trained_tiny):
     result, _ = trained_tiny
     report = json.loads((result.report_dir / "report.json").read_text())
     c = report["calibration"]
-    assert c["temperature"] == result.config.calibration["temperature"] and c["fitted_on"] == 20
+    assert c["temperature"] == result.record.calibration["temperature"] and c["fitted_on"] == 20
     assert c["after"]["log_loss"] == pytest.approx(report["log_loss"]) and c["after"]["ece"] == report["ece"]
     frame = pd.read_csv(result.report_dir / "predictions.csv")
     raw = apply_temperature(frame[["prob_neg", "prob_pos"]].to_numpy(), 1 / c["temperature"])

@@ -48,7 +48,7 @@ def test_classify_signature_over_tf_examples(exported):
 def test_assets_and_warmup_requests(exported):
     assert (exported / "assets" / "labels.txt").read_text().splitlines() == ["neg", "pos"]
     config = json.loads((exported / "assets" / "config.json").read_text())
-    assert config["config"]["model_name"] == "tiny"  # the run's resolved config (test_train.py)
+    assert config["settings"]["model_name"] == "tiny"  # the run's resolved config (test_train.py)
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = list(tf.data.TFRecordDataset(str(exported / "assets.extra" / "tf_serving_warmup_requests")))
@@ -122,7 +122,7 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
     # The served probabilities combine the encoder's with the n-gram model's by the rule chosen
     # on validation (app.ngram): log-linear pooling, or the weighted average.
-    record = result.config.ngram
+    record = result.record.ngram
     pooling, weight = record.get("pooling"), record.get("weight", 0.0)
     assert (answer["ngram"] is not None) == bool(pooling or weight > 0)
     if pooling:
@@ -131,7 +131,7 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     elif weight > 0:
         in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
     # ...and are calibrated by the temperature fitted on validation (app.calibration).
-    temperature = result.config.calibration["temperature"]
+    temperature = result.record.calibration["temperature"]
     assert temperature > 0 and answer["temperature"] == pytest.approx(temperature)
     in_memory = apply_temperature(in_memory, temperature)
     np.testing.assert_allclose(fresh, in_memory, atol=1e-5)
@@ -229,7 +229,7 @@ def test_the_export_saves_the_weights_and_the_tokenizer_not_the_optimizer(traine
     # The encoder, the head's kernel and bias, class names, the calibration's temperature, and the
     # n-gram model's idf, kernel and bias when it is combined (with the pooling's two weights and
     # bias when the pooling combines it).
-    record = result.config.ngram
+    record = result.record.ngram
     ngram_vars = 5 if record.get("pooling") else 3 if record.get("weight", 0) > 0 else 0
     assert len(variables) == encoder_vars + 2 + 1 + 1 + ngram_vars
     signatures = set(proto.meta_graphs[0].signature_def) - {"__saved_model_init_op"}  # the vocabulary's
@@ -376,7 +376,7 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     model.load_weights(fit.best_checkpoint(result.run_dir))
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts), tf.constant(pairs)), training=False).numpy()
-    in_memory = apply_temperature(in_memory, result.config.calibration["temperature"])
+    in_memory = apply_temperature(in_memory, result.record.calibration["temperature"])
     np.testing.assert_allclose(answer["served"], in_memory, atol=1e-5)
     np.testing.assert_allclose(answer["classify"], in_memory, atol=1e-5)
     assert not hasattr(tf.saved_model.load(str(result.export_dir)), "ngram_probabilities")  # none for pairs
@@ -410,8 +410,8 @@ def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(tra
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["outputs"] == ["labels", "predicted", "probabilities"]
-    classes = result.config.data["classes"]
-    thresholds = np.array([result.config.thresholds[c] for c in classes], np.float32)
+    classes = result.config.classes
+    thresholds = np.array([result.record.thresholds[c] for c in classes], np.float32)
     probabilities = np.array(answer["probabilities"], np.float32)
     np.testing.assert_array_equal(answer["predicted"], (probabilities >= thresholds).astype(int))
     for row, hot, p in zip(answer["labels"], answer["predicted"], probabilities, strict=True):

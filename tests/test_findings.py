@@ -36,7 +36,7 @@ def test_each_rule_names_its_number():
         baseline={"accuracy": 0.995, "seconds": 3, "name": "b"},
         per_class={"neg": {"recall": 0.95, "support": 4}, "pos": {"recall": 0.45, "support": 4}},
         confusion_matrix=[[4, 0], [3, 1]],
-        config={"data": {"over_seq_length": 0.38}, "config": {"max_seq_length": 128}},
+        config={"settings": {"max_seq_length": 128}}, record={"data": {"over_seq_length": 0.38}},
         calibration={"temperature": 1.7, "before": {"ece": 0.2, "log_loss": 0.6},
                      "after": {"ece": 0.05, "log_loss": 0.4}},
         surprising_training_examples=[{"id": "t:7", "label": "pos", "model": "neg", "loss": 4.2,
@@ -86,7 +86,7 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
         **{key: 0.8}, baseline={key: 0.9, "seconds": 3, "name": "b"},
         per_class={"neg": {"recall": 0.95, "support": 4}, "pos": {"recall": 0.45, "support": 4}},
         training={"wall_seconds": 400},
-        config={"data": {"over_seq_length": 0.38}, "config": {"max_seq_length": 128}},
+        config={"settings": {"max_seq_length": 128}}, record={"data": {"over_seq_length": 0.38}},
         calibration={"temperature": 0.6, "fitted_on": 160, "before": {"ece": 0.026, "log_loss": 0.108},
                      "after": {"ece": 0.028, "log_loss": 0.115}})
     found = findings(report, history)

@@ -19,7 +19,7 @@ def test_load_gives_the_signature_class_names_and_config(exported):
     for given in (exported, exported.parent):  # a version folder, or the latest under the model
         loaded = inference.load(given)
         assert loaded.folder == exported and loaded.classes == ["neg", "pos"]
-        assert loaded.config["config"]["model_name"] == "tiny"
+        assert loaded.config["settings"]["model_name"] == "tiny"
     probabilities, seconds = loaded.predict(["good great film", "bad awful plot", ""], batch_size=2)
     assert probabilities.shape == (3, 2) and seconds > 0
     assert probabilities[0, 1] > 0.5 > probabilities[1, 1]

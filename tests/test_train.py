@@ -37,7 +37,7 @@ def test_run_writes_run_folder_export_and_report(trained_tiny):
     baseline = report["baseline"]
     assert baseline["n_examples"] == 20 and baseline["train_examples"] == 180
     assert baseline["accuracy"] >= 0.8
-    assert 0 <= baseline["seconds"] < result.config.training["wall_seconds"]  # seconds, against minutes
+    assert 0 <= baseline["seconds"] < result.record.training["wall_seconds"]  # seconds, against minutes
     md = (result.report_dir / "report.md").read_text()
     assert "Against the classic baseline" in md and "| TF-IDF (word 1-2-grams) + logistic regression |" in md
     # Two classes: the operating points, and what the export decides by.
@@ -52,18 +52,22 @@ def test_run_writes_run_folder_export_and_report(trained_tiny):
 
 # What the run left to be chosen and what was chosen for it (tiny_train_args gives batch size
 # and learning rate, so those are the user's).
-CHOSEN = {"mixed_precision": "none", "jit_compile": False, "length_buckets": True, "strategy": "cpu",
-          "version": 1}
+CHOSEN = {"mixed_precision": "none", "jit_compile": False, "length_buckets": True, "strategy": "cpu"}
 
 
 def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(trained_tiny):
     result, cfg = trained_tiny
-    records = {"run": json.loads((result.run_dir / "config.json").read_text()),
+    report = json.loads((result.report_dir / "report.json").read_text())
+    configs = {"run": json.loads((result.run_dir / "config.json").read_text()),
                "export": json.loads((result.export_dir / "assets" / "config.json").read_text()),
-               "report": json.loads((result.report_dir / "report.json").read_text())["config"]}
-    assert records["run"] == records["export"] == records["report"]
-    saved = records["export"]
-    values = saved["config"]
+               "report": report["config"]}
+    assert configs["run"] == configs["export"] == configs["report"]
+    records = {"run": json.loads((result.run_dir / "record.json").read_text()),
+               "export": json.loads((result.export_dir / "assets" / "record.json").read_text()),
+               "report": report["record"]}
+    assert records["run"] == records["export"] == records["report"] == result.record.to_dict()
+    saved, record = configs["export"], records["export"]
+    values = saved["settings"]
     for key, value in CHOSEN.items():
         assert values[key] == value, key
     assert values["preprocess"] == str(Path(cfg.encoder) / "preprocess")
@@ -73,7 +77,7 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     unset = sorted(k for k, v in values.items() if v is None or v == "auto")
     assert unset == ["decision_threshold", "format", "header", "label_column", "label_columns", "label_names",
                      "label_separator", "max_eval_examples", "max_train_examples", "test_data", "text_column",
-                     "text_pair_column", "time_budget", "tpu"]
+                     "text_pair_column", "time_budget", "tpu", "version"]
     assert values["task"] == "single-label"  # resolved from the data
     assert values["cpu_fusion"] == "off"  # the suite runs without the fusion flags (conftest.py)
     assert saved["tuning"]["cpu_fusion"]["chosen_by"].startswith("this process has no CPU fusion flags")
@@ -82,10 +86,19 @@ def test_every_resolved_value_is_recorded_in_the_run_the_export_and_the_report(t
     assert saved["encoder"]["pooled_only"] is True and saved["converter"]["implementation"] == "fast"
     assert saved["hardware"]["device"] == "CPU" and saved["hardware"]["replicas"] == 1
     assert saved["cpu_fusion"] is False  # off in the suite (conftest.py)
-    assert saved["data"] == {"classes": ["neg", "pos"], "over_seq_length": 0.0,  # 8-word reviews, 32 pieces
-                             "examples": {"train": 180, "validation": 20, "test": 20}}
+    assert saved["classes"] == ["neg", "pos"]
     assert saved["schedule"] == {"steps_per_epoch": 23, "total_steps": 115, "warmup_steps": 12}
-    assert saved["export"] == {"path": str(result.export_dir), "version": 1}
+    # What happened: the data as read (each split named by its source), the training, the export.
+    data = record["data"]
+    assert data["over_seq_length"] == 0.0  # 8-word reviews, 32 pieces
+    assert data["examples"] == {"train": 180, "validation": 20, "test": 20}
+    assert data["sources"] == {"train": f"{cfg.data} (train split), less the validation split",
+                               "validation": f"20 examples of {cfg.data} (train split) held out "
+                                             f"(stratified, seed {cfg.seed})",
+                               "test": f"{cfg.data} (test split)"}
+    assert report["data"] == data["sources"]["test"]
+    assert record["export"] == {"path": str(result.export_dir), "version": 1}
+    assert record["training"]["epochs_run"] == len(pd.read_csv(result.run_dir / "history.csv"))
     assert set(saved["versions"]) >= {"tensorflow", "tensorflow-text", "tf-keras", "tensorflow-hub"}
 
 
@@ -94,14 +107,19 @@ def test_a_tables_columns_and_the_schedule_are_resolved_from_the_data(tiny_hub, 
     rows += [{"review": f"bad awful plot {i}", "stars": "neg"} for i in range(20)]
     pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", index=False)
     args = tiny_train_args(tiny_hub, tmp_path / "reviews.csv", tmp_path, epochs=2, label_column="stars")
-    _, resolved = train.resolve(_parse(args))
+    strategy, resolved = train.resolve(_parse(args))
     dataset = train.read_data(resolved)
-    *_, resolved = train.pipelines(resolved, dataset, train.token_lengths(resolved, dataset))
-    values = resolved.config
+    resolved, dataset, lengths = train.settle(resolved, strategy, dataset)
+    values = resolved.settings
     assert (values.text_column, values.label_column) == ("review", "stars")  # one found, one given
-    assert resolved.data["examples"] == {"train": 36, "validation": 4}
+    assert resolved.classes == ["neg", "pos"] and values.task == "single-label"
     assert resolved.schedule == {"steps_per_epoch": 5, "total_steps": 10, "warmup_steps": 1}
-    assert resolved.data["over_seq_length"] == 0.0  # four words fit in 32 word pieces
+    data = train.data_record(resolved, dataset, lengths)
+    assert data["examples"] == {"train": 36, "validation": 4}
+    assert data["over_seq_length"] == 0.0  # four words fit in 32 word pieces
+    assert dataset.sources == {"train": f"{tmp_path / 'reviews.csv'}, less the validation split",
+                               "validation": f"4 examples of {tmp_path / 'reviews.csv'} held out "
+                                             "(stratified, seed 42)"}
 
 
 def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
@@ -163,7 +181,7 @@ def test_max_seq_length_auto_comes_from_the_data(tiny_hub, tiny_reviews, tmp_pat
     _, resolved = train.resolve(cfg)
     dataset = train.read_data(resolved)
     resolved, _ = train.plan(resolved, None, dataset, train.token_lengths(resolved, dataset))
-    assert resolved.config.max_seq_length == 64
+    assert resolved.settings.max_seq_length == 64
     assert "smallest of" in resolved.plan["max_seq_length"]
 
 
@@ -183,14 +201,15 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
 
     result, cfg = trained_pairs
     saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
-    values = saved["config"]
+    record = json.loads((result.export_dir / "assets" / "record.json").read_text())
+    values = saved["settings"]
     assert (values["header"], values["text_column"], values["text_pair_column"], values["label_column"]) == (
         "yes", "#1 String", "#2 String", "Quality")
     assert values["pooling"] == "mean" and values["class_weight"] == "balanced"
     assert values["baseline"] == "none" and "baseline" not in result.report
     assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True  # none for pairs
-    assert saved["ngram"] == {}
-    assert saved["data"]["classes"] == ["different", "same"]  # the names file's order
+    assert record["ngram"] == {}
+    assert saved["classes"] == ["different", "same"]  # the names file's order
     # Balanced: each class weighs n / (2 x its count) in the training split the run used.
     table = data.TableFormat("#1 String", "Quality", label_names=cfg.label_names,
                              text_pair_column="#2 String")
@@ -202,7 +221,7 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
     predictions = pd.read_csv(result.report_dir / "predictions.csv")
     assert (predictions["n_words"] == 6 + 1 + 5).all()
     report = json.loads((result.report_dir / "report.json").read_text())
-    assert report["n_examples"] == saved["data"]["examples"]["validation"]
+    assert report["n_examples"] == record["data"]["examples"]["validation"]
 
 
 def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
@@ -213,28 +232,29 @@ def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
 
     result, _ = trained_tags
     saved = json.loads((result.run_dir / "config.json").read_text())
-    assert saved["config"]["task"] == "multi-label"
-    classes = saved["data"]["classes"]
+    record = json.loads((result.run_dir / "record.json").read_text())
+    assert saved["settings"]["task"] == "multi-label"
+    classes = saved["classes"]
     assert classes == [c for c in TAG_CLASSES if c in classes]  # the names file's order
     assert classes[:3] == LEARNABLE_TAGS
     assert len(classes) >= 25  # a rare label may lose its three texts to the validation split
-    assert set(saved["thresholds"]) == set(classes)
-    assert all(0 < t < 1 for t in saved["thresholds"].values())
-    rule = saved["threshold_rule"]
+    assert set(record["thresholds"]) == set(classes)
+    assert all(0 < t < 1 for t in record["thresholds"].values())
+    rule = record["threshold_rule"]
     assert rule["rule"] in ("global", "per-label", "shrunk") and set(rule["rules"]) == {"global", "per-label",
                                                                                           "shrunk"}
     weights = saved["class_weights"]
     assert 1 <= weights["praise"] < 1.5 and weights["rare0"] == 10.0  # capped: 3 positives in ~144
-    exported = json.loads((result.export_dir / "assets" / "config.json").read_text())
-    assert exported["thresholds"] == saved["thresholds"]
+    exported = json.loads((result.export_dir / "assets" / "record.json").read_text())
+    assert exported["thresholds"] == record["thresholds"]
     history = pd.read_csv(result.run_dir / "history.csv")
     assert {"f1", "val_f1"} <= set(history.columns) and "val_accuracy" not in history
     report = result.report
-    assert report["task"] == "multi-label" and report["thresholds"] == saved["thresholds"]
+    assert report["task"] == "multi-label" and report["thresholds"] == record["thresholds"]
     # The learnable labels are words in the texts: the run (n-grams and encoder) should find them.
     for tag in LEARNABLE_TAGS:
         assert report["per_class"][tag]["f1"] > 0.8, report["per_class"]
-    assert saved["ngram"]["weight"] >= 0 and "validation_loss" in saved["ngram"]
+    assert record["ngram"]["weight"] >= 0 and "validation_loss" in record["ngram"]
     markdown = (result.report_dir / "report.md").read_text()
     assert f"Decision thresholds: the {rule['rule']} rule" in markdown
 

@@ -82,7 +82,7 @@ dataset = train.read_data(resolved)
 lengths = train.token_lengths(resolved, dataset)
 first = train.tune(resolved, strategy, dataset, lengths)
 again = train.tune(resolved, strategy, dataset, lengths)
-print(json.dumps([first.config.cpu_fusion, first.tuning, again.tuning]))
+print(json.dumps([first.settings.cpu_fusion, first.tuning, again.tuning]))
 """
 
 
