@@ -4,9 +4,11 @@
 `make_plan` chooses the sequence length, the number of training and validation examples and the
 epochs from those lengths and from how fast this machine trains the encoder (`Throughput`,
 probed once per machine and encoder and cached, then corrected by what each budgeted run
-measured). `Deadline` keeps `model.fit` to the budget whatever the probe said: it stops training
-in time for the last validation, and it drives the learning-rate schedule's clock, so the
-schedule decays to its end at the deadline even when the steps run slower than planned.
+measured: `learn_from_run`). `deadline` builds the `app.fit.Deadline` callback that keeps
+`model.fit` to the budget whatever the probe said: it stops training in time for the last
+validation, and it drives the learning-rate schedule's clock, so the schedule decays to its end
+at the deadline even when the steps run slower than planned. `app.train` calls this module at
+three points: `plan`, the deadline, and `learn_from_run` after fit.
 
 No TensorFlow at import: the planner is plain arithmetic, tested without a model.
 """
@@ -352,3 +354,39 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                 validation_pass_seconds=round(n_val * per_val, 2),
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
                 options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options])
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: int, clock=None,
+             reserve_validations: int = 0):
+    """The `app.fit.Deadline` that keeps a run to its plan (`plan_record`, `Plan.to_dict` with the
+    throughput it used). The budget counts from `started` (a `time.monotonic()` reading); the
+    first validation traces its function, so it is expected to take one pass plus that;
+    `reserve_validations` passes are kept for work after fit; `clock` is the learning-rate
+    schedule's share of the budget used."""
+    from app.fit import Deadline  # TensorFlow: only when a budgeted run trains
+
+    one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
+    return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
+                    reserve_validations=reserve_validations)
+
+
+def learn_from_run(plan_record: dict, steps: int, batch_size: int, training_seconds: float) -> dict:
+    """After a budgeted run: correct this machine's cached throughput (the plan's cache key) by
+    what its `steps` training steps took (`training_seconds`, validation excluded) and return the
+    planned and the trained rate, for the run record (how well the plan predicted)."""
+    if not steps:
+        return {}
+    examples = steps * batch_size
+    planned = plan_record["seconds_per_example"] * examples
+    measured = training_seconds - plan_record["startup_seconds"]
+    throughput = Throughput.from_dict(plan_record["throughput"])
+    save_throughput(plan_record["throughput_key"], corrected(throughput, planned, measured))
+    if measured <= 0:
+        return {}
+    logger.info("time budget: the plan expected %.2f training examples/s, the run trained at %.2f (%.2fx)",
+                examples / planned, examples / measured, planned / measured)
+    return {"planned_examples_per_second": round(examples / planned, 2),
+            "trained_examples_per_second": round(examples / measured, 2)}

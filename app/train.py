@@ -67,7 +67,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
 
 
 def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> RunResult:
-    from app import backup, distribute, fit, ngram
+    from app import backup, budget, distribute, fit, ngram
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
@@ -77,19 +77,22 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
     resolved, dataset, lengths = settle(resolved, strategy, dataset, started, ngram_fit is not None)
+    c = resolved.settings
     (run_dir / "config.json").write_text(resolved.to_json())  # what the run is told, once
     (run_dir / "classes.json").write_text(json.dumps(resolved.classes))
     tokenizer, train_epoch, val_ds = pipelines(resolved, dataset)
     record.add("data", **data_record(resolved, dataset, lengths))
     if ngram_fit is not None:  # now, while the budget's clock has time for it
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
-    c = resolved.settings
     model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
                                dataset.multi_label, label_priors(dataset))
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
     after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
     encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
-    deadline = budget_deadline(resolved, started, clock, reserve_validations=1 if encoder is not None else 0)
+    deadline = None
+    if c.time_budget:  # after fit, one pass over the validation split for the weight, temperature, thresholds
+        deadline = budget.deadline(resolved.plan, c.time_budget, started, c.epochs, clock,
+                                   reserve_validations=1 if encoder is not None else 0)
     logger.info("training on %d examples (%d steps/epoch, %d epochs); validating on %d",
                 len(dataset.splits["train"]), resolved.schedule["steps_per_epoch"], c.epochs,
                 len(dataset.splits["validation"]))
@@ -106,7 +109,8 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     decide(resolved, dataset, val_probabilities, record)
     record.add("training", **training_record(started, deadline, history), **backups)
     if deadline is not None:
-        record.add("training", **update_throughput(resolved, deadline))
+        record.add("training", **budget.learn_from_run(resolved.plan, deadline.steps, c.batch_size,
+                                                       deadline.elapsed() - deadline.validation_total))
     export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved, record)
@@ -434,21 +438,6 @@ def data_record(resolved: config_mod.RunConfig, dataset, lengths: np.ndarray) ->
             "over_seq_length": round(over, 4)}
 
 
-def budget_deadline(resolved: config_mod.RunConfig, started: float, clock, reserve_validations: int):
-    """The `app.fit.Deadline` of a `--time-budget` run (None without one): the budget counts from
-    `started`; the first validation traces its function, so it is planned as one pass plus that;
-    `reserve_validations` passes over the validation split are kept for after fit (the n-gram
-    weight, the temperature or the thresholds)."""
-    from app import fit
-
-    c = resolved.settings
-    if not c.time_budget:
-        return None
-    one_validation = resolved.plan["validation_pass_seconds"] + resolved.plan["throughput"]["predict_startup"]
-    return fit.Deadline(c.time_budget * 60, started, one_validation, c.epochs, clock,
-                        reserve_validations=reserve_validations)
-
-
 def training_record(started: float, deadline, history) -> dict:
     """What training took: wall seconds from planning to the end of fit (a resumed run counts its
     earlier processes' epochs too), the epochs run, and whether the budget stopped it."""
@@ -458,29 +447,6 @@ def training_record(started: float, deadline, history) -> dict:
         record.update(budget_seconds=deadline.budget, stopped_by_budget=deadline.stopped_early,
                       steps=deadline.steps)
     return record
-
-
-def update_throughput(resolved: config_mod.RunConfig, deadline) -> dict:
-    """Correct this machine's cached throughput by what the run's training steps took; returns
-    the planned and the measured rate, for the training record (how well the plan predicted)."""
-    from app import budget
-
-    plan_record = resolved.plan
-    if not deadline.steps:
-        return {}
-    examples = deadline.steps * resolved.settings.batch_size
-    planned = plan_record["seconds_per_example"] * examples
-    measured = deadline.elapsed() - deadline.validation_total - plan_record["startup_seconds"]
-    throughput = budget.Throughput.from_dict(plan_record["throughput"])
-    budget.save_throughput(plan_record["throughput_key"], budget.corrected(throughput, planned, measured))
-    if measured <= 0:
-        return {}
-    rates = {"planned_examples_per_second": round(examples / planned, 2),
-             "trained_examples_per_second": round(examples / measured, 2)}
-    logger.info("time budget: the plan expected %.2f training examples/s, the run trained at %.2f (%.2fx)",
-                rates["planned_examples_per_second"], rates["trained_examples_per_second"],
-                planned / measured)
-    return rates
 
 
 def fit_ngram(resolved: config_mod.RunConfig, dataset):

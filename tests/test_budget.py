@@ -153,6 +153,18 @@ def test_a_slower_run_corrects_the_next_plan_halfway():
     assert budget.corrected(THROUGHPUT, 0, 10) == THROUGHPUT
 
 
+def test_a_finished_run_records_its_rate_and_corrects_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTCLF_CACHE_DIR", str(tmp_path / "cache"))
+    key = budget.machine_key(encoder="tiny")
+    plan = {"seconds_per_example": 0.1, "startup_seconds": 10.0, "throughput": THROUGHPUT.to_dict(),
+            "throughput_key": key}
+    # 100 steps of 8: planned 80 s; trained in 170 s less 10 s of start-up, twice as slow.
+    rates = budget.learn_from_run(plan, steps=100, batch_size=8, training_seconds=170.0)
+    assert rates == {"planned_examples_per_second": 10.0, "trained_examples_per_second": 5.0}
+    assert budget.cached_throughput(key).correction == pytest.approx(2 ** 0.5)  # halfway, geometrically
+    assert budget.learn_from_run(plan, steps=0, batch_size=8, training_seconds=170.0) == {}
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
