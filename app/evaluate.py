@@ -14,9 +14,7 @@ Hamming loss and label cardinality.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
-import html
 import json
 import logging
 import sys
@@ -29,6 +27,7 @@ import pandas as pd
 from app import data as data_mod
 from app import inference, runtime
 from app.config import add_table_arguments
+from app.report import Block, Section, to_html, to_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -515,146 +514,50 @@ def baseline_line(report: dict) -> str:
     return f"({b['name']}, {b['seconds']:.0f} s): {figures} on the same {b['n_examples']} examples"
 
 
-def _markdown(report: dict, images: list[str], mistakes: list[dict]) -> str:
-    lines = [f"# Evaluation report: {report['model']}", "",
-             f"Data: `{report['data']}` ({report['n_examples']} examples). "
-             f"Throughput: {report['examples_per_second']:.1f} examples/s.{_training_sentence(report)}", ""]
-    if report.get("findings"):
-        lines += ["## Findings", ""] + [f"- {f}" for f in report["findings"]] + [""]
-    for sentence in (_calibration_sentence(report), _threshold_sentence(report)):
-        if sentence:
-            lines += [sentence, ""]
-    for note in report["notes"]:
-        lines.append(f"> **Note:** {note}")
-    if report["notes"]:
-        lines.append("")
-    comparison = _comparison(report)
-    if comparison:
-        lines += ["Against the classic baseline, fitted on the same training split:", "",
-                  "| " + " | ".join(comparison[0]) + " |", "| --- " * len(comparison[0]) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in comparison[1:]] + [""]
-    lines += ["| metric | value |", "| --- | --- |"]
-    for key in _summary_keys(report):
-        lines.append(f"| {key} | {_fmt(report.get(key))} |")
-    columns = _class_columns(report)
-    lines += ["", "| class | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
-    for c, m in report["per_class"].items():
-        lines.append(f"| {c} | " + " | ".join(_cell(m[k]) for k in columns) + " |")
-    if "confusion_matrix" in report:
-        lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
-                  "| | " + " | ".join(report["classes"]) + " |",
-                  "| --- " * (len(report["classes"]) + 1) + "|"]
-        for c, row in zip(report["classes"], report["confusion_matrix"], strict=True):
-            lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
-    lines += [""]
-    for image in images:
-        lines += [f"![{image[:-4].replace('_', ' ')}]({image})", ""]
-    table, sentences = _operating_lines(report)
-    if table:
-        lines += ["## Operating points", "", *[f"{s} " for s in sentences], "",
-                  "| " + " | ".join(table[0]) + " |", "| --- " * len(table[0]) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in table[1:]] + [""]
-    if report.get("surprising_training_examples"):
-        lines += ["## Most surprising training examples (highest loss: check their labels)", ""]
-        lines += [f"- `{m['id']}` labelled **{m['label']}**, the model says **{m['model']}** "
-                  f"(loss {m['loss']:.3f}): {m['text']}" for m in report["surprising_training_examples"]]
-        lines += [""]
-    lines += ["## Most confident mistakes", ""]
-    if not mistakes:
-        lines.append("None: every example was classified correctly.")
-    for m in mistakes:
-        lines.append(f"- `{m['id']}` true **{m['true']}**, predicted **{m['predicted']}** "
-                     f"({m.get('why') or format(m['confidence'], '.3f')}): {m['text']}")
-    return "\n".join(lines) + "\n"
-
-
-def _table(rows: list[Sequence[str]], numeric_from: int = 1) -> str:
-    """An HTML table: the first row the header; columns from `numeric_from` on right-aligned."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(str(h))}</th>" for h in rows[0])
-    body = "".join("<tr>" + "".join(f"<td{' class=num' if j >= numeric_from else ''}>{esc(str(v))}</td>"
-                                    for j, v in enumerate(row)) + "</tr>" for row in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _quotes(rows: list[dict], kind: str) -> str:
-    """Quoted examples, each with what it is labelled and what the model said."""
-    esc = html.escape
-    items = []
-    for m in rows:
-        if kind == "surprising":
-            head = (f"labelled <b>{esc(m['label'])}</b>, the model says <b>{esc(m['model'])}</b> "
-                    f"(loss {m['loss']:.3f})")
-        else:
-            head = (f"true <b>{esc(m['true'])}</b>, predicted <b>{esc(m['predicted'])}</b> "
-                    f"({esc(m.get('why') or format(m['confidence'], '.3f'))})")
-        items.append(f"<li><div class=meta><code>{esc(m['id'])}</code> {head}</div>"
-                     f"<blockquote>{esc(m['text'])}</blockquote></li>")
-    return "<ul class=quotes>" + "".join(items) + "</ul>"
-
-
-_STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;color:#222;max-width:72em;margin:1.5em auto;padding:0 1em}
-h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin:1.6em 0 .5em;border-bottom:1px solid #ddd}
-.summary{color:#555}.headline{font-size:1.25em;margin:.6em 0}
-.findings{background:#f3f7fc;border-left:4px solid #3a78c3;padding:.6em 1em .6em 2em}
-.findings li{margin:.3em 0}.note{background:#fff3cd;padding:.5em 1em}
-table{border-collapse:collapse;margin:.4em 0 1em}td,th{border-bottom:1px solid #e3e3e3;padding:.25em .7em;
-text-align:left}th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:1em}
-.plots img{width:100%;border:1px solid #eee}
-.quotes{list-style:none;padding:0}.quotes li{margin:.6em 0}.meta{font-size:.9em;color:#444}
-blockquote{margin:.2em 0 0;padding:.3em .8em;border-left:3px solid #ccc;color:#333;background:#fafafa}
-"""
-
-
-def _html(report: dict, images: list[str], mistakes: list[dict], out: Path) -> str:
-    """A self-contained page laid out for reading: what it means first (the headline figures
-    against the baseline, the findings), then the tables, the plots in a grid, and the quoted
-    examples; the plots are embedded as base64 PNGs."""
-    esc = html.escape
+def _sections(report: dict, images: list[str], mistakes: list[dict]) -> list[Section]:
+    """What the report says, in reading order (rendered by app.report): the headline figures
+    against the baseline, the findings, the metrics, the plots, the operating points, the quoted
+    examples."""
     multi = report.get("task") == "multi-label"
-    headline = (f"micro F1 <b>{report['micro_f1']:.4f}</b>, macro F1 <b>{report['macro_f1']:.4f}</b>" if multi
-                else f"accuracy <b>{report['accuracy']:.4f}</b>, macro F1 <b>{report['macro_f1']:.4f}</b>")
-    parts = [f"<h1>Evaluation report: {esc(report['model'])}</h1>",
-             f"<p class=summary>Data: <code>{esc(report['data'])}</code> ({report['n_examples']} examples). "
-             f"Throughput: {report['examples_per_second']:.1f} examples/s."
-             f"{esc(_training_sentence(report))}</p>",
-             f"<p class=headline>{headline}</p>"]
+    first = ("micro F1", "micro_f1") if multi else ("accuracy", "accuracy")
+    top = [Block("text", f"Data: {report['data']} ({report['n_examples']} examples). Throughput: "
+                         f"{report['examples_per_second']:.1f} examples/s.{_training_sentence(report)}"),
+           Block("strong", [(first[0], f"{report[first[1]]:.4f}"),
+                            ("macro F1", f"{report['macro_f1']:.4f}")])]
     comparison = _comparison(report)
     if comparison:
-        parts.append("<p>Against the classic baseline, fitted on the same training split:</p>"
-                     + _table(comparison))
+        top += [Block("text", "Against the classic baseline, fitted on the same training split:"),
+                Block("tables", [comparison])]
+    parts = [Section(f"Evaluation report: {report['model']}", top)]
     if report.get("findings"):
-        parts.append("<h2>Findings</h2><ul class=findings>"
-                     + "".join(f"<li>{esc(f)}</li>" for f in report["findings"]) + "</ul>")
-    parts += [f"<p class=note><b>Note:</b> {esc(n)}</p>" for n in report["notes"]]
-    parts.append("<h2>Metrics</h2>")
-    for sentence in (_calibration_sentence(report), _threshold_sentence(report)):
-        if sentence:
-            parts.append(f"<p>{esc(sentence)}</p>")
+        parts.append(Section("Findings", [Block("items", list(report["findings"]))]))
+    metrics = [Block("notes", list(report["notes"]))] if report["notes"] else []
+    metrics += [Block("text", s) for s in (_calibration_sentence(report), _threshold_sentence(report)) if s]
     columns = _class_columns(report)
-    summary = [("metric", "value")] + [(k, _fmt(report.get(k))) for k in _summary_keys(report)]
-    per_class = [("class", *columns)]
-    per_class += [(c, *(_cell(m[k]) for k in columns)) for c, m in report["per_class"].items()]
-    parts.append(f"<div class=row>{_table(summary)}{_table(per_class)}</div>")
-    figures = "".join(f'<figure><img alt="{image}" src="data:image/png;base64,'
-                      f'{base64.b64encode((out / image).read_bytes()).decode()}"></figure>'
-                      for image in images)
-    parts.append(f"<h2>Plots</h2><div class=plots>{figures}</div>")
+    summary = [("metric", "value"), *((k, _fmt(report.get(k))) for k in _summary_keys(report))]
+    per_class = [("class", *columns), *((c, *(_cell(m[k]) for k in columns))
+                                         for c, m in report["per_class"].items())]
+    metrics.append(Block("tables", [summary, per_class]))
+    if "confusion_matrix" in report:
+        matrix = [("true \\ predicted", *report["classes"]),
+                  *((c, *map(str, row)) for c, row in zip(report["classes"], report["confusion_matrix"],
+                                                          strict=True))]
+        metrics += [Block("text", "Confusion matrix (rows: true, columns: predicted):"),
+                    Block("tables", [matrix])]
+    parts.append(Section("Metrics", metrics))
+    if images:
+        parts.append(Section("Plots", [Block("images", list(images))]))
     table, sentences = _operating_lines(report)
     if table:
-        parts.append("<h2>Operating points</h2><p>" + " ".join(esc(s) for s in sentences) + "</p>"
-                     + _table(table, 0))
+        parts.append(Section("Operating points",
+                             [Block("text", " ".join(sentences)), Block("tables", [table])]))
     if report.get("surprising_training_examples"):
-        parts.append("<h2>Most surprising training examples (highest loss: check their labels)</h2>"
-                     + _quotes(report["surprising_training_examples"], "surprising"))
-    parts.append("<h2>Most confident mistakes</h2>"
-                 + (_quotes(mistakes, "mistake") if mistakes
-                    else "<p>None: every example was classified correctly.</p>"))
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{esc(report['model'])}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+        parts.append(Section("Most surprising training examples (highest loss: check their labels)",
+                             [Block("quotes", report["surprising_training_examples"], "surprising")]))
+    parts.append(Section("Most confident mistakes",
+                         [Block("quotes", mistakes, "mistake") if mistakes
+                          else Block("text", "None: every example was classified correctly.")]))
+    return parts
 
 
 def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, model: str, data: str,
@@ -717,8 +620,9 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     report["plots"] = images
     mistakes = _mistakes(pred, classes)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (out / "report.md").write_text(_markdown(report, images, mistakes), encoding="utf-8")
-    (out / "report.html").write_text(_html(report, images, mistakes, out), encoding="utf-8")
+    parts = _sections(report, images, mistakes)
+    (out / "report.md").write_text(to_markdown(parts), encoding="utf-8")
+    (out / "report.html").write_text(to_html(parts, out), encoding="utf-8")
     logger.info("report written to %s (accuracy %.4f)", out, report["accuracy"])
     return report
 

@@ -83,7 +83,7 @@ STAGES = {
     "model": ("bert", "bert_fast", "convert", "model", "ngram", "optimization"),
     "fit": ("tuning", "budget", "backup", "fit", "calibration", "decision"),
     "serving": ("export", "inference", "predict"),
-    "report": ("baseline", "findings", "evaluate"),
+    "report": ("baseline", "findings", "report", "evaluate"),
     "run": ("train",),
 }
 
