@@ -47,6 +47,7 @@ _KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # in the default tier: SIGTERM's resume below, and resumes in process at every point
 def test_killed_run_resumes_from_backup(tiny_hub, tiny_reviews, tmp_path):
     args = tiny_train_args(tiny_hub, tiny_reviews, tmp_path, epochs=2, max_train_examples=80)
     first = run_script(_KILL_AFTER_FIRST_EPOCH, *args)
@@ -246,6 +247,7 @@ def test_sigterm_and_ctrl_c_back_up_stop_and_resume(tiny_hub_still, tiny_reviews
     assert not fit.has_backup(tmp_path / "run")
 
 
+@pytest.mark.slow  # in the default tier: the lock's unit tests (test_backup.py), app.train's refusal
 def test_one_run_a_folder_and_a_dead_holders_lock_is_taken_over(tiny_hub_still, tiny_reviews, tmp_path):
     args = _still_args(tiny_hub_still, tiny_reviews, tmp_path, backup_every=2)
     record = tmp_path / "record"

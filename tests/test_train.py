@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from app import config, train
-from tests.conftest import assert_clear_failure, run_in_process, run_module, tiny_train_args
+from tests.conftest import ENV, ROOT, assert_clear_failure, run_in_process, run_module, tiny_train_args
 
 
 def _parse(argv):
@@ -125,6 +127,23 @@ def test_a_tables_columns_and_the_schedule_are_resolved_from_the_data(tiny_hub, 
 def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
     with pytest.raises(ValueError, match="above the encoder's limit of 128"):
         train.run(_parse(tiny_train_args(tiny_hub, tiny_reviews, tmp_path, max_seq_length=256)))
+
+
+def test_a_run_folder_in_use_is_refused_before_any_work(tiny_hub, tiny_reviews, tmp_path):
+    from tests.test_backup import _HOLD
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_in_process("train", *tiny_train_args(tiny_hub, tiny_reviews, tmp_path))
+        assert_clear_failure(proc, f"is in use by another app.train (pid {holder.pid} on")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (run_dir / "config.json").exists() and not (tmp_path / "models").exists()
 
 
 def test_resume_refuses_a_different_config(tiny_hub, tiny_reviews, tmp_path):
