@@ -217,10 +217,10 @@ def weigh_classes(resolved: config_mod.RunConfig, dataset) -> config_mod.RunConf
     """Each class's loss weight (`--class-weight`), from the training split as read (for
     multi-label data, each label's positive examples' weight); a budget's plan keeps its class
     proportions."""
-    from app import data
+    from app.model import class_weights
 
     check_task_flags(resolved.settings, dataset.multi_label, len(dataset.classes), dataset.classes)
-    weights = data.class_weights(dataset.splits["train"], dataset.classes, resolved.settings.class_weight)
+    weights = class_weights(dataset.splits["train"], dataset.classes, resolved.settings.class_weight)
     if resolved.settings.class_weight != "none":
         logger.info("%s (--class-weight %s): %s", "positive examples' loss weight by label"
                     if dataset.multi_label else "class weights", resolved.settings.class_weight, weights)

@@ -13,19 +13,31 @@ APP = ROOT / "app"
 
 
 def module_imports() -> dict[str, set[str]]:
-    """Each app module -> the app modules it imports at module level (not inside functions)."""
+    """Each app module ("train", or "data.tables" inside a package, a package by its own name)
+    -> the app modules it imports at module level (not inside functions)."""
+    paths = sorted(APP.rglob("*.py"))
+    names = {path: ".".join(path.relative_to(APP).with_suffix("").parts).removesuffix(".__init__")
+             for path in paths}
+    known = set(names.values())
+
+    def module(dotted: str) -> str:
+        return dotted.removeprefix("app.")
+
     graph = {}
-    for path in sorted(APP.glob("*.py")):
-        name = path.stem
+    for path, name in names.items():
+        if name in ("__init__", "__main__") or name.endswith(".__main__"):
+            continue
         found = set()
         # (Statements only: an `if TYPE_CHECKING:` block's imports never run.)
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "app":
-                parts = node.module.split(".")
-                found.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+                base = module(node.module)
+                for alias in node.names:  # `from app import data`, `from app.data import tables`
+                    child = f"{base}.{alias.name}" if base != "app" else alias.name
+                    found.add(child if child in known else base)
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("app."))
-        graph[name] = found - {name, "__init__"}
+                found.update(module(a.name) for a in node.names if a.name.startswith("app."))
+        graph[name] = found - {name, "__init__", "app"}
     return graph
 
 
@@ -79,7 +91,8 @@ def test_the_config_and_help_load_neither_tensorflow_nor_pandas():
 # its own stage or an earlier one.
 STAGES = {
     "setup": ("options", "runtime", "config", "record", "encoders", "distribute"),
-    "data": ("data", "preprocessing"),
+    "data": ("data.examples", "data.tables", "data.sources", "data.splits", "data.cli", "data",
+             "preprocessing"),
     "model": ("bert", "bert_fast", "convert", "model", "ngram", "optimization"),
     "fit": ("tuning", "budget", "backup", "fit", "calibration", "decision"),
     "serving": ("export", "inference", "predict"),

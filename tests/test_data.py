@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from app import data
-from app.data import DataError
+from app.data import DataError, tables
+from app.options import BUNDLED_SAMPLE
 from tests.conftest import (
     assert_clear_failure,
     bad_data_inputs,
@@ -180,7 +181,7 @@ def test_imdb_download_uses_get_file_with_hash(acl_tree, tmp_path):
 
 
 def test_bundled_sample_is_balanced_with_train_and_test():
-    ds = data.read_dataset(str(data.BUNDLED_SAMPLE))
+    ds = data.read_dataset(str(BUNDLED_SAMPLE))
     assert ds.classes == ["neg", "pos"]
     train, test = ds.splits["train"].counts(), ds.splits["test"].counts()
     assert train["neg"] == train["pos"] and test["neg"] == test["pos"]
@@ -263,9 +264,9 @@ def test_header_detection_and_named_column_joins(tmp_path):
     assert ds.splits["train"].texts[:2] == ["Good\nfun film", "Bad\ndull plot"]
     assert ds.splits["train"].ids[0] == "t.csv:2"  # line 1 is the header
     # "stars" heads a column of numbers: a header row, found without naming a column.
-    assert data._has_header(pd.read_csv(path, header=None, dtype=str), data.TableFormat())[0] is True
+    assert tables._has_header(pd.read_csv(path, header=None, dtype=str), data.TableFormat())[0] is True
     numbers = pd.DataFrame([["1", "some text"], ["2", "more text"]])
-    assert data._has_header(numbers, data.TableFormat())[0] is False
+    assert tables._has_header(numbers, data.TableFormat())[0] is False
     pd.DataFrame({"text": ["a"], "label": ["b"]}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     with pytest.raises(DataError, match=r"--header is for .csv and .tsv"):
         data.read_dataset(str(tmp_path / "t.jsonl"), table=data.TableFormat(header="none"))
@@ -321,22 +322,6 @@ def test_inspect_cli_reads_a_headerless_table_and_says_which_columns(tmp_path):
     report = json.loads(proc.stdout)
     assert report["columns"] == {"text": "1,2", "label": "0", "header": "none"}
     assert report["classes"] == NEWS_NAMES
-
-
-def test_class_weights_none_balanced_and_from_a_file(tmp_path):
-    split = data.Split(["t"] * 8, ["a"] * 6 + ["b"] * 2, [str(i) for i in range(8)])
-    assert data.class_weights(split, ["a", "b"], "none") == {"a": 1.0, "b": 1.0}
-    balanced = data.class_weights(split, ["a", "b"], "balanced")
-    assert balanced == pytest.approx({"a": 8 / 12, "b": 8 / 4})
-    path = tmp_path / "w.json"
-    path.write_text('{"b": 3}')
-    assert data.class_weights(split, ["a", "b"], str(path)) == {"a": 1.0, "b": 3.0}
-    for content, message in [('{"c": 2}', r"names class\(es\) \['c'\] that are not in the training"),
-                             ('{"b": -1}', r"the weight of 'b' must be a positive number, got -1"),
-                             ('[1, 2]', r"expected a JSON object"), ("{", r"not valid JSON")]:
-        path.write_text(content)
-        with pytest.raises(DataError, match=message):
-            data.class_weights(split, ["a", "b"], str(path))
 
 
 def test_text_pairs_come_from_a_second_column_and_travel_with_their_rows(tmp_path, acl_tree):
@@ -439,14 +424,6 @@ def test_a_tsv_is_read_without_quoting_as_paraphrase_corpora_ship(tmp_path):
     assert split.pairs == ['Referring to him as "the witness", Amrozi accused',
                            '"Yucaipa bought Dominick\'s in 1995']
     assert split.labels == ["1", "0"]
-
-
-def test_multi_label_balanced_weights_each_labels_positives_by_its_rarity():
-    labels = [("a",)] * 50 + [("a", "b")] * 30 + [()] * 19 + [("c",)]
-    split = data.Split(["t"] * 100, labels, [str(i) for i in range(100)])
-    weights = data.class_weights(split, ["a", "b", "c"], "balanced")
-    # a: 80 of 100 (negatives fewer than positives: 1); b: 70 / 30; c: 99 / 1, capped.
-    assert weights == pytest.approx({"a": 1.0, "b": 70 / 30, "c": data.MAX_POSITIVE_WEIGHT})
 
 
 BOM = "\ufeff"

@@ -78,6 +78,7 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
     """Run each suggestion through app.train's parser and validation, and the checks the run
     makes against its data's task (multi-label data refuses single-label flags)."""
     from app import config, data, train
+    from app.model import class_weights
 
     history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.6, 0.4, 0.2], "val_loss": [0.5, 0.45, 0.6]})
     key = "micro_f1" if multi_label else "accuracy"
@@ -100,5 +101,5 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
     for argv in suggestions:
         cfg = config.build_config(parser.parse_args(argv))  # a flag without its value fails here
         train.check_task_flags(cfg, multi_label, 2)
-        data.class_weights(split, ["neg", "pos"], cfg.class_weight)
+        class_weights(split, ["neg", "pos"], cfg.class_weight)
     assert ["--time-budget", "14"] in suggestions  # twice the 400 s training took, in minutes
