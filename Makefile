@@ -74,7 +74,7 @@ $(TORCH_STAMP): requirements-torch.txt
 
 golden: venv $(TORCH_STAMP)
 	$(TORCH_VENV)/bin/python tools/make_golden.py \
-	  --checkpoint "$$($(PY) -c 'from app.encoders import minilm_checkpoint; print(minilm_checkpoint())')" \
+	  --checkpoint "$$($(PY) -c 'from app.model.encoders import minilm_checkpoint; print(minilm_checkpoint())')" \
 	  --output tests/golden
 
 bench: venv $(TORCH_STAMP)

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.encoders import DEFAULT_ENCODER, EncoderSpec
 from app.options import (
     BASELINES,
     BUNDLED_SAMPLE,
@@ -50,6 +49,30 @@ def _field(default: Any, group: str, help: str, shown: str | None = None) -> Any
     """A config field with its `--help` text; `shown` says what the default is when it is chosen
     at run time (None in the config)."""
     return dataclasses.field(default=default, metadata={"group": group, "help": help, "shown": shown})
+
+
+# The offline default encoder (app.model.encoders converts it on first use).
+DEFAULT_ENCODER = "minilm-l6-h384-uncased"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """A named encoder: its two handles plus the size facts that pick training defaults."""
+
+    name: str
+    preprocess: str
+    encoder: str
+    num_layers: int
+    hidden_size: int
+    max_seq_length: int = 512
+    offline: bool = False  # built locally by app.convert, not fetched
+    # The dtype baked into the encoder's graph (app.convert --compute-dtype); TF Hub's: float32.
+    compute_dtype: str = "float32"
+    # The encoder's __call__ takes pooled_only=True (app.convert's fast implementation): the
+    # classifier then skips the last layer's work on every token but [CLS].
+    pooled_only: bool = False
+    # app.convert's encoder graph, "fast" or "plain" (None: not converted by bertclf)
+    implementation: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +118,7 @@ class TrainConfig:
     max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")
     max_seq_length: int | None = _field(None, "data", "word pieces per text, [CLS] and [SEP] included, "
                                         "or auto", "auto, from the training texts' token lengths "
-                                        "(app.budget), 64 to 256, or planned by --time-budget")
+                                        "(app.training.budget), 64 to 256, or planned by --time-budget")
     truncation: str = _field("head+tail", "data",
                              f"which word pieces a longer text keeps: {', '.join(TRUNCATIONS)} (head+tail: "
                              "the first quarter and the last three quarters)")
@@ -113,11 +136,11 @@ class TrainConfig:
                           "mean (the average of the last layer over the text's word pieces)")
     dropout: float = _field(0.1, "model", "dropout rate before the classifier head")
     ngram_model: bool = _field(True, "model", "average the encoder's probabilities with a TF-IDF n-gram "
-                               "linear model over the whole text (app.ngram), weighted on the validation "
-                               "split, inside the same export")
+                               "linear model over the whole text (app.model.ngram), weighted on the "
+                               "validation split, inside the same export")
     calibration: str = _field("temperature", "model", "temperature: scale the exported probabilities by a "
                               "temperature fitted on the validation split (log loss), so that they mean what "
-                              "they say (app.calibration); none: the raw softmax (or sigmoids)")
+                              "they say (app.training.calibration); none: the raw softmax (or sigmoids)")
     decision_threshold: float | None = _field(None, "model", "two classes only: the export's class_id and "
                                               "label are the second class when its probability reaches this "
                                               "(the report's operating points say what each gives)",
@@ -128,7 +151,8 @@ class TrainConfig:
     time_budget: float | None = _field(None, "optimisation",
                                        "minutes for training and validation: plans the sequence length, "
                                        "training examples and epochs for this machine and stops in time "
-                                       "(app.budget); the export and the test report come after", "none")
+                                       "(app.training.budget); the export and the test report come after",
+                                       "none")
     batch_size: int | None = _field(None, "optimisation", "global batch size, across all replicas",
                                     "32; 16 for encoders wider than 768")
     learning_rate: float | None = _field(None, "optimisation", "peak AdamW learning rate",
@@ -257,7 +281,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("baseline", cfg.baseline, f"must be one of {list(BASELINES)}")
     if cfg.version is not None and cfg.version < 1:
         bad("version", cfg.version, "must be a positive integer")
-    from app.backup import parse_every
+    from app.training.backup import parse_every
 
     parse_every(cfg.backup_every)  # its own ValueError names the flag
     return cfg
@@ -421,7 +445,7 @@ class RunConfig:
     classes: list = dataclasses.field(default_factory=list)  # in order: the model's outputs
     class_weights: dict = dataclasses.field(default_factory=dict)  # class name -> loss weight
     tuning: dict = dataclasses.field(default_factory=dict)  # how CPU fusion was chosen
-    plan: dict = dataclasses.field(default_factory=dict)  # what app.budget chose, and why
+    plan: dict = dataclasses.field(default_factory=dict)  # what app.training.budget chose, and why
     schedule: dict = dataclasses.field(default_factory=dict)  # steps per epoch, total, warm-up
 
     def with_cpu_fusion(self, fused: bool, record: dict) -> RunConfig:
@@ -471,13 +495,12 @@ def default_hyperparameters(hidden_size: int) -> tuple[int, float]:
     return 32, 3e-5
 
 
-def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> RunConfig:
+def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder) -> RunConfig:
     """Choose every value `cfg` leaves to the encoder and the hardware; refuse combinations that
-    cannot run. `find_encoder` is `app.encoders.resolve` (which converts the offline encoder on
-    first use); tests pass their own."""
-    from app import encoders, runtime
-
-    find_encoder = find_encoder or encoders.resolve
+    cannot run. `find_encoder(name, preprocess, compute_dtype=...)` gives the `EncoderSpec`:
+    `app.model.encoders.resolve` (which converts the offline encoder on first use), passed in so
+    that the config imports no later stage; tests pass their own."""
+    from app import runtime
     if cfg.time_budget and hardware.strategy == "MultiWorkerMirroredStrategy":
         raise ValueError("--time-budget needs one machine: the workers of a cluster would each stop on "
                          "their own clock; give --epochs instead")
@@ -509,7 +532,7 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> RunConfi
                 "MirroredStrategy": "mirrored"}.get(hardware.strategy, hardware.device.lower())
     settings = dataclasses.replace(
         cfg,
-        # With a budget the planner chooses the epochs (app.budget), unless they were given.
+        # With a budget the planner chooses the epochs (app.training.budget), unless they were given.
         epochs=cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS),
         batch_size=batch_size,
         learning_rate=cfg.learning_rate or lr_default,
@@ -531,7 +554,7 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder=None) -> RunConfi
                                               "pooled_only", "fingerprint", "lower_case", "strip_accents")}
     return RunConfig(settings=settings, requested=cfg, hardware=hardware, encoder=spec, converter=converter,
                           # Without jit_compile, XLA can still fuse the element-wise ops (app.runtime);
-                          # with --cpu-fusion auto, app.train measures whether it pays (app.tuning).
+                          # with --cpu-fusion auto, app.train measures whether it pays (app.training.tuning).
                           cpu_fusion=not jit and hardware.cpu_fusion and cfg.cpu_fusion != "off",
                           drop_remainder=on_tpu,
                           versions=runtime.versions())

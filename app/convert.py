@@ -7,7 +7,7 @@ DIR holds `config.json`, `model.safetensors` and `vocab.txt` (optionally `tokeni
 or `tokenizer.json`, which decide lower-casing). OUT receives `preprocess/` and `encoder/`, which
 `hub.KerasLayer` loads exactly like the published TF-Hub BERT models, and `bertclf_convert.json`,
 which records the options and a fingerprint of the converter's code: a cached conversion whose
-fingerprint differs from what this converter would write is redone (`app.encoders`).
+fingerprint differs from what this converter would write is redone (`app.model.encoders`).
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ _SUFFIXES = ("weight", "bias", "gamma", "beta")
 _NORM_SUFFIX = {"weight": "gamma", "gamma": "gamma", "bias": "beta", "beta": "beta"}
 _BERT_LIKE = {"bert", "roberta-bert"}  # model_type values whose weights follow BertModel
 
-IMPLEMENTATIONS = ("fast", "plain")  # app.bert_fast.FastBertEncoder, app.bert.BertEncoder
+IMPLEMENTATIONS = ("fast", "plain")  # app.model.bert_fast.FastBertEncoder, app.model.bert.BertEncoder
 COMPUTE_DTYPES = ("float32", "bfloat16")
-_CODE = Path(__file__).resolve().parent
-_CODE_FILES = {"plain": ("convert.py", "bert.py"), "fast": ("convert.py", "bert.py", "bert_fast.py")}
+_CODE = Path(__file__).resolve().parent  # app/
+_CODE_FILES = {"plain": ("convert.py", "model/bert.py"),
+               "fast": ("convert.py", "model/bert.py", "model/bert_fast.py")}
 
 
 def fingerprint(checkpoint: str | os.PathLike, seq_length: int, compute_dtype: str,
@@ -74,7 +75,7 @@ class CheckpointError(ValueError):
 
 def read_bert_config(path: Path):
     """Read `config.json` into a `BertConfig`, refusing configs that are not BERT-like."""
-    from app.bert import ACTIVATIONS, BertConfig
+    from app.model.bert import ACTIVATIONS, BertConfig
 
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -220,8 +221,8 @@ def convert(
 ) -> Path:
     """Write `output/preprocess`, `output/encoder` and `output/bertclf_convert.json`; returns `output`.
 
-    `implementation` picks the encoder graph: `fast` (the CPU speed techniques of `app.bert_fast`)
-    or `plain` (`app.bert`'s reference); both compute the same function of the same weights.
+    `implementation` picks the encoder graph: `fast` (the CPU speed techniques of `app.model.bert_fast`)
+    or `plain` (`app.model.bert`'s reference); both compute the same function of the same weights.
 
     Both are written to a temporary folder beside `output` first and moved into place at the
     end, so an interrupted conversion never leaves a half-written model where one is expected.
@@ -266,8 +267,8 @@ def convert(
 
     import tensorflow as tf
 
-    from app.bert import BertEncoder, BertPreprocessor, encoder_savable, preprocessor_savable
-    from app.bert_fast import FastBertEncoder
+    from app.model.bert import BertEncoder, BertPreprocessor, encoder_savable, preprocessor_savable
+    from app.model.bert_fast import FastBertEncoder
 
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from app import data as data_mod
-from app import inference, runtime
+from app import runtime
 from app.config import add_table_arguments
-from app.report import Block, Section, to_html, to_markdown
+from app.reporting.render import Block, Section, to_html, to_markdown
+from app.serving import inference
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def compute_multi_label_metrics(true: np.ndarray, probabilities: np.ndarray, pre
     `accuracy` is the subset accuracy (the whole set right), the strictest reading."""
     from sklearn import metrics
 
-    from app.ngram import binary_cross_entropy
+    from app.model.ngram import binary_cross_entropy
 
     true, predicted = np.asarray(true, int), np.asarray(predicted, int)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
@@ -432,7 +433,7 @@ def _training_sentence(report: dict) -> str:
 def _calibration_figures(pred: Predictions, classes: Sequence[str], record: dict) -> dict:
     """The temperature and what it did on these examples: log loss (and for one label a text,
     ECE) before and after."""
-    from app.ngram import binary_cross_entropy
+    from app.model.ngram import binary_cross_entropy
 
     def figures(p):
         if pred.multi_label:
@@ -515,7 +516,7 @@ def baseline_line(report: dict) -> str:
 
 
 def _sections(report: dict, images: list[str], mistakes: list[dict]) -> list[Section]:
-    """What the report says, in reading order (rendered by app.report): the headline figures
+    """What the report says, in reading order (rendered by app.reporting.render): the headline figures
     against the baseline, the findings, the metrics, the plots, the operating points, the quoted
     examples."""
     multi = report.get("task") == "multi-label"
@@ -567,7 +568,7 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     """Write every report file into `out` and return the report.json content. `config` is what
     the run was told and `record` what it did (the export's `assets/config.json` and
     `assets/record.json`), kept in report.json under those names; `baseline`
-    is `app.baseline.score` on the same examples, shown beside the model's figures; `surprising`
+    is `app.reporting.baseline.score` on the same examples, shown beside the model's figures; `surprising`
     the training examples with the highest loss, quoted."""
     out = Path(out)
     try:
@@ -582,7 +583,7 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
     else:
         report = compute_metrics(pred.true, pred.probabilities, classes, pred.class_ids)
         if len(classes) == 2 and len(set(pred.true.tolist())) == 2:
-            from app.decision import operating_points
+            from app.training.decision import operating_points
 
             report["operating_points"] = operating_points(pred.true, pred.probabilities[:, 1])
             threshold = (config or {}).get("settings", {}).get("decision_threshold")
@@ -598,7 +599,7 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
         report["calibration"] = _calibration_figures(pred, classes, (record or {}).get("calibration", {}))
     if surprising:
         report["surprising_training_examples"] = surprising
-    from app.findings import findings
+    from app.reporting.findings import findings
 
     report["findings"] = findings(report, history)
     if pred.multi_label:
@@ -632,10 +633,10 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
                     batch_size: int = 64, pairs: Sequence[str] | None = None,
                     train_split: data_mod.Split | None = None, baseline: bool = True, seed: int = 42) -> dict:
     """Run an exported model over labelled texts (or text pairs) and write the report. With the
-    model's `train_split`, the baseline (app.baseline, unless not `baseline`) fitted on it is
+    model's `train_split`, the baseline (app.reporting.baseline, unless not `baseline`) fitted on it is
     scored on the same texts beside, and the training examples the model finds most surprising
     are quoted. For a multi-label model each of `labels` is a tuple of label names."""
-    from app import baseline as baseline_mod
+    from app.reporting import baseline as baseline_mod
 
     loaded = inference.load(model)
     classes = loaded.classes
@@ -663,7 +664,7 @@ def evaluate_export(model: str, texts: Sequence[str], labels: Sequence, ids: Seq
     raw = None
     temperature = (loaded.record.get("calibration") or {}).get("temperature")
     if temperature is not None and len(probabilities):  # undone: softmax(T log p), or sigmoid(T logit p)
-        from app.calibration import apply_temperature
+        from app.training.calibration import apply_temperature
 
         t = np.asarray([temperature[c] for c in classes]) if isinstance(temperature, dict) else temperature
         raw = apply_temperature(probabilities, 1.0 / np.asarray(t, np.float64), multi)

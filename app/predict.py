@@ -52,7 +52,7 @@ class ServerError(ValueError):
 def predict_local(model: str, texts: Sequence[str], batch_size: int = 64,
                   pairs: Sequence[str] | None = None) -> list[dict]:
     """Run the export's `serving_default` signature; one dict per text (or text pair)."""
-    from app import inference
+    from app.serving import inference
 
     return _predict_loaded(inference.load(model), texts, batch_size, pairs)
 
@@ -248,7 +248,7 @@ def _scorer(args) -> Callable[[list[str], list[str] | None], list[dict]]:
     if args.grpc:
         return lambda texts, pairs: predict_grpc(args.grpc, args.model_name, texts, args.batch_size,
                                                  args.timeout, pairs)
-    from app import inference
+    from app.serving import inference
 
     loaded = inference.load(args.model)
     return lambda texts, pairs: _predict_loaded(loaded, texts, args.batch_size, pairs)

@@ -20,7 +20,7 @@ class RunRecord:
     """Sections a stage fills (`add`); each is a JSON-able dict, empty until its stage has run."""
 
     data: dict = dataclasses.field(default_factory=dict)  # sources, examples, over_seq_length
-    ngram: dict = dataclasses.field(default_factory=dict)  # app.ngram's figures, the ensemble rule
+    ngram: dict = dataclasses.field(default_factory=dict)  # app.model.ngram's figures, the ensemble rule
     calibration: dict = dataclasses.field(default_factory=dict)  # the temperature and what it was fitted on
     thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
     threshold_rule: dict = dataclasses.field(default_factory=dict)  # which rule set them, and why

@@ -8,7 +8,7 @@ CPU fusion is XLA auto-clustering of the element-wise, reduction and data-moveme
 matmuls stay on TensorFlow's oneDNN kernels, whose CPU training is much faster than XLA's own.
 It needs two process-wide flags (`CPU_FUSION_FLAGS`, read when TensorFlow first sets up its
 devices) and then runs only for the calls inside `cpu_fusion()`: `app.train`'s fit, and
-predictions over enough texts to repay compiling each new shape once (`app.inference`).
+predictions over enough texts to repay compiling each new shape once (`app.serving.inference`).
 """
 
 from __future__ import annotations

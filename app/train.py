@@ -58,7 +58,8 @@ class RunResult:
 def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult:
     """config -> data -> n-gram model -> plan -> model -> fit -> ensemble -> export -> report.
     `callbacks` are Keras callbacks added after the run's own (backup, checkpoint, logs)."""
-    from app import backup, distribute
+    from app import distribute
+    from app.training import backup
 
     strategy, resolved = resolve(cfg)
     run_dir = Path(resolved.settings.run_dir)
@@ -67,7 +68,9 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
 
 
 def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> RunResult:
-    from app import backup, budget, distribute, fit, ngram
+    from app import distribute
+    from app.model import ngram
+    from app.training import backup, budget, fit
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
@@ -141,12 +144,13 @@ def resolve(cfg: config_mod.TrainConfig):
     import tensorflow as tf
 
     from app import distribute
+    from app.model import encoders
 
     # Strategy first: multi-worker and TPU set-up must precede other TensorFlow work.
     strategy, why = distribute.choose_strategy(cfg.strategy, cfg.tpu)
     hardware = distribute.describe(strategy, why)
     logger.info("strategy %s with %d replica(s): %s", hardware.strategy, hardware.replicas, why)
-    resolved = config_mod.resolve(cfg, hardware)
+    resolved = config_mod.resolve(cfg, hardware, encoders.resolve)
     c = resolved.settings
     logger.info("encoder %s (%s, %s); batch %d, learning rate %g, seq length %s, precision %s, "
                 "jit_compile %s, CPU fusion %s, length buckets %s", resolved.encoder.name,
@@ -161,8 +165,9 @@ def resolve(cfg: config_mod.TrainConfig):
 def prepare_run_dir(resolved: config_mod.RunConfig) -> Path:
     """Create the run folder; refuse to resume a backup that another config wrote, and an export
     location that cannot be written, before any training."""
-    from app import distribute, fit
-    from app.export import check_location
+    from app import distribute
+    from app.serving.export import check_location
+    from app.training import fit
 
     run_dir = Path(resolved.settings.run_dir)
     saved = run_dir / "config.json"
@@ -217,7 +222,7 @@ def weigh_classes(resolved: config_mod.RunConfig, dataset) -> config_mod.RunConf
     """Each class's loss weight (`--class-weight`), from the training split as read (for
     multi-label data, each label's positive examples' weight); a budget's plan keeps its class
     proportions."""
-    from app.model import class_weights
+    from app.model.classifier import class_weights
 
     check_task_flags(resolved.settings, dataset.multi_label, len(dataset.classes), dataset.classes)
     weights = class_weights(dataset.splits["train"], dataset.classes, resolved.settings.class_weight)
@@ -239,7 +244,7 @@ def _class_ids(resolved: config_mod.RunConfig, classes: list[str],
 def token_lengths(resolved: config_mod.RunConfig, dataset) -> np.ndarray:
     """The word pieces of a seeded sample of `LENGTH_SAMPLE` training texts (pairs together): what
     the sequence length, the plan and the speed probe are chosen from."""
-    from app import preprocessing
+    from app.model import preprocessing
 
     c = resolved.settings
     train = dataset.splits["train"]
@@ -253,9 +258,10 @@ def token_lengths(resolved: config_mod.RunConfig, dataset) -> np.ndarray:
 
 def tune(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray):
     """The resolved config with CPU fusion chosen for this machine and run (`--cpu-fusion auto`):
-    training steps timed with and without it (app.tuning; cached per machine), fused only where
+    training steps timed with and without it (app.training.tuning; cached per machine), fused only where
     the run's steps repay compiling its shapes. The choice and its figures go in the record."""
-    from app import budget, preprocessing, tuning
+    from app.model import preprocessing
+    from app.training import budget, tuning
 
     c = resolved.settings
     if c.cpu_fusion != "auto" or not resolved.cpu_fusion:
@@ -303,10 +309,12 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
          started: float | None = None, ngram: bool = False):
     """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths
     (`lengths`, from `token_lengths`); with `--time-budget`, the length, training and validation
-    examples and epochs that fit it (app.budget), the splits cut to the planned sizes (stratified,
+    examples and epochs that fit it (app.training.budget), the splits cut to the planned sizes (stratified,
     seeded). The budget has paid for what ran since `started` (the n-gram model, the probes);
     with an n-gram model the plan leaves time for its weight's pass over the validation split."""
-    from app import budget, data, preprocessing
+    from app import data
+    from app.model import preprocessing
+    from app.training import budget
 
     c = resolved.settings
     if c.max_seq_length is not None and not c.time_budget:
@@ -339,8 +347,8 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
 
 
 def _probe_key(resolved: config_mod.RunConfig, **parts) -> str:
-    """The probe cache's key (app.budget.machine_key) for this hardware and encoder, and `parts`."""
-    from app import budget
+    """The probe cache's key (app.training.budget.machine_key) for this hardware and encoder, and `parts`."""
+    from app.training import budget
 
     spec = resolved.encoder
     return budget.machine_key(device=resolved.hardware.device, replicas=resolved.hardware.replicas,
@@ -354,7 +362,7 @@ def _probe_model(resolved: config_mod.RunConfig, strategy, dataset, batch: int, 
     of its longest training texts tokenized at each length (so that every length is filled)."""
     import tensorflow as tf
 
-    from app import preprocessing
+    from app.model import preprocessing
 
     c = resolved.settings
     texts = sorted(dataset.splits["train"].texts, key=len)[-batch:]
@@ -369,7 +377,7 @@ def _probe_model(resolved: config_mod.RunConfig, strategy, dataset, batch: int, 
 def probe_throughput(resolved: config_mod.RunConfig, strategy, dataset):
     """(Throughput, seconds the probe took, cache key): from the cache for this machine and
     encoder, else timed on a throw-away copy of the model."""
-    from app import budget
+    from app.training import budget
 
     c = resolved.settings
     key = _probe_key(resolved, cpu_fusion=resolved.cpu_fusion, jit_compile=c.jit_compile)
@@ -395,7 +403,7 @@ def probe_throughput(resolved: config_mod.RunConfig, strategy, dataset):
 def training_epochs(resolved: config_mod.RunConfig, dataset):
     """epoch -> the training batches of that epoch (`tf.data`), in an order the seed and the
     epoch fix."""
-    from app import preprocessing
+    from app.model import preprocessing
 
     c = resolved.settings
     train = dataset.splits["train"]
@@ -416,7 +424,7 @@ def training_epochs(resolved: config_mod.RunConfig, dataset):
 def pipelines(resolved: config_mod.RunConfig, dataset):
     """(tokenizer, epoch -> training `tf.data` pipeline, validation pipeline), as the settled
     config says."""
-    from app import preprocessing
+    from app.model import preprocessing
 
     c = resolved.settings
     tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
@@ -452,7 +460,7 @@ def training_record(started: float, deadline, history) -> dict:
 def fit_ngram(resolved: config_mod.RunConfig, dataset):
     """The n-gram model on every training example (before a budget's plan cuts the split for
     the encoder), or None with `--no-ngram-model`."""
-    from app import ngram
+    from app.model import ngram
 
     if not resolved.settings.ngram_model:
         if resolved.requested.ngram_model and resolved.settings.text_pair_column:
@@ -471,8 +479,9 @@ def validation_encoder(model, tokenizer, dataset):
     (under the CPU fusion setting the pass will use: a function is optimised on its first run)."""
     import tensorflow as tf
 
-    from app import inference, runtime
-    from app.export import ServingModel
+    from app import runtime
+    from app.serving import inference
+    from app.serving.export import ServingModel
 
     val = dataset.splits["validation"]
     serving = ServingModel(model, tokenizer, dataset.classes, {}, pairs=val.pairs is not None)
@@ -487,12 +496,13 @@ def validation_encoder(model, tokenizer, dataset):
 def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record: RunRecord):
     """(n-gram model or None, how to combine it, validation probabilities): the
     encoder's and the n-gram model's probabilities combined by the rule (weighted average or
-    log-linear pooling, app.ngram.choose_ensemble) that does best on the validation split
+    log-linear pooling, app.model.ngram.choose_ensemble) that does best on the validation split
     (multi-label: the average, its weight by validation loss); the probabilities are the
     export's on the validation split (None when nothing after fit needs them, and `encoder`,
     from `validation_encoder`, is None). The combination is `{"weight": w}` or `{"pooling": ...}`;
     the rule and its figures go in the record's `ngram`."""
-    from app import inference, ngram
+    from app.model import ngram
+    from app.serving import inference
 
     if encoder is None:
         return None, {}, None
@@ -528,9 +538,9 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record
 
 def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord):
     """The calibrated validation probabilities: the temperature (one a label for multi-label)
-    with the lowest validation log loss (app.calibration), recorded (`calibration`) and applied by
+    with the lowest validation log loss (app.training.calibration), recorded (`calibration`) and applied by
     the export; unchanged with `--calibration none`."""
-    from app import calibration
+    from app.training import calibration
 
     if resolved.settings.calibration == "none":
         return probabilities
@@ -548,9 +558,9 @@ def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: Ru
 
 def decide(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord) -> None:
     """Multi-label: each label's decision threshold, by the rule (global, per label, or shrunk)
-    with the best cross-validated micro F1 on the validation split (app.decision), recorded
+    with the best cross-validated micro F1 on the validation split (app.training.decision), recorded
     (`thresholds`, `threshold_rule`) and applied by the export."""
-    from app import decision
+    from app.training import decision
 
     if not dataset.multi_label:
         return
@@ -566,8 +576,8 @@ def decide(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRe
 
 def label_priors(dataset) -> list[float] | None:
     """Multi-label: each label's log-odds in the training split, where the head's biases start
-    (app.model); None for one class a text."""
-    from app.model import prior_log_odds
+    (app.model.classifier); None for one class a text."""
+    from app.model.classifier import prior_log_odds
 
     if not dataset.multi_label:
         return None
@@ -579,12 +589,12 @@ def label_priors(dataset) -> list[float] | None:
 def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, total_steps: int,
                 multi_label: bool = False, initial_bias: list[float] | None = None):
     """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
-    the clock is the learning-rate schedule's share of a time budget used (`app.fit.Deadline`).
+    the clock is the learning-rate schedule's share of a time budget used (`app.training.fit.Deadline`).
     Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
     import tensorflow as tf
 
-    from app.model import LabelWeightedBinaryCrossentropy, build_classifier
-    from app.optimization import create_optimizer
+    from app.model.classifier import LabelWeightedBinaryCrossentropy, build_classifier
+    from app.training.optimization import create_optimizer
 
     c = resolved.settings
     with strategy.scope():
@@ -622,7 +632,7 @@ def export(model, tokenizer, resolved: config_mod.RunConfig, record: RunRecord, 
     Saving can run collective ops under MultiWorkerMirroredStrategy, so every worker exports;
     only the chief keeps its export."""
     from app import distribute
-    from app.export import choose_version, export_model
+    from app.serving.export import choose_version, export_model
 
     c = resolved.settings
     classes = resolved.classes
@@ -648,7 +658,7 @@ def export(model, tokenizer, resolved: config_mod.RunConfig, record: RunRecord, 
 def evaluate(export_dir: Path, dataset, history, run_dir: Path, train_split=None, baseline: bool = True,
              seed: int = 42) -> tuple[Path, dict]:
     """The report of the exported model on the test split (validation when there is none), named
-    by its source, beside the baseline fitted on `train_split` (app.baseline), with the training
+    by its source, beside the baseline fitted on `train_split` (app.reporting.baseline), with the training
     examples the model finds most surprising."""
     from app.evaluate import evaluate_export
 
@@ -679,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     runtime.setup(args.verbose)
-    from app import backup
+    from app.training import backup
 
     try:
         result = run(cfg)

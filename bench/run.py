@@ -103,7 +103,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from app import runtime
-    from app.encoders import ensure_offline_encoder, minilm_checkpoint
+    from app.model.encoders import ensure_offline_encoder, minilm_checkpoint
 
     # As a CLI of bertclf's: the CPU fusion flags, which the workers inherit (bertclf's serving
     # and accuracy workers run as app.predict and app.train would); the contenders' workers
@@ -354,7 +354,7 @@ def _table(r: dict) -> str:
              "| --- |" + " --- |" * len(r["train"])]
     dtype = {"bfloat16": "bf16", "float32": "fp32"}[r.get("compute_dtype", "bfloat16")]
     names = {"bertclf": f"**bertclf** (default: fast {dtype} encoder, length buckets, CPU fusion)",
-             "bertclf_plain": f"bertclf with the plain encoder ({dtype}, app/bert.py)",
+             "bertclf_plain": f"bertclf with the plain encoder ({dtype}, app/model/bert.py)",
              "bertclf_no_buckets": "bertclf, without length buckets",
              "bertclf_no_fusion": "bertclf, trained without CPU fusion",
              "bertclf_fp32": "bertclf, fp32 encoder",

@@ -31,11 +31,13 @@ import tensorflow_hub as hub  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 from common import PROBE_STEPS, examples_in_budget, read_csv, read_texts, windows_rate  # noqa: E402
 
-from app import data, encoders, inference, preprocessing  # noqa: E402
+from app import data  # noqa: E402
 from app.config import TrainConfig  # noqa: E402
-from app.model import build_classifier  # noqa: E402
-from app.optimization import create_optimizer  # noqa: E402
+from app.model import encoders, preprocessing
+from app.model.classifier import build_classifier  # noqa: E402
 from app.runtime import cpu_fusion  # noqa: E402
+from app.serving import inference
+from app.training.optimization import create_optimizer  # noqa: E402
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -82,7 +84,8 @@ def hub_style_encoder(args) -> dict:
     (`tf.nn.dropout`); bertclf's fast encoder hashes each element's index instead. Everything else
     (2-D matmuls, exact GELU, fp32) is what `app.convert` writes by default.
     """
-    from app import bert_fast, convert
+    from app import convert
+    from app.model import bert_fast
 
     bert_fast.dropout = lambda x, rate: tf.nn.dropout(x, rate=rate)
     out = Path(args.output)

@@ -162,7 +162,7 @@ def main() -> int:
         raise SystemExit(f"bench-tta needs the IMDb train split in {ROOT.parent / 'shared' / 'data'}")
     train_csv, heldout_csv = split_imdb(Path(folder), scratch / "tta")
     sys.path.insert(0, str(ROOT))
-    from app.encoders import ensure_offline_encoder, minilm_checkpoint
+    from app.model.encoders import ensure_offline_encoder, minilm_checkpoint
 
     checkpoint = str(minilm_checkpoint())
     started = time.perf_counter()

@@ -26,7 +26,7 @@ import pytest
 # suite's many tiny models and subprocesses that costs time and buys nothing. It is off here
 # (and in the CLIs the tests start) except in the tests that run it explicitly (test_runtime.py).
 os.environ.setdefault("BERTCLF_CPU_FUSION", "0")
-# Throughput probes of the tiny encoders (app.budget) go to a cache of the suite's own.
+# Throughput probes of the tiny encoders (app.training.budget) go to a cache of the suite's own.
 os.environ["BERTCLF_CACHE_DIR"] = tempfile.mkdtemp(prefix="bertclf-test-cache-")
 
 import app  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -169,7 +169,7 @@ def tiny_hub_still(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_hub_plain(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The same checkpoint converted with the plain reference encoder (app.bert)."""
+    """The same checkpoint converted with the plain reference encoder (app.model.bert)."""
     from app.convert import convert
 
     return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub_plain") / "tiny", seq_length=32,
@@ -357,8 +357,8 @@ def exported(trained_tiny) -> Path:
 
 def tiny_classifier(tiny_hub: Path, seq_length: int | None = 16, num_classes: int = 2):
     """(classifier, tokenizer) of the tiny encoder, untrained, as app.train builds them."""
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     model = build_classifier(str(tiny_hub / "encoder"), num_classes, seq_length=seq_length, pooled_only=True)
     return model, Tokenizer(str(tiny_hub / "preprocess"), seq_length or 32)
@@ -367,7 +367,7 @@ def tiny_classifier(tiny_hub: Path, seq_length: int | None = 16, num_classes: in
 @pytest.fixture(scope="session")
 def minilm_hub_cache(tmp_path_factory) -> Path:
     """A hub cache holding the offline MiniLM, converted once per test session (~20 s)."""
-    from app.encoders import ensure_offline_encoder
+    from app.model.encoders import ensure_offline_encoder
 
     cache = tmp_path_factory.mktemp("hub_cache")
     ensure_offline_encoder(cache)

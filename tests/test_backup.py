@@ -1,4 +1,4 @@
-"""app.backup: the run folder's lock, checkpoints that a kill or a full disk cannot break, and
+"""app.training.backup: the run folder's lock, checkpoints that a kill or a full disk cannot break, and
 interrupts that become a request."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from app import backup
+from app.training import backup
 from tests.conftest import ENV, ROOT
 
 
@@ -96,7 +96,7 @@ def test_tensorflows_own_write_errors_are_caught_too(tmp_path):
 _HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from app import backup
+    from app.training import backup
     with backup.run_lock(Path(sys.argv[1])):
         print("held", flush=True)
         time.sleep(60)
@@ -123,7 +123,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_and_logged(tmp_path, caplog
     gone.wait()
     (tmp_path / backup.LOCK_FILE).write_text(
         f'{{"pid": {gone.pid}, "host": "{os.uname().nodename}", "started": "2026-12-01 10:00:00"}}')
-    with caplog.at_level(logging.WARNING, logger="app.backup"), backup.run_lock(tmp_path):
+    with caplog.at_level(logging.WARNING, logger="app.training.backup"), backup.run_lock(tmp_path):
         assert f'"pid": {os.getpid()}' in (tmp_path / backup.LOCK_FILE).read_text()
     assert f"pid {gone.pid} (started 2026-12-01 10:00:00) no longer runs" in caplog.text
     assert (tmp_path / backup.LOCK_FILE).read_text() == ""  # a clean exit leaves nothing to take over
@@ -144,7 +144,7 @@ def test_the_first_signal_is_a_request_and_the_second_acts_at_once():
 def test_a_second_ctrl_c_ends_the_process_at_once():
     script = textwrap.dedent("""
         import os, signal, time
-        from app import backup
+        from app.training import backup
         with backup.interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)

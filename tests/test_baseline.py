@@ -1,11 +1,12 @@
-"""app.baseline: TF-IDF + logistic regression, fitted and scored as the report shows it."""
+"""app.reporting.baseline: TF-IDF + logistic regression, fitted and scored as the report shows it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app import baseline, decision
+from app.reporting import baseline
+from app.training import decision
 
 TRAIN = ["good film", "great story", "bad film", "awful story", "good acting", "terrible acting"] * 5
 TRAIN_IDS = np.array([1, 1, 0, 0, 1, 0] * 5)

@@ -1,4 +1,4 @@
-"""app.bert: the preprocessor, the plain reference encoder, and the fast encoder's agreement
+"""app.model.bert: the preprocessor, the plain reference encoder, and the fast encoder's agreement
 with it. Encoder behaviour that both SavedModels must have is checked on both."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessor uses)
 
-from app.bert import INPUT_NAMES, BertEncoder
-from app.bert_fast import FastBertEncoder
+from app.model.bert import INPUT_NAMES, BertEncoder
+from app.model.bert_fast import FastBertEncoder
 
 IMPLEMENTATIONS = ["fast", "plain"]
 

@@ -1,4 +1,4 @@
-"""app.bert_fast: each CPU speed technique does what it claims and keeps the encoder's function
+"""app.model.bert_fast: each CPU speed technique does what it claims and keeps the encoder's function
 (its agreement with the plain encoder is in test_bert.py)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessor uses)
 
-from app.bert_fast import FastBertEncoder
+from app.model.bert_fast import FastBertEncoder
 
 
 def test_pooled_only_call_gives_the_same_pooled_output(tiny_hub):
@@ -26,7 +26,7 @@ def test_pooled_only_call_gives_the_same_pooled_output(tiny_hub):
 
 
 def test_dropout_drops_at_the_rate_and_rescales_the_rest():
-    from app.bert_fast import dropout
+    from app.model.bert_fast import dropout
 
     tf.random.set_seed(0)
     for dtype, rate in ((tf.float32, 0.1), (tf.bfloat16, 0.1), (tf.float32, 0.5)):
@@ -40,7 +40,7 @@ def test_dropout_drops_at_the_rate_and_rescales_the_rest():
 
 def test_dropout_masks_are_independent_fresh_and_seeded():
     """The mask is a hash of the element index: neighbours, calls and rows must not be related."""
-    from app.bert_fast import dropout
+    from app.model.bert_fast import dropout
 
     def masks(calls):
         tf.random.set_seed(7)
@@ -67,7 +67,7 @@ def _layer_norm_reference(x, gamma, beta):
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
 def test_gelu_and_layer_norm_equal_autodiff_in_values_and_gradients(dtype):
-    from app.bert_fast import gelu, layer_norm
+    from app.model.bert_fast import gelu, layer_norm
 
     rng = np.random.default_rng(0)
     x = tf.cast(rng.normal(size=(64, 48)) * 3 + 1, dtype)
@@ -97,7 +97,7 @@ def test_gelu_and_layer_norm_equal_autodiff_in_values_and_gradients(dtype):
 def test_gelu_and_layer_norm_gradients_recompute_after_the_incoming_gradient():
     """Their speed rests on this: the backward pass recomputes from the input once the incoming
     gradient exists, so graph optimisation cannot fold it into the forward pass."""
-    from app.bert_fast import gelu, layer_norm
+    from app.model.bert_fast import gelu, layer_norm
 
     def gradient_graph(fn):
         @tf.function

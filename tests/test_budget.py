@@ -1,6 +1,6 @@
-"""app.budget: the sequence length from the data, the plan for a time budget, the throughput
+"""app.training.budget: the sequence length from the data, the plan for a time budget, the throughput
 probe and its cache; then `app.train --time-budget` end to end on the tiny encoder, with
-`app.fit.Deadline` keeping a run that is slower than its probe within the budget (slow tier)."""
+`app.training.fit.Deadline` keeping a run that is slower than its probe within the budget (slow tier)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import budget, config, optimization, train
+from app import config, train
+from app.training import budget, optimization
 from tests.conftest import tiny_train_args
 
 # 1 ms per example per word piece plus a quadratic term: 128 tokens cost 0.128 + 0.016 s.

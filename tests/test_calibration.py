@@ -1,11 +1,11 @@
-"""app.calibration: temperature scaling undoes over-confidence and keeps every decision."""
+"""app.training.calibration: temperature scaling undoes over-confidence and keeps every decision."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app import calibration
+from app.training import calibration
 
 
 def _overconfident(n=400, seed=0):

@@ -10,7 +10,6 @@ import re
 import pytest
 
 from app import config
-from app.encoders import EncoderSpec
 from tests.conftest import ENV, run_module
 
 
@@ -103,13 +102,13 @@ CPU = config.Hardware("default strategy (one device)", 1, "CPU", fast_bfloat16=F
 
 
 def fake_encoders(hidden_size=384, saved_dtype=None, max_seq_length=512, offline=True):
-    """A stand-in for app.encoders.resolve: the offline encoder has a bf16 variant; others
+    """A stand-in for app.model.encoders.resolve: the offline encoder has a bf16 variant; others
     compute in `saved_dtype` (float32 by default)."""
     asked = []
 
     def find(name, preprocess=None, compute_dtype="float32"):
         asked.append(compute_dtype)
-        return EncoderSpec(name, preprocess or "/enc/preprocess", "/enc/encoder", 6, hidden_size,
+        return config.EncoderSpec(name, preprocess or "/enc/preprocess", "/enc/encoder", 6, hidden_size,
                            max_seq_length, offline=offline,
                            compute_dtype=saved_dtype or (compute_dtype if offline else "float32"),
                            pooled_only=True, implementation="fast")

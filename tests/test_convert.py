@@ -44,7 +44,7 @@ def test_fingerprint_follows_the_converters_code_and_options(tiny_checkpoint, tm
     shutil.copytree(Path(convert_mod.__file__).parent, code)
     monkeypatch.setattr(convert_mod, "_CODE", code)
     assert fingerprint(tiny_checkpoint, 128, "float32", "fast") == base
-    fast = code / "bert_fast.py"
+    fast = code / "model" / "bert_fast.py"
     fast.write_text(fast.read_text() + "\n# a comment changes nothing\n")
     assert fingerprint(tiny_checkpoint, 128, "float32", "fast") == base
     fast.write_text(fast.read_text().replace("_SQRT_HALF = 1.0 / math.sqrt(2.0)", "_SQRT_HALF = 0.7071"))
@@ -124,7 +124,7 @@ def test_cli_passes_its_options_on(tiny_checkpoint, tmp_path, capsys, monkeypatc
 
 @pytest.fixture(scope="module")
 def minilm_hub(minilm_hub_cache):
-    from app.encoders import DEFAULT_ENCODER
+    from app.model.encoders import DEFAULT_ENCODER
 
     return minilm_hub_cache / DEFAULT_ENCODER
 

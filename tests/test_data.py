@@ -44,7 +44,7 @@ def test_acl_layout(acl_tree):
     assert ds.classes == ["neg", "pos"]
     assert ds.splits["train"].counts() == {"neg": 12, "pos": 12}
     assert ds.splits["test"].counts() == {"neg": 4, "pos": 4}
-    # As in the file: app.preprocessing, not the reader, turns <br /> into a space.
+    # As in the file: app.model.preprocessing, not the reader, turns <br /> into a space.
     text = ds.splits["train"].texts[ds.splits["train"].labels.index("pos")]
     assert text == "great film number 0<br /><br />loved it"
     assert ds.columns == {}
@@ -193,7 +193,7 @@ def test_bundled_sample_is_balanced_with_train_and_test():
 
 
 def test_inspect_reports_counts_and_token_lengths(acl_tree, tiny_hub):
-    from app.preprocessing import Tokenizer
+    from app.model.preprocessing import Tokenizer
 
     ds = data.read_dataset(str(acl_tree))
     report = data.inspect(ds, Tokenizer(str(tiny_hub / "preprocess"), seq_length=8))

@@ -1,11 +1,11 @@
-"""app.decision: each label's threshold is the one with the best validation F1."""
+"""app.training.decision: each label's threshold is the one with the best validation F1."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app import decision
+from app.training import decision
 
 
 def test_each_label_gets_its_best_f1_threshold_halfway_to_the_next_score():

@@ -1,4 +1,4 @@
-"""app.encoders: the registry, handles, and the offline encoder cache."""
+"""app.model.encoders: the registry, handles, and the offline encoder cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app import encoders
+from app.model import encoders
 
 
 def test_registry_has_the_tutorial_family_with_real_handles():

@@ -191,7 +191,7 @@ def test_evaluate_cli_on_a_multi_label_export_reads_the_table_with_its_flags(tra
 
 def test_a_calibrated_export_reports_before_and_after(trained_tiny):
     """The report undoes the export's temperature to show what calibration did on the test split."""
-    from app.calibration import apply_temperature
+    from app.training.calibration import apply_temperature
 
     result, _ = trained_tiny
     report = json.loads((result.report_dir / "report.json").read_text())

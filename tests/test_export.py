@@ -1,4 +1,4 @@
-"""app.export: the SavedModel TF Serving loads, its signatures, assets and atomic writing."""
+"""app.serving.export: the SavedModel TF Serving loads, its signatures, assets and atomic writing."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import export, fit, inference, ngram
-from app.calibration import apply_temperature
+from app.model import ngram
+from app.serving import export, inference
+from app.training import fit
+from app.training.calibration import apply_temperature
 from tests.conftest import ENV, ROOT, assert_clear_failure, tiny_classifier
 
 
@@ -63,7 +65,7 @@ def test_assets_and_warmup_requests(exported):
 
 
 def test_warmup_texts_fill_every_length_bucket():
-    from app.preprocessing import bucket_width
+    from app.model.preprocessing import bucket_width
 
     texts = inference.warmup_texts(256, length_buckets=True)
     width = bucket_width(256)
@@ -111,8 +113,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     fresh = np.array(answer["served"])
     assert len(texts[2]) > 20_000
     # The in-memory classifier behind the export, fed by the same tokenizer.
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     result, cfg = trained_tiny
     spec_dir = Path(cfg.encoder)
@@ -121,7 +123,7 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
     # The served probabilities combine the encoder's with the n-gram model's by the rule chosen
-    # on validation (app.ngram): log-linear pooling, or the weighted average.
+    # on validation (app.model.ngram): log-linear pooling, or the weighted average.
     record = result.record.ngram
     pooling, weight = record.get("pooling"), record.get("weight", 0.0)
     assert (answer["ngram"] is not None) == bool(pooling or weight > 0)
@@ -130,7 +132,7 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
                                      pooling["ngram"], pooling["bias"])
     elif weight > 0:
         in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
-    # ...and are calibrated by the temperature fitted on validation (app.calibration).
+    # ...and are calibrated by the temperature fitted on validation (app.training.calibration).
     temperature = result.record.calibration["temperature"]
     assert temperature > 0 and answer["temperature"] == pytest.approx(temperature)
     in_memory = apply_temperature(in_memory, temperature)
@@ -138,8 +140,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
 
 
 def test_requests_are_padded_to_their_length_bucket_with_the_same_results(trained_tiny, tmp_path):
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     result, cfg = trained_tiny
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 96)
@@ -174,7 +176,7 @@ def test_killed_export_leaves_nothing_tf_serving_would_load(tiny_hub, tmp_path):
     script = textwrap.dedent("""
         import os, signal, sys
         from pathlib import Path
-        from app import export
+        from app.serving import export
         from tests.conftest import tiny_classifier
 
         def die(folder):  # SIGKILL once saved_model.pb is half-way to final: before the rename
@@ -241,7 +243,7 @@ def test_full_disk_during_export_fails_cleanly(tiny_hub, tmp_path):
     script = textwrap.dedent("""
         import sys
         from pathlib import Path
-        from app.export import export_model
+        from app.serving.export import export_model
         from tests.conftest import tiny_classifier
         model, tok = tiny_classifier(Path(sys.argv[1]))
         try:
@@ -311,9 +313,9 @@ def test_docker_compose_serves_the_folder_app_train_exports_to(env, model_dir):
 def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny, tmp_path):
     """A weight of 0 (or --no-ngram-model) leaves the n-gram model out of the export; a weight
     averages it in, a pooling pools log-probabilities."""
-    from app import ngram
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model import ngram
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     _, cfg = trained_tiny
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 32)
@@ -325,7 +327,8 @@ def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny,
     text = tf.constant(["good film", "bad plot"])
     expected = 0.75 * mixed.encoder_probabilities(text) + 0.25 * grams(text)
     np.testing.assert_allclose(mixed.serve(text)["probabilities"], expected, atol=1e-6)
-    # Log-linear pooling (app.ngram.choose_ensemble's other rule), as app.ngram.log_linear computes it.
+    # Log-linear pooling (app.model.ngram.choose_ensemble's other rule), as app.model.ngram.log_linear
+    # computes it.
     pooling = {"encoder": 0.4, "ngram": 1.3, "bias": [0.0, -0.2]}
     pooled = export.ServingModel(classifier, tok, ["neg", "pos"], {}, grams, pooling=pooling)
     expected = ngram.log_linear(pooled.encoder_probabilities(text).numpy(), grams(text).numpy(), 0.4, 1.3,
@@ -344,8 +347,8 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
     """Both signatures take the pair (`text`, `text_pair`; `classify` reads both features), and
     a process importing only TensorFlow and TF Text answers as the in-memory (mean-pooled) model
     does."""
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     result, cfg = trained_pairs
     texts, pairs = ["good great film", "bad plot", ""], ["the best music", "a great story", "dull"]
@@ -385,7 +388,7 @@ def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(tr
 def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(trained_tags, tmp_path):
     """`serving_default` returns per-label probabilities, the 0/1 decisions at the recorded
     thresholds and the predicted names (most probable first, padded with ""); `classify` the
-    same scores; a process importing only TensorFlow and TF Text gets what app.inference gets."""
+    same scores; a process importing only TensorFlow and TF Text gets what app.serving.inference gets."""
     result, _ = trained_tags
     texts = ["good great music", "bad dull film", "the plot", ""]
     script = textwrap.dedent("""
@@ -425,8 +428,8 @@ def test_a_multi_label_export_serves_label_sets_in_a_bare_tensorflow_process(tra
 
 
 def test_a_decision_threshold_decides_class_id_and_label_but_leaves_the_probabilities(trained_tiny):
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     _, cfg = trained_tiny
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 32)

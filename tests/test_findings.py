@@ -1,4 +1,4 @@
-"""app.findings: each rule fires on the numbers it names, and stays quiet otherwise."""
+"""app.reporting.findings: each rule fires on the numbers it names, and stays quiet otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from app.findings import findings, wilson_interval
+from app.reporting.findings import findings, wilson_interval
 
 
 def _report(**overrides):
@@ -78,7 +78,7 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
     """Run each suggestion through app.train's parser and validation, and the checks the run
     makes against its data's task (multi-label data refuses single-label flags)."""
     from app import config, data, train
-    from app.model import class_weights
+    from app.model.classifier import class_weights
 
     history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.6, 0.4, 0.2], "val_loss": [0.5, 0.45, 0.6]})
     key = "micro_f1" if multi_label else "accuracy"

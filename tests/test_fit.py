@@ -1,4 +1,4 @@
-"""app.fit: a killed run resumes from its backup; a kill at any point still ends in a servable
+"""app.training.fit: a killed run resumes from its backup; a kill at any point still ends in a servable
 export (the random kills run in `make test-slow`)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from app import backup, fit
+from app.training import backup, fit
 from tests.conftest import (
     ENV,
     ROOT,
@@ -219,7 +219,7 @@ def test_a_run_killed_at_random_steps_trains_as_if_it_never_was(tiny_hub_still, 
         np.testing.assert_allclose(again[name], kept[name], rtol=1e-5, atol=1e-6)
 
 
-# Both signals take the same handler (app.backup.interrupts): Ctrl-C's run goes to the slow tier.
+# Both signals take the same handler (app.training.backup.interrupts): Ctrl-C's run goes to the slow tier.
 @pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_sigterm_and_ctrl_c_back_up_stop_and_resume(tiny_hub_still, tiny_reviews, tmp_path, signum):
     # Backups only when interrupted and at each epoch's end.
@@ -266,7 +266,7 @@ def test_one_run_a_folder_and_a_dead_holders_lock_is_taken_over(tiny_hub_still, 
 
 def test_a_full_disk_during_a_backup_stops_the_run_and_keeps_the_last_backup(
         tiny_hub_still, tiny_reviews, tmp_path, monkeypatch):
-    from app import backup
+    from app.training import backup
 
     save, calls = backup.Store.save, []
 
@@ -382,7 +382,7 @@ class _Costs(tf.keras.callbacks.Callback):
 
 def _deadline_fit(monkeypatch, budget_seconds: float, epochs: int, reserve_validations: int = 0):
     """Ten 1-second steps an epoch and a 2-second validation, against a fake clock."""
-    from app import optimization
+    from app.training import optimization
 
     clock = _FakeTime()
     monkeypatch.setattr(fit, "time", clock)

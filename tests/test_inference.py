@@ -1,4 +1,4 @@
-"""app.inference: finding and loading an export, and predicting in batches with CPU fusion where
+"""app.serving.inference: finding and loading an export, and predicting in batches with CPU fusion where
 it pays."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import inference, runtime
+from app import runtime
+from app.serving import inference
 
 
 def test_load_gives_the_signature_class_names_and_config(exported):
@@ -76,7 +77,7 @@ def test_long_predictions_say_how_far_they_got(monkeypatch, caplog):
     def serve(text):
         return {"probabilities": tf.fill([len(text), 2], 0.5)}
 
-    with caplog.at_level(logging.INFO, logger="app.inference"):
+    with caplog.at_level(logging.INFO, logger="app.serving.inference"):
         probabilities, _ = inference.predict_texts(serve, [str(i) for i in range(10)], batch_size=2)
     assert probabilities.shape == (10, 2)
     lines = [r.getMessage() for r in caplog.records]

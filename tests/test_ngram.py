@@ -1,4 +1,4 @@
-"""app.ngram: TF-IDF features as defined, a classifier that learns the words, the weight chosen on
+"""app.model.ngram: TF-IDF features as defined, a classifier that learns the words, the weight chosen on
 validation, and the same probabilities after a SavedModel round trip."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import ngram
+from app.model import ngram
 
 TEXTS = ["good good film", "a bad film", "good<br />plot", "BAD, bad plot!"]
 

@@ -1,4 +1,4 @@
-"""app.optimization: the warm-up schedule, no decay on norms and biases, the fused AdamW step."""
+"""app.training.optimization: the warm-up schedule, no decay on norms and biases, the fused AdamW step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tensorflow as tf
 
 
 def test_warmup_then_linear_decay():
-    from app.optimization import WarmupLinearDecay
+    from app.training.optimization import WarmupLinearDecay
 
     s = WarmupLinearDecay(1e-3, total_steps=100, warmup_steps=10)
     values = [float(s(i)) for i in (0, 4, 9, 10, 55, 100)]
@@ -16,7 +16,7 @@ def test_warmup_then_linear_decay():
 
 
 def test_no_weight_decay_on_layer_norm_and_bias():
-    from app.optimization import create_optimizer
+    from app.training.optimization import create_optimizer
 
     kernel = tf.Variable([1.0, 1.0], name="layer_0/query/kernel")
     bias = tf.Variable([1.0, 1.0], name="layer_0/query/bias")
@@ -29,7 +29,7 @@ def test_no_weight_decay_on_layer_norm_and_bias():
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_adamw_updates_as_tf_keras_adamw_does_in_one_kernel(sparse):
-    from app.optimization import WarmupLinearDecay, create_optimizer
+    from app.training.optimization import WarmupLinearDecay, create_optimizer
 
     rng = np.random.default_rng(0)
     initial = rng.normal(size=(10, 4)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""app.preprocessing: one text normalization for training and serving, truncation, the tf.data
+"""app.model.preprocessing: one text normalization for training and serving, truncation, the tf.data
 pipeline and its length buckets."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app import preprocessing
-from app.preprocessing import Tokenizer, make_tf_dataset, truncate_tokens
+from app.model import preprocessing
+from app.model.preprocessing import Tokenizer, make_tf_dataset, truncate_tokens
 from tests.conftest import ENV, run_script
 
 # Raw texts as users have them: HTML line breaks in every spelling, tabs, newlines, control and

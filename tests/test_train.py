@@ -148,7 +148,7 @@ def test_a_run_folder_in_use_is_refused_before_any_work(tiny_hub, tiny_reviews, 
 
 def test_resume_refuses_a_different_config(tiny_hub, tiny_reviews, tmp_path):
     run_dir = tmp_path / "run"
-    (run_dir / "backup" / "000001").mkdir(parents=True)  # a backup, as app.backup.Store leaves one
+    (run_dir / "backup" / "000001").mkdir(parents=True)  # a backup, as app.training.backup.Store leaves one
     (run_dir / "backup" / "000001" / "ckpt.index").write_bytes(b"")
     (run_dir / "backup" / "latest.json").write_text(json.dumps({"folder": "000001", "epoch": 1, "step": 3}))
     (run_dir / "config.json").write_text(json.dumps({"requested": {"epochs": 99}}))

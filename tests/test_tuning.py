@@ -1,4 +1,4 @@
-"""app.tuning: CPU fusion chosen by what it measured, the probe's alternation and warm-up, and
+"""app.training.tuning: CPU fusion chosen by what it measured, the probe's alternation and warm-up, and
 `--cpu-fusion` resolved (an explicit choice wins; `on` where fusion cannot run is refused)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from app import config, tuning
+from app import config
+from app.training import tuning
 from tests.test_config import CPU, fake_encoders
 
 

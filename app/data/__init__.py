@@ -6,7 +6,7 @@ formats, whole or streamed), the examples and their splits (`examples`, `splits`
 table flags) and `app.runtime`; the later stages import it.
 
 Texts are returned as they are in the file: every change bertclf makes to text happens in
-`app.preprocessing`, in training and inside the exported model alike.
+`app.model.preprocessing`, in training and inside the exported model alike.
 
     python -m app.data inspect --data PATH     # classes, counts and token lengths as JSON
 """

@@ -19,7 +19,7 @@ from app.data.tables import TableFormat
 from app.options import BUNDLED_SAMPLE
 
 if TYPE_CHECKING:
-    from app.preprocessing import Tokenizer
+    from app.model.preprocessing import Tokenizer
 
 def table_format(args: argparse.Namespace) -> TableFormat:
     return TableFormat(**{name: getattr(args, name, None) for name in
@@ -30,7 +30,7 @@ def inspect(dataset: Dataset, tokenizer: Tokenizer | None, limit: int = 512) -> 
     """Classes, per-split counts and token-length statistics, as `app.data inspect` prints; for
     the training split also the length `app.train --max-seq-length auto` would pick (`limit`:
     the encoder's)."""
-    from app import budget
+    from app.training import budget
 
     report = {"classes": dataset.classes, "columns": dataset.columns,
               "task": "multi-label" if dataset.multi_label else "single-label", "splits": {},
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = read_dataset(args.data, args.test_data, table_format(args))
         tokenizer = None
         if not args.no_tokens:
-            from app import encoders
-            from app.preprocessing import Tokenizer
+            from app.model import encoders
+            from app.model.preprocessing import Tokenizer
 
             spec = encoders.resolve(args.encoder or encoders.DEFAULT_ENCODER)
             tokenizer = Tokenizer(spec.preprocess, args.max_seq_length)

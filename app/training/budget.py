@@ -4,7 +4,7 @@
 `make_plan` chooses the sequence length, the number of training and validation examples and the
 epochs from those lengths and from how fast this machine trains the encoder (`Throughput`,
 probed once per machine and encoder and cached, then corrected by what each budgeted run
-measured: `learn_from_run`). `deadline` builds the `app.fit.Deadline` callback that keeps
+measured: `learn_from_run`). `deadline` builds the `app.training.fit.Deadline` callback that keeps
 `model.fit` to the budget whatever the probe said: it stops training in time for the last
 validation, and it drives the learning-rate schedule's clock, so the schedule decays to its end
 at the deadline even when the steps run slower than planned. `app.train` calls this module at
@@ -361,12 +361,12 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
 
 def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: int, clock=None,
              reserve_validations: int = 0):
-    """The `app.fit.Deadline` that keeps a run to its plan (`plan_record`, `Plan.to_dict` with the
+    """The `app.training.fit.Deadline` that keeps a run to its plan (`plan_record`, `Plan.to_dict` with the
     throughput it used). The budget counts from `started` (a `time.monotonic()` reading); the
     first validation traces its function, so it is expected to take one pass plus that;
     `reserve_validations` passes are kept for work after fit; `clock` is the learning-rate
     schedule's share of the budget used."""
-    from app.fit import Deadline  # TensorFlow: only when a budgeted run trains
+    from app.training.fit import Deadline  # TensorFlow: only when a budgeted run trains
 
     one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,

@@ -12,7 +12,7 @@ for every label (few parameters: robust with rare labels), each label's own best
 global one by how few positive examples it has. The rules are compared by cross-validation
 within the validation split, so a rule that fits its own examples (per-label thresholds on a
 handful of positives) is not rewarded for it; the winner is then set on the whole split. The
-export applies the thresholds (`app.export`); the report's baseline is thresholded the same way.
+export applies the thresholds (`app.serving.export`); the report's baseline is thresholded the same way.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
   one whole: each is written into a folder of its own, renamed into place when complete, and only
   then named by `latest.json` (replaced atomically); older ones are deleted after.
 - `interrupts`: SIGTERM and SIGINT become a request the training loop answers after its step.
-- `Every`: how often `app.fit`'s `Backup` callback backs up (`--backup-every`).
+- `Every`: how often `app.training.fit`'s `Backup` callback backs up (`--backup-every`).
 
 TensorFlow is not imported here: the config validates `--backup-every` before it starts.
 """

@@ -1,4 +1,4 @@
-"""app.model: the classifier takes integer inputs, has named layers, and trains under XLA."""
+"""app.model.classifier: the classifier takes integer inputs, has named layers, and trains under XLA."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 
 from app.data import DataError, Split
-from app.model import MAX_POSITIVE_WEIGHT, class_weights
+from app.model.classifier import MAX_POSITIVE_WEIGHT, class_weights
 
 
 def test_classifier_takes_integer_inputs_only(tiny_hub):
-    from app.model import build_classifier
+    from app.model.classifier import build_classifier
 
     model = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=16)
     assert all(t.dtype == tf.int32 for t in model.inputs)
@@ -22,8 +22,8 @@ def test_classifier_takes_integer_inputs_only(tiny_hub):
 
 
 def test_pooled_only_classifier_predicts_the_same(tiny_hub):
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     full = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None)
     short = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None,
@@ -37,8 +37,8 @@ def test_pooled_only_classifier_predicts_the_same(tiny_hub):
 def test_mean_pooling_averages_the_text_and_ignores_the_padding(tiny_hub):
     import tensorflow_hub as hub
 
-    from app.model import build_classifier
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
 
     model = build_classifier(str(tiny_hub / "encoder"), num_classes=3, seq_length=None, pooling="mean",
                              pooled_only=True)  # pooled_only is for cls pooling: the mean reads every row
@@ -59,9 +59,9 @@ def test_mean_pooling_averages_the_text_and_ignores_the_padding(tiny_hub):
 
 
 def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
-    from app.model import build_classifier
-    from app.optimization import create_optimizer
-    from app.preprocessing import Tokenizer
+    from app.model.classifier import build_classifier
+    from app.model.preprocessing import Tokenizer
+    from app.training.optimization import create_optimizer
 
     model = build_classifier(str(tiny_hub / "encoder"), num_classes=2, seq_length=16,
                              pooled_only=True)  # as app.train builds it
@@ -89,7 +89,7 @@ def test_train_step_compiles_with_xla(tiny_hub, tiny_reviews):
 
 def test_a_multi_label_head_starts_at_each_labels_base_rate(tiny_hub):
     """From its training split's log-odds, not 0: a label on 2 % of the texts starts near 2 %."""
-    from app.model import LabelWeightedBinaryCrossentropy, build_classifier, prior_log_odds
+    from app.model.classifier import LabelWeightedBinaryCrossentropy, build_classifier, prior_log_odds
 
     bias = prior_log_odds([500, 20, 0], 1000)
     np.testing.assert_allclose(bias, [0.0, np.log(21 / 981), np.log(1 / 1001)], rtol=1e-9)

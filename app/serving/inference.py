@@ -176,12 +176,12 @@ def predict_outputs(serve: Callable, texts: Sequence[str], batch_size: int = 64,
 
 def warmup_texts(seq_length: int | None, length_buckets: bool) -> list[str]:
     """`WARMUP_TEXTS`, then one text filling each length bucket up to `seq_length`: replayed on
-    load (TF Serving's warm-up file, `app.inference.load`), so that no request is the first of
+    load (TF Serving's warm-up file, `app.serving.inference.load`), so that no request is the first of
     its shape."""
     texts = list(WARMUP_TEXTS)
     if not seq_length:
         return texts
-    from app.preprocessing import bucket_width
+    from app.model.preprocessing import bucket_width
 
     width = bucket_width(seq_length) if length_buckets else seq_length
     lengths = sorted({*range(width, seq_length, width), seq_length})

@@ -5,7 +5,7 @@ its 0.9 does not mean right nine times in ten. Temperature scaling (Guo et al. 2
 log-probabilities by one number T, fitted to minimise the validation log loss; it changes no
 decision of a single-label model (argmax is unchanged) and makes the probabilities mean what they
 say. A multi-label model gets one temperature a label, on each label's log-odds. The export
-applies it (`app.export`); `--calibration none` keeps the raw probabilities.
+applies it (`app.serving.export`); `--calibration none` keeps the raw probabilities.
 """
 
 from __future__ import annotations

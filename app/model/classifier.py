@@ -26,8 +26,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 
-from app.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
 from app.data import DataError
+from app.model.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
 from app.options import POOLINGS
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ NO_DECAY = ["LayerNorm", "layer_norm", "norm/gamma", "norm/beta", "bias"]
 class WarmupLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
     """0 -> peak over `warmup_steps`, then linearly down to 0 at `total_steps`.
 
-    With a `clock` (a scalar variable in [0, 1] that `app.fit.Deadline` sets to the share of a
+    With a `clock` (a scalar variable in [0, 1] that `app.training.fit.Deadline` sets to the share of a
     time budget used), the decay follows whichever is further on, the steps or the clock, so the
     rate reaches 0 at the deadline even when steps run slower than planned.
     """

@@ -1,6 +1,6 @@
-"""The BERT encoder of `app.bert`, written for CPU training speed.
+"""The BERT encoder of `app.model.bert`, written for CPU training speed.
 
-`FastBertEncoder` computes what `app.bert.BertEncoder` computes, on the same variables, with the
+`FastBertEncoder` computes what `app.model.bert.BertEncoder` computes, on the same variables, with the
 numerics described there; `app.convert --implementation fast` (the default) saves it. What it
 does differently, each a function or method below, and what each bought is in `docs/speed.md`:
 
@@ -19,7 +19,7 @@ import math
 
 import tensorflow as tf
 
-from app.bert import BertEncoder
+from app.model.bert import BertEncoder
 
 # Exact GELU, x * Phi(x): Phi(x) = (1 + erf(x / sqrt 2)) / 2 and Phi'(x) = exp(-x^2 / 2) / sqrt(2 pi).
 _SQRT_HALF = 1.0 / math.sqrt(2.0)

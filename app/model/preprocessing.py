@@ -3,7 +3,7 @@
 `Tokenizer` is the one place text is changed: `normalize_text` (HTML line breaks, as IMDb reviews
 have them), the encoder's own WordPiece preprocessor, truncation and packing, all TensorFlow ops.
 The training `tf.data` pipeline (`make_tf_dataset`) and the exported SavedModel
-(`app.export.ServingModel`) call the same object, so a served text is tokenized exactly as it
+(`app.serving.export.ServingModel`) call the same object, so a served text is tokenized exactly as it
 was in training; the data readers (`app.data`) return text as it is in the file.
 """
 

@@ -7,7 +7,7 @@ base folder and only loads integer-named versions, so it never sees half a model
 Signatures:
 * `serving_default`: `text` (string `[None]`) -> `probabilities` (float32 `[None, classes]`),
   `class_id` (int64 `[None]`), `label` (string `[None]`). The tokenizer is inside, and the
-  n-gram model (`app.ngram`) whose probabilities are averaged in, when the run has one. A model
+  n-gram model (`app.model.ngram`) whose probabilities are averaged in, when the run has one. A model
   of text pairs takes `text` and `text_pair`. A multi-label model returns `probabilities` (one
   sigmoid a label), `predicted` (int64 `[None, labels]`, 1 where the probability reaches the
   label's threshold) and `labels` (string `[None, labels]`: the predicted labels' names, most
@@ -21,7 +21,7 @@ computes on, and with an n-gram model `ngram_probabilities(text)`, its part of t
 Assets: `labels.txt` (class names in order), `config.json` (what the run was told,
 `app.config.RunConfig`), `record.json` (what it did, `app.record.RunRecord`), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
-Loading an export is `app.inference`.
+Loading an export is `app.serving.inference`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from app.inference import versions, warmup_texts
-from app.preprocessing import Tokenizer
+from app.model.preprocessing import Tokenizer
+from app.serving.inference import versions, warmup_texts
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +68,21 @@ class ServingModel(tf.Module):
         self.tokenizer_resources = [o for o in tf.train.TrackableView(tokenizer).descendants()
                                     if isinstance(o, tf.saved_model.experimental.TrackableResource)]
         self.class_names = tf.Variable(list(classes), trainable=False, name="class_names")
-        # The calibration's temperature (app.calibration; one a label for multi-label), or none.
+        # The calibration's temperature (app.training.calibration; one a label for multi-label), or none.
         self.temperature = None if temperature is None else tf.Variable(
             temperature, dtype=tf.float32, trainable=False, name="temperature")
-        # Two classes: the second is predicted from this probability on (app.decision); else argmax.
+        # Two classes: the second is predicted from this probability on (app.training.decision); else argmax.
         self.decision_threshold = None if decision_threshold is None else tf.Variable(
             float(decision_threshold), dtype=tf.float32, trainable=False, name="decision_threshold")
-        # Multi-label: each label's decision threshold (app.decision); None for one class a text.
+        # Multi-label: each label's decision threshold (app.training.decision); None for one class a text.
         self.thresholds = None if thresholds is None else tf.Variable(
             list(map(float, thresholds)), dtype=tf.float32, trainable=False, name="thresholds")
         self.assets = {name: tf.saved_model.Asset(path) for name, path in assets.items()}
         # A classifier built for any length (trained with length buckets) gets each request
         # padded to its bucket only: short texts don't pay for max_seq_length positions.
         self._buckets = classifier.inputs[0].shape[-1] is None
-        # The n-gram model (app.ngram) and its share of the probabilities, when it has one.
-        # `pooling` ({"encoder": a, "ngram": b, "bias": [...]}, app.ngram.choose_ensemble) combines
+        # The n-gram model (app.model.ngram) and its share of the probabilities, when it has one.
+        # `pooling` ({"encoder": a, "ngram": b, "bias": [...]}, app.model.ngram.choose_ensemble) combines
         # the two by log-linear pooling instead of the weighted average.
         self.ngram = ngram if ngram is not None and (ngram_weight > 0 or pooling) else None
         self._ngram_weight = float(ngram_weight) if self.ngram is not None else 0.0
@@ -106,14 +106,14 @@ class ServingModel(tf.Module):
 
     def _probabilities(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> tf.Tensor:
         probabilities = self.encoder_probabilities(text, text_pair)
-        if self.pooling is not None:  # as app.ngram.log_linear computes it
+        if self.pooling is not None:  # as app.model.ngram.log_linear computes it
             logits = (self.pooling[0] * tf.math.log(tf.maximum(probabilities, 1e-7))
                       + self.pooling[1] * tf.math.log(tf.maximum(self.ngram(text), 1e-7)) + self.pooling_bias)
             probabilities = tf.nn.softmax(logits, axis=-1)
         elif self.ngram is not None:
             w = self._ngram_weight
             probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
-        if self.temperature is not None:  # as app.calibration.apply_temperature computes it
+        if self.temperature is not None:  # as app.training.calibration.apply_temperature computes it
             if self.thresholds is not None:  # multi-label: each label's log-odds
                 p = tf.clip_by_value(probabilities, 1e-7, 1 - 1e-7)
                 return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / self.temperature)
@@ -247,11 +247,11 @@ def export_model(
     An existing version is never overwritten; without `version`, the next free number is used
     (`choose_version`). `config_json` becomes `assets/config.json`, `record_json`
     `assets/record.json`. With an `ngram` model
-    (`app.ngram`) and a positive weight, the served probabilities average the two; with `pooling`
+    (`app.model.ngram`) and a positive weight, the served probabilities average the two; with `pooling`
     they are its log-linear pooling of the two instead. A model of
     text `pairs` takes `text` and `text_pair`. `thresholds` (one a class) make it a multi-label
-    model's export. `temperature` calibrates the probabilities (app.calibration);
-    `decision_threshold` decides a two-class model's `class_id` (app.decision).
+    model's export. `temperature` calibrates the probabilities (app.training.calibration);
+    `decision_threshold` decides a two-class model's `class_id` (app.training.decision).
     """
     version = choose_version(output_dir, model_name, version)
     base = Path(output_dir) / model_name

@@ -9,7 +9,7 @@ with `a`, `b` and the bias fitted by log loss. An average can only dilute a conf
 the n-grams know nothing (they answer near uniform there, and the average's ceiling falls with
 the n-grams' weight); pooling log-probabilities lets an uninformed model count for little.
 
-The features are TensorFlow ops (`NgramModel.features`): `app.preprocessing.normalize_text`,
+The features are TensorFlow ops (`NgramModel.features`): `app.model.preprocessing.normalize_text`,
 Keras' `TextVectorization` (lower-casing, punctuation stripped, 1- and 2-grams counted over a
 vocabulary adapted on the training texts), then sublinear term frequency, inverse document
 frequency and unit length per text, as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from app.preprocessing import normalize_text
+from app.model.preprocessing import normalize_text
 
 logger = logging.getLogger(__name__)
 

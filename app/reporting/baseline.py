@@ -5,7 +5,7 @@ worth it is the first question a report should answer, so the report scores scik
 `TfidfVectorizer` (word 1- and 2-grams, sublinear term frequency) with `LogisticRegression`,
 fitted on the same training split and evaluated on the same examples (`--baseline none` skips it).
 For multi-label data it is one logistic regression a label, each deciding by the same threshold
-rule the model's export uses (`app.decision`), chosen on a validation split of its own training
+rule the model's export uses (`app.training.decision`), chosen on a validation split of its own training
 data. For text pairs it compares the two sides, as a practitioner's first pair model would: the
 TF-IDF vectors of each text, their element-wise product (the words both share) and absolute
 difference (the words only one has), and their cosine similarity.
@@ -74,7 +74,7 @@ def score(train_texts: Sequence[str], train_true: np.ndarray, texts: Sequence[st
     if multi_label:
         from sklearn.model_selection import cross_val_predict
 
-        from app import decision
+        from app.training import decision
 
         classifier = OneVsRestClassifier(classifier)
         constant = (train_true.min(0) == train_true.max(0))  # a label all texts have, or none

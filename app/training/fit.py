@@ -2,7 +2,7 @@
 
 A run folder (`RUN_DIR`) holds `history.csv` / `history.json`, TensorBoard logs, the best
 checkpoint (`checkpoints/best/`, by validation accuracy) and, while training, `backup/`
-(`app.backup`): a backup every `--backup-every` steps or minutes and at each epoch's end. Running
+(`app.training.backup`): a backup every `--backup-every` steps or minutes and at each epoch's end. Running
 the same command after the process was killed resumes at the step after the last backup, with
 the same data order (each epoch's order is a function of the seed and the epoch, and the batches
 the backup had trained are skipped), learning-rate schedule, early-stopping state and best
@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 import tensorflow as tf
 
-from app import backup, runtime
+from app import runtime
+from app.training import backup
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ class Deadline(tf.keras.callbacks.Callback):
     of one validation until one has been timed; the time of `reserve_validations` more (the
     slowest timed, which traced the model) is kept for work after fit (the n-gram weight's pass
     over the validation split). It sets `clock`, the learning-rate schedule's
-    share of the training time used (`app.optimization.WarmupLinearDecay`), and adds the budget
+    share of the training time used (`app.training.optimization.WarmupLinearDecay`), and adds the budget
     seconds used so far to each epoch's logs as `train_seconds` (history.csv), so a resumed run
     goes on counting.
     """

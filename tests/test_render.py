@@ -1,11 +1,11 @@
-"""app.report: one list of sections, rendered to Markdown and to HTML with the same content in the
+"""app.reporting.render: one list of sections, rendered to Markdown and to HTML with the same content in the
 same order."""
 
 from __future__ import annotations
 
 import re
 
-from app.report import Block, Section, to_html, to_markdown
+from app.reporting.render import Block, Section, to_html, to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -12,7 +12,7 @@ loads ours and theirs the same way:
   `trainable_variables` and `regularization_losses` as plain lists.
 
 `BertEncoder` here is the plain implementation, written to be read and ported: standard ops,
-one method per part of the transformer, shapes in the comments. `app.bert_fast.FastBertEncoder`
+one method per part of the transformer, shapes in the comments. `app.model.bert_fast.FastBertEncoder`
 computes the same function with the CPU speed techniques (`docs/speed.md`); the tests check
 that the two agree. Both are plain TensorFlow rather than Keras layers, so that a compute dtype
 (bfloat16) can be baked into the saved graph: Keras mixed-precision policies do not reach inside
@@ -188,7 +188,7 @@ class BertEncoder(tf.Module):
     tensors, so `FastBertEncoder` takes the same weights.
     """
 
-    #: whether `call` takes `pooled_only` (see `app.bert_fast`)
+    #: whether `call` takes `pooled_only` (see `app.model.bert_fast`)
     supports_pooled_only = False
 
     def __init__(

@@ -7,7 +7,7 @@ it saves. `--cpu-fusion auto` therefore times training steps on this machine wit
 off, alternated on one throw-away model at the run's batch size and sequence length, and turns
 it on only when the steady gain over the run's steps beats the compilation of its shapes. The
 figures are cached per CPU, core count, encoder, precision and library versions (the
-throughput probe's cache, `app.budget.cache_file`), so a machine pays the probe once.
+throughput probe's cache, `app.training.budget.cache_file`), so a machine pays the probe once.
 
 The decision is plain arithmetic (`decide_cpu_fusion`), tested without a model.
 """

@@ -15,34 +15,15 @@ import logging
 import os
 from pathlib import Path
 
+from app.config import DEFAULT_ENCODER, EncoderSpec
+
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HUB_CACHE = PROJECT_ROOT / "saved_models" / "hub"
-DEFAULT_ENCODER = "minilm-l6-h384-uncased"
 _TFHUB = "https://tfhub.dev/tensorflow"
 _UNCASED_PRE = f"{_TFHUB}/bert_en_uncased_preprocess/3"
 _CASED_PRE = f"{_TFHUB}/bert_en_cased_preprocess/3"
-
-
-@dataclasses.dataclass(frozen=True)
-class EncoderSpec:
-    """A named encoder: its two handles plus the size facts that pick training defaults."""
-
-    name: str
-    preprocess: str
-    encoder: str
-    num_layers: int
-    hidden_size: int
-    max_seq_length: int = 512
-    offline: bool = False  # built locally by app.convert, not fetched
-    # The dtype baked into the encoder's graph (app.convert --compute-dtype); TF Hub's: float32.
-    compute_dtype: str = "float32"
-    # The encoder's __call__ takes pooled_only=True (app.convert's fast implementation): the
-    # classifier then skips the last layer's work on every token but [CLS].
-    pooled_only: bool = False
-    # app.convert's encoder graph, "fast" or "plain" (None: not converted by bertclf)
-    implementation: str | None = None
 
 
 def _registry() -> dict[str, EncoderSpec]:

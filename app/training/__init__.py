@@ -1,0 +1,8 @@
+"""Training: turning a settled config into trained weights, within the time the user has.
+
+What it owns: the optimizer and its schedule (`optimization`), CPU fusion measured per machine
+(`tuning`), the time budget's probe, plan and deadline (`budget`), backups and the run-folder
+lock (`backup`), `model.fit` with its callbacks (`fit`), and what is chosen on the validation
+split after fit: the temperature (`calibration`) and the decision thresholds (`decision`). It
+may import the setup modules, `app.data` and `app.model`.
+"""
