@@ -51,6 +51,31 @@ def _field(default: Any, group: str, help: str, shown: str | None = None) -> Any
     return dataclasses.field(default=default, metadata={"group": group, "help": help, "shown": shown})
 
 
+# `--backup-every`: read here, where the flag is checked; app.training.backup acts on it.
+@dataclasses.dataclass(frozen=True)
+class Every:
+    """How often to back up: every `steps` training steps, or every `seconds` of training."""
+
+    steps: int | None = None
+    seconds: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps" if self.steps else f"{self.seconds / 60:g} minutes"
+
+
+def parse_every(value: str) -> Every:
+    """`200` (steps) or `5m` (minutes; also `90s`)."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(m|min|s)?", text)
+    if not match or float(match.group(1)) <= 0 or (match.group(2) is None and "." in match.group(1)):
+        raise ValueError(f"--backup-every must be a number of steps (200) or minutes (5m) or seconds (90s), "
+                         f"got {value!r}")
+    number, unit = float(match.group(1)), match.group(2)
+    if unit is None:
+        return Every(steps=int(number))
+    return Every(seconds=number * (60 if unit.startswith("m") else 1))
+
+
 # The offline default encoder (app.model.encoders converts it on first use).
 DEFAULT_ENCODER = "minilm-l6-h384-uncased"
 
@@ -281,8 +306,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("baseline", cfg.baseline, f"must be one of {list(BASELINES)}")
     if cfg.version is not None and cfg.version < 1:
         bad("version", cfg.version, "must be a positive integer")
-    from app.training.backup import parse_every
-
     parse_every(cfg.backup_every)  # its own ValueError names the flag
     return cfg
 

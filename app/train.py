@@ -225,7 +225,7 @@ def weigh_classes(resolved: config_mod.RunConfig, dataset) -> config_mod.RunConf
     from app.model.classifier import class_weights
 
     check_task_flags(resolved.settings, dataset.multi_label, len(dataset.classes), dataset.classes)
-    weights = class_weights(dataset.splits["train"], dataset.classes, resolved.settings.class_weight)
+    weights = class_weights(dataset.splits["train"].labels, dataset.classes, resolved.settings.class_weight)
     if resolved.settings.class_weight != "none":
         logger.info("%s (--class-weight %s): %s", "positive examples' loss weight by label"
                     if dataset.multi_label else "class weights", resolved.settings.class_weight, weights)

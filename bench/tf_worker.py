@@ -84,8 +84,8 @@ def hub_style_encoder(args) -> dict:
     (`tf.nn.dropout`); bertclf's fast encoder hashes each element's index instead. Everything else
     (2-D matmuls, exact GELU, fp32) is what `app.convert` writes by default.
     """
-    from app import convert
     from app.model import bert_fast
+    from app.model import conversion as convert
 
     bert_fast.dropout = lambda x, rate: tf.nn.dropout(x, rate=rate)
     out = Path(args.output)

@@ -151,7 +151,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
     """`app.convert` output for the tiny checkpoint: a folder with preprocess/ and encoder/."""
-    from app.convert import convert
+    from app.model.conversion import convert
 
     return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub") / "tiny", seq_length=32)
 
@@ -160,7 +160,7 @@ def tiny_hub(tiny_checkpoint, tmp_path_factory) -> Path:
 def tiny_hub_still(tmp_path_factory) -> Path:
     """A tiny encoder without dropout: with `--dropout 0`, training is a function of the seed and
     the data order alone, so an interrupted run can be compared with an uninterrupted one."""
-    from app.convert import convert
+    from app.model.conversion import convert
 
     checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_still_ckpt") / "checkpoint",
                                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -170,7 +170,7 @@ def tiny_hub_still(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hub_plain(tiny_checkpoint, tmp_path_factory) -> Path:
     """The same checkpoint converted with the plain reference encoder (app.model.bert)."""
-    from app.convert import convert
+    from app.model.conversion import convert
 
     return convert(tiny_checkpoint, tmp_path_factory.mktemp("tiny_hub_plain") / "tiny", seq_length=32,
                    implementation="plain")
@@ -182,7 +182,7 @@ def tiny_weights(tiny_checkpoint):
     encoders in memory."""
     from safetensors.numpy import load_file
 
-    from app.convert import map_weights, read_bert_config
+    from app.model.conversion import map_weights, read_bert_config
 
     config = read_bert_config(tiny_checkpoint / "config.json")
     return config, map_weights(load_file(str(tiny_checkpoint / "model.safetensors")), config, "tiny")

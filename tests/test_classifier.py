@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app.data import DataError, Split
+from app.data import Split
 from app.model.classifier import MAX_POSITIVE_WEIGHT, class_weights
 
 
@@ -115,23 +115,23 @@ def test_a_multi_label_head_starts_at_each_labels_base_rate(tiny_hub):
 
 def test_class_weights_none_balanced_and_from_a_file(tmp_path):
     split = Split(["t"] * 8, ["a"] * 6 + ["b"] * 2, [str(i) for i in range(8)])
-    assert class_weights(split, ["a", "b"], "none") == {"a": 1.0, "b": 1.0}
-    balanced = class_weights(split, ["a", "b"], "balanced")
+    assert class_weights(split.labels, ["a", "b"], "none") == {"a": 1.0, "b": 1.0}
+    balanced = class_weights(split.labels, ["a", "b"], "balanced")
     assert balanced == pytest.approx({"a": 8 / 12, "b": 8 / 4})
     path = tmp_path / "w.json"
     path.write_text('{"b": 3}')
-    assert class_weights(split, ["a", "b"], str(path)) == {"a": 1.0, "b": 3.0}
+    assert class_weights(split.labels, ["a", "b"], str(path)) == {"a": 1.0, "b": 3.0}
     for content, message in [('{"c": 2}', r"names class\(es\) \['c'\] that are not in the training"),
                              ('{"b": -1}', r"the weight of 'b' must be a positive number, got -1"),
                              ('[1, 2]', r"expected a JSON object"), ("{", r"not valid JSON")]:
         path.write_text(content)
-        with pytest.raises(DataError, match=message):
-            class_weights(split, ["a", "b"], str(path))
+        with pytest.raises(ValueError, match=message):  # the flag's value, named
+            class_weights(split.labels, ["a", "b"], str(path))
 
 
 def test_multi_label_balanced_weights_each_labels_positives_by_its_rarity():
     labels = [("a",)] * 50 + [("a", "b")] * 30 + [()] * 19 + [("c",)]
     split = Split(["t"] * 100, labels, [str(i) for i in range(100)])
-    weights = class_weights(split, ["a", "b", "c"], "balanced")
+    weights = class_weights(split.labels, ["a", "b", "c"], "balanced")
     # a: 80 of 100 (negatives fewer than positives: 1); b: 70 / 30; c: 99 / 1, capped.
     assert weights == pytest.approx({"a": 1.0, "b": 70 / 30, "c": MAX_POSITIVE_WEIGHT})

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessor uses)
 
-from app import convert as convert_mod
-from app.convert import CheckpointError, convert, fingerprint, main
+from app.convert import main
+from app.model import conversion as convert_mod
+from app.model.conversion import CheckpointError, convert, fingerprint
 from tests.conftest import assert_clear_failure, run_in_process, run_module, write_tiny_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -44,7 +45,7 @@ def test_fingerprint_follows_the_converters_code_and_options(tiny_checkpoint, tm
     shutil.copytree(Path(convert_mod.__file__).parent, code)
     monkeypatch.setattr(convert_mod, "_CODE", code)
     assert fingerprint(tiny_checkpoint, 128, "float32", "fast") == base
-    fast = code / "model" / "bert_fast.py"
+    fast = code / "bert_fast.py"
     fast.write_text(fast.read_text() + "\n# a comment changes nothing\n")
     assert fingerprint(tiny_checkpoint, 128, "float32", "fast") == base
     fast.write_text(fast.read_text().replace("_SQRT_HALF = 1.0 / math.sqrt(2.0)", "_SQRT_HALF = 0.7071"))

@@ -52,7 +52,7 @@ def test_bare_encoder_handle_needs_a_preprocessor(tiny_hub):
 
 def test_offline_encoder_is_converted_once_and_redone_when_the_converter_changes(
         tiny_checkpoint, tmp_path, monkeypatch):
-    import app.convert
+    import app.model.conversion
 
     calls = []
 
@@ -60,11 +60,12 @@ def test_offline_encoder_is_converted_once_and_redone_when_the_converter_changes
         calls.append(out)
         for sub in ("encoder", "preprocess"):
             (out / sub).mkdir(parents=True, exist_ok=True)
-        record = {"fingerprint": app.convert.fingerprint(checkpoint, 128, compute_dtype, implementation),
+        fingerprint = app.model.conversion.fingerprint(checkpoint, 128, compute_dtype, implementation)
+        record = {"fingerprint": fingerprint,
                   "config": {"num_hidden_layers": 2, "hidden_size": 32}, "pooled_only": True}
         (out / "bertclf_convert.json").write_text(json.dumps(record))
 
-    monkeypatch.setattr(app.convert, "convert", convert)
+    monkeypatch.setattr(app.model.conversion, "convert", convert)
     monkeypatch.setattr(encoders, "minilm_checkpoint", lambda: tiny_checkpoint)
     spec = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)
     again = encoders.resolve("minilm-l6-h384-uncased", hub_cache=tmp_path)

@@ -101,5 +101,5 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
     for argv in suggestions:
         cfg = config.build_config(parser.parse_args(argv))  # a flag without its value fails here
         train.check_task_flags(cfg, multi_label, 2)
-        class_weights(split, ["neg", "pos"], cfg.class_weight)
+        class_weights(split.labels, ["neg", "pos"], cfg.class_weight)
     assert ["--time-budget", "14"] in suggestions  # twice the 400 s training took, in minutes

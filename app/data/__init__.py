@@ -32,8 +32,10 @@ from app.data.tables import (
     stream_texts,
     table_kind,
 )
+from app.options import BUNDLED_SAMPLE  # the small labelled sample the demo trains on
 
 __all__ = [
+    "BUNDLED_SAMPLE",
     "FEW_EXAMPLES", "SPLIT_NAMES", "TEXT_JOINER", "Chunk", "DataError", "Dataset", "Split", "TableFormat",
     "build_parser", "class_order", "download_imdb", "input_kind", "inspect", "label_ids", "load_dataset",
     "main", "read_dataset", "read_label_names", "read_source", "sniff_format", "stratified_subset",

@@ -184,7 +184,7 @@ class BertEncoder(tf.Module):
     """The BERT transformer stack over `tf.Variable`s, in plain TensorFlow.
 
     Shapes: B batch, S sequence, W width (hidden size), H heads, D = W / H per head, F the
-    feed-forward width. Variables are named as `app.convert.map_weights` names the checkpoint's
+    feed-forward width. Variables are named as `app.model.conversion.map_weights` names the checkpoint's
     tensors, so `FastBertEncoder` takes the same weights.
     """
 

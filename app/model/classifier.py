@@ -16,22 +16,18 @@ positives by it (`LabelWeightedBinaryCrossentropy`).
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 
-from app.data import DataError
 from app.model.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
 from app.options import POOLINGS
-
-if TYPE_CHECKING:
-    from app.data import Split
 
 
 def build_classifier(
@@ -122,42 +118,43 @@ class LabelWeightedBinaryCrossentropy(tf.keras.losses.Loss):
 # whole batches).
 MAX_POSITIVE_WEIGHT = 10.0
 
-def class_weights(split: Split, classes: Sequence[str], spec: str) -> dict[str, float]:
-    """Each class's loss weight for `--class-weight`: 1 for `none`; for `balanced`, the number
-    of examples over (classes x the class's examples), scikit-learn's rule, so every class
+def class_weights(labels: Sequence, classes: Sequence[str], spec: str) -> dict[str, float]:
+    """Each class's loss weight for `--class-weight`, from the training split's `labels` (class
+    names, or for multi-label data each example's tuple of names): 1 for `none`; for `balanced`,
+    the number of examples over (classes x the class's examples), scikit-learn's rule, so every class
     weighs as much in the loss as the others; or from a JSON file {class name: weight}, classes
     it does not list weighing 1. For multi-label data a label's weight multiplies the loss of
     its positive examples: `balanced` gives each label its negatives over its positives (at
     most `MAX_POSITIVE_WEIGHT`, at least 1), so a rare label is not learnt as "never"."""
     if spec == "none":
         return {c: 1.0 for c in classes}
-    if spec == "balanced" and split.multi_label:
-        counts = split.counts()
-        return {c: round(float(min(MAX_POSITIVE_WEIGHT, max(1.0, (len(split) - counts.get(c, 0))
+    if spec == "balanced" and any(isinstance(label, tuple) for label in labels):
+        counts = collections.Counter(name for label in labels for name in label)
+        return {c: round(float(min(MAX_POSITIVE_WEIGHT, max(1.0, (len(labels) - counts.get(c, 0))
                                                             / max(counts.get(c, 0), 1)))), 6)
                 for c in classes}
     if spec == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
 
-        present = [c for c in classes if c in set(split.labels)]
-        weights = compute_class_weight("balanced", classes=np.asarray(present), y=np.asarray(split.labels))
+        present = [c for c in classes if c in set(labels)]
+        weights = compute_class_weight("balanced", classes=np.asarray(present), y=np.asarray(labels))
         found = dict(zip(present, weights, strict=True))
         return {c: round(float(found.get(c, 1.0)), 6) for c in classes}
     try:
         raw = json.loads(Path(spec).expanduser().read_text(encoding="utf-8"))
     except OSError as e:
-        raise DataError(f"--class-weight {spec}: cannot read ({e.strerror or e})") from e
+        raise ValueError(f"--class-weight {spec}: cannot read ({e.strerror or e})") from e
     except json.JSONDecodeError as e:
-        raise DataError(f"--class-weight {spec}: not valid JSON ({e.msg})") from e
+        raise ValueError(f"--class-weight {spec}: not valid JSON ({e.msg})") from e
     if not isinstance(raw, dict):
-        raise DataError(f"--class-weight {spec}: expected a JSON object {{class name: weight}}, "
+        raise ValueError(f"--class-weight {spec}: expected a JSON object {{class name: weight}}, "
                         f"got {type(raw).__name__}")
     unknown = sorted(set(map(str, raw)) - set(classes))
     if unknown:
-        raise DataError(f"--class-weight {spec} names class(es) {unknown} that are not in the training "
+        raise ValueError(f"--class-weight {spec} names class(es) {unknown} that are not in the training "
                         f"classes {list(classes)}")
     for name, weight in raw.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < float("inf"):
-            raise DataError(f"--class-weight {spec}: the weight of {name!r} must be a positive number, "
+            raise ValueError(f"--class-weight {spec}: the weight of {name!r} must be a positive number, "
                             f"got {weight!r}")
     return {c: float(raw.get(c, 1.0)) for c in classes}

@@ -146,11 +146,11 @@ def ensure_offline_encoder(
     implementation: str = "fast",
 ) -> Path:
     """Convert the packaged MiniLM once into `hub_cache/minilm-l6-h384-uncased[-bf16][-plain]` and
-    reuse it until the converter's code or options change (`app.convert.fingerprint`).
+    reuse it until the converter's code or options change (`app.model.conversion.fingerprint`).
 
     A file lock makes concurrent first runs (several workers, parallel tests) convert once.
     """
-    from app.convert import convert, fingerprint
+    from app.model.conversion import convert, fingerprint
 
     cache = Path(hub_cache or os.environ.get("BERTCLF_HUB_CACHE") or DEFAULT_HUB_CACHE)
     name = (DEFAULT_ENCODER + ("-bf16" if compute_dtype == "bfloat16" else "")

@@ -7,9 +7,10 @@
   one whole: each is written into a folder of its own, renamed into place when complete, and only
   then named by `latest.json` (replaced atomically); older ones are deleted after.
 - `interrupts`: SIGTERM and SIGINT become a request the training loop answers after its step.
-- `Every`: how often `app.training.fit`'s `Backup` callback backs up (`--backup-every`).
+How often `app.training.fit`'s `Backup` callback backs up is `app.config.Every`, read from
+`--backup-every` by `app.config.parse_every` (re-exported here beside the rest of backing up).
 
-TensorFlow is not imported here: the config validates `--backup-every` before it starts.
+TensorFlow is not imported here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from app.config import Every as Every  # re-exported: how often to back up is part of backing up
+from app.config import parse_every as parse_every
 
 logger = logging.getLogger(__name__)
 
@@ -232,25 +236,3 @@ def interrupts() -> Iterator[Interrupt]:
 # ----------------------------------------------------------------------------- the callback
 
 
-@dataclasses.dataclass(frozen=True)
-class Every:
-    """How often to back up: every `steps` training steps, or every `seconds` of training."""
-
-    steps: int | None = None
-    seconds: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.steps} steps" if self.steps else f"{self.seconds / 60:g} minutes"
-
-
-def parse_every(value: str) -> Every:
-    """`200` (steps) or `5m` (minutes; also `90s`)."""
-    text = str(value).strip().lower()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(m|min|s)?", text)
-    if not match or float(match.group(1)) <= 0 or (match.group(2) is None and "." in match.group(1)):
-        raise ValueError(f"--backup-every must be a number of steps (200) or minutes (5m) or seconds (90s), "
-                         f"got {value!r}")
-    number, unit = float(match.group(1)), match.group(2)
-    if unit is None:
-        return Every(steps=int(number))
-    return Every(seconds=number * (60 if unit.startswith("m") else 1))
