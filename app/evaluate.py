@@ -6,15 +6,14 @@ Runs the same SavedModel TF Serving would run and writes, into the report folder
 `report.json` (metrics), `predictions.csv`, PNG plots, `report.md` and a self-contained
 `report.html`. `app.train` calls `write_report` at the end of every run.
 
-A multi-label model's report has its own figures (`compute_multi_label_metrics`): micro and
-macro F1, per-label precision, recall, F1, support, ROC-AUC and threshold, subset accuracy,
-Hamming loss and label cardinality.
+The figures come from `app.reporting.metrics` and the plots from `app.reporting.plots`; this
+module decides what the report says and in what order (`_sections`, rendered by
+`app.reporting.render`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -27,332 +26,16 @@ import pandas as pd
 from app import data as data_mod
 from app import runtime
 from app.config import add_table_arguments
+from app.reporting.metrics import Predictions, compute_metrics, compute_multi_label_metrics
+from app.reporting.plots import multi_label_plots, plots
 from app.reporting.render import Block, Section, to_html, to_markdown
 from app.serving import inference
 
 logger = logging.getLogger(__name__)
 
-ECE_BINS = 15
 QUOTE_CHARS = 300
 SURPRISE_SAMPLE = 500  # training examples scored for the most surprising (a seeded sample)
 SURPRISING = 5
-
-
-@dataclasses.dataclass
-class Predictions:
-    """Model outputs for one labelled set, in the order of `ids`."""
-
-    ids: list[str]
-    texts: list[str]
-    true: np.ndarray  # int class ids; for multi-label a 0/1 matrix [n, labels]
-    probabilities: np.ndarray  # [n, classes]
-    seconds: float = 0.0
-    predicted: np.ndarray | None = None  # multi-label: the export's 0/1 decisions [n, labels]
-    thresholds: np.ndarray | None = None  # multi-label: the export's threshold per label
-    raw_probabilities: np.ndarray | None = None  # before the export's calibration, when it has one
-    class_ids: np.ndarray | None = None  # the export's class_id, when a decision threshold sets it
-
-    @property
-    def decided(self) -> np.ndarray:
-        """The predicted class of each example: the export's, else the most probable."""
-        return self.class_ids if self.class_ids is not None else self.probabilities.argmax(1)
-
-    @property
-    def multi_label(self) -> bool:
-        return self.predicted is not None
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def _confidence_bins(confidence: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
-    """Index of the equal-width confidence bin (right-closed) of each example."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size.
-
-    scikit-learn has no ECE (its calibration_curve is per class), so this is the one metric
-    computed here by hand.
-    """
-    index = _confidence_bins(confidence, bins)
-    total = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
-
-
-def compute_metrics(true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
-                    predicted: np.ndarray | None = None) -> dict:
-    """Every number in report.json, from scikit-learn wherever it has the metric. `predicted`
-    are the model's decisions when they are not the most probable class (a decision threshold)."""
-    from sklearn import metrics
-
-    k = len(classes)
-    labels = list(range(k))
-    pred = probabilities.argmax(axis=1) if predicted is None else np.asarray(predicted)
-    confidence = probabilities.max(axis=1)
-    notes = []
-    precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        true, pred, labels=labels, zero_division=0)
-    out = {
-        "n_examples": int(len(true)),
-        "classes": list(classes),
-        "accuracy": float(metrics.accuracy_score(true, pred)),
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        "weighted_f1": float(metrics.f1_score(true, pred, labels=labels, average="weighted",
-                                              zero_division=0)),
-        "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "support": int(support[i])}
-            for i, c in enumerate(classes)
-        },
-        "confusion_matrix": metrics.confusion_matrix(true, pred, labels=labels).tolist(),
-        "log_loss": float(metrics.log_loss(true, probabilities, labels=labels)),
-        "brier": float(metrics.brier_score_loss(true, probabilities, labels=labels)),
-        "ece": expected_calibration_error(confidence, (probabilities.argmax(1) == true).astype(float)),
-        "mean_confidence": float(confidence.mean()),
-    }
-    present = sorted(set(true.tolist()))
-    missing = [classes[i] for i in labels if i not in present]
-    if missing:
-        notes.append(f"the evaluation set has no examples of {missing}: their recall, ROC-AUC and "
-                     "average precision are undefined")
-    predicted = sorted(set(pred.tolist()))
-    if len(predicted) == 1:
-        notes.append(f"the model predicted a single class ({classes[predicted[0]]}) for every example")
-    # Ranking metrics per class (one-vs-rest); undefined where a class is absent or everything.
-    auc, ap = {}, {}
-    for i, c in enumerate(classes):
-        positives = true == i
-        if positives.all() or not positives.any():
-            continue
-        auc[c] = float(metrics.roc_auc_score(positives, probabilities[:, i]))
-        ap[c] = float(metrics.average_precision_score(positives, probabilities[:, i]))
-    if k == 2:
-        out["roc_auc"] = auc.get(classes[1])
-        out["average_precision"] = ap.get(classes[1])
-    else:
-        out["roc_auc"] = float(np.mean(list(auc.values()))) if auc else None
-        out["average_precision"] = float(np.mean(list(ap.values()))) if ap else None
-        out["roc_auc_per_class"], out["average_precision_per_class"] = auc, ap
-    if out["roc_auc"] is None:
-        notes.append("ROC-AUC is undefined: the evaluation set needs examples of at least two classes")
-    out["notes"] = notes
-    return out
-
-
-def compute_multi_label_metrics(true: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray,
-                                classes: Sequence[str], thresholds: Sequence[float]) -> dict:
-    """report.json of a multi-label model: `true` and `predicted` are 0/1 `[n, labels]`.
-    `accuracy` is the subset accuracy (the whole set right), the strictest reading."""
-    from sklearn import metrics
-
-    from app.model.ngram import binary_cross_entropy
-
-    true, predicted = np.asarray(true, int), np.asarray(predicted, int)
-    precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        true, predicted, average=None, zero_division=0)
-    micro = metrics.precision_recall_fscore_support(true, predicted, average="micro", zero_division=0)
-    subset = float(metrics.accuracy_score(true, predicted))
-    per_class, auc, ap, notes = {}, {}, {}, []
-    for j, c in enumerate(classes):
-        column = true[:, j]
-        if 0 < column.sum() < len(column):
-            auc[c] = float(metrics.roc_auc_score(column, probabilities[:, j]))
-            ap[c] = float(metrics.average_precision_score(column, probabilities[:, j]))
-        per_class[c] = {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]),
-                        "support": int(support[j]), "roc_auc": auc.get(c),
-                        "threshold": round(float(thresholds[j]), 6)}
-    absent = [c for j, c in enumerate(classes) if not true[:, j].any()]
-    if absent:
-        notes.append(f"the evaluation set has no examples of {absent}: their recall and ROC-AUC are "
-                     "undefined (their F1 counts as 0 in the macro average)")
-    return {
-        "task": "multi-label",
-        "n_examples": int(len(true)),
-        "classes": list(classes),
-        "accuracy": subset,
-        "subset_accuracy": subset,
-        "micro_precision": float(micro[0]), "micro_recall": float(micro[1]), "micro_f1": float(micro[2]),
-        "macro_precision": float(precision.mean()), "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        # (A text with no labels and none predicted is right: F1 1, not undefined.)
-        "samples_f1": float(metrics.f1_score(true, predicted, average="samples", zero_division=1.0)),
-        "hamming_loss": float(metrics.hamming_loss(true, predicted)),
-        "label_cardinality": float(true.sum(1).mean()),
-        "predicted_cardinality": float(predicted.sum(1).mean()),
-        "roc_auc": float(np.mean(list(auc.values()))) if auc else None,
-        "average_precision": float(np.mean(list(ap.values()))) if ap else None,
-        "log_loss": binary_cross_entropy(true, probabilities),
-        "per_class": per_class,
-        "thresholds": {c: round(float(t), 6) for c, t in zip(classes, thresholds, strict=True)},
-        "notes": notes,
-    }
-
-
-# ----------------------------------------------------------------------------- plots
-
-
-def _multi_label_plots(pred: Predictions, classes: Sequence[str], report: dict, out: Path,
-                       history: pd.DataFrame | None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import PrecisionRecallDisplay
-
-    written = []
-
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
-
-    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.3 * len(classes)))
-    f1 = [report["per_class"][c]["f1"] for c in classes]
-    ax.barh(list(classes), f1)
-    for y, c in enumerate(classes):
-        ax.annotate(f"n={report['per_class'][c]['support']}", (f1[y], y), xytext=(3, -3),
-                    textcoords="offset points", fontsize=8)
-    ax.set_xlim(0, 1.1)
-    ax.invert_yaxis()
-    ax.set_xlabel("F1 at the label's threshold")
-    ax.set_title("F1 per label")
-    save(fig, "f1_per_label.png")
-
-    if pred.true.any() and not pred.true.all():
-        fig, ax = plt.subplots(figsize=(5, 4))
-        PrecisionRecallDisplay.from_predictions(pred.true.ravel(), pred.probabilities.ravel(),
-                                                name="all labels (micro)", ax=ax)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title("Precision-recall, every label decision")
-        save(fig, "precision_recall_curve.png")
-    _training_curves(history, out, save, "f1")
-    return written
-
-
-def _training_curves(history: pd.DataFrame | None, out: Path, save, metric: str = "accuracy") -> None:
-    import matplotlib.pyplot as plt
-
-    if history is None or not len(history):
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, name in zip(axes, ("loss", metric), strict=True):
-        for col in (name, f"val_{name}"):
-            if col in history:
-                ax.plot(history["epoch"] + 1, history[col], "o-", label=col)
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        ax.legend()
-    save(fig, "training_curves.png")
-
-
-def _plots(pred: Predictions, classes: Sequence[str], out: Path, history: pd.DataFrame | None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
-
-    written = []
-    predicted = pred.decided
-    confidence = pred.probabilities.max(1)
-    correct = pred.probabilities.argmax(1) == pred.true  # (calibration: the probabilities' own claim)
-
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
-
-    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
-    ConfusionMatrixDisplay.from_predictions(pred.true, predicted, labels=list(range(len(classes))),
-                                            display_labels=list(classes), ax=ax, colorbar=False)
-    ax.set_title("Confusion matrix")
-    save(fig, "confusion_matrix.png")
-
-    fig_roc, ax_roc = plt.subplots(figsize=(5, 4))
-    fig_pr, ax_pr = plt.subplots(figsize=(5, 4))
-    for i, c in enumerate(classes):
-        positives = pred.true == i
-        if positives.all() or not positives.any():
-            continue
-        if len(classes) == 2 and i == 0:
-            continue  # binary: one curve, for the second class
-        RocCurveDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_roc)
-        PrecisionRecallDisplay.from_predictions(positives, pred.probabilities[:, i], name=c, ax=ax_pr)
-    # (scikit-learn's axis labels say "Positive label: 1" where the classes have names.)
-    which = f" (positive class: {classes[1]})" if len(classes) == 2 else " (each class against the rest)"
-    ax_roc.set(title="ROC curve" + which, xlabel="false positive rate", ylabel="true positive rate")
-    ax_pr.set(title="Precision-recall curve" + which, xlabel="recall", ylabel="precision")
-    save(fig_roc, "roc_curve.png")
-    save(fig_pr, "precision_recall_curve.png")
-
-    centers, accs, counts = [], [], []
-    index = _confidence_bins(confidence)
-    for b in range(ECE_BINS):
-        mask = index == b
-        if mask.any():
-            centers.append(confidence[mask].mean())
-            accs.append(correct[mask].mean())
-            counts.append(mask.sum())
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    if pred.raw_probabilities is not None:
-        raw = pred.raw_probabilities
-        raw_index, raw_correct = _confidence_bins(raw.max(1)), raw.argmax(1) == pred.true
-        points = [(raw.max(1)[raw_index == b].mean(), raw_correct[raw_index == b].mean())
-                  for b in range(ECE_BINS) if (raw_index == b).any()]
-        ax.plot(*zip(*points, strict=True), "s:", color="tab:orange", alpha=0.8, label="before calibration")
-    ax.plot(centers, accs, "o-", label="model" if pred.raw_probabilities is None else "calibrated")
-    ax.set_xlabel("confidence (max probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability diagram ({ECE_BINS} bins)")
-    ax.legend()
-    save(fig, "reliability_diagram.png")
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist([confidence[correct], confidence[~correct]], bins=20, range=(0, 1), stacked=True,
-            label=["correct", "wrong"])
-    ax.set_xlabel("confidence (max probability)")
-    ax.set_ylabel("examples")
-    ax.set_title("Confidence histogram")
-    ax.legend()
-    save(fig, "confidence_histogram.png")
-
-    lengths = np.asarray([len(t.split()) for t in pred.texts])
-    bins = np.unique(np.quantile(lengths, np.linspace(0, 1, 6))) if len(lengths) else np.array([0, 1])
-    if len(bins) < 2:
-        bins = np.array([lengths.min(), lengths.min() + 1])
-    which = np.clip(np.digitize(lengths, bins[1:-1], right=True), 0, len(bins) - 2)
-    xs, ys = [], []
-    for b in range(len(bins) - 1):
-        mask = which == b
-        if mask.any():
-            xs.append(f"{int(bins[b])}-{int(bins[b + 1])}")
-            ys.append(correct[mask].mean())
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.bar(xs, ys)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("length (words)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy by text length")
-    save(fig, "accuracy_by_length.png")
-
-    _training_curves(history, out, save)
-    return written
-
-
-# ----------------------------------------------------------------------------- report
 
 
 def _quote(text: str) -> str:
@@ -616,8 +299,8 @@ def write_report(pred: Predictions, classes: Sequence[str], out: str | Path, mod
         frame[f"prob_{c}"] = pred.probabilities[:, i]
     frame["n_words"] = [len(t.split()) for t in pred.texts]
     frame.to_csv(out / "predictions.csv", index=False)
-    images = (_multi_label_plots(pred, classes, report, out, history) if pred.multi_label
-              else _plots(pred, classes, out, history))
+    images = (multi_label_plots(pred, classes, report, out, history) if pred.multi_label
+              else plots(pred, classes, out, history))
     report["plots"] = images
     mistakes = _mistakes(pred, classes)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))

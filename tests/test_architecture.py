@@ -98,7 +98,8 @@ STAGES = {
                  "training.fit", "training.calibration", "training.decision", "training"),
     "data": ("data.examples", "data.tables", "data.sources", "data.splits", "data.cli", "data"),
     "serving": ("serving.export", "serving.inference", "serving"),
-    "reporting": ("reporting.baseline", "reporting.findings", "reporting.render", "reporting"),
+    "reporting": ("reporting.metrics", "reporting.plots", "reporting.baseline", "reporting.findings",
+                  "reporting.render", "reporting"),
     "commands": ("convert", "predict", "evaluate", "train"),
 }
 
