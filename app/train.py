@@ -87,6 +87,7 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     record.add("data", **data_record(resolved, dataset, lengths))
     if ngram_fit is not None:  # now, while the budget's clock has time for it
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
+        ngram_fit.validation_known = ngram.known(ngram_fit.model, dataset.splits["validation"].texts)
     model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
                                dataset.multi_label, label_priors(dataset))
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
@@ -511,11 +512,14 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record
                                                        val.texts, pairs=val.pairs)
     if ngram_fit is None:
         return None, {}, encoder_probabilities
-    ngram_probabilities = ngram_fit.validation
+    ngram_probabilities, known = ngram_fit.validation, ngram_fit.validation_known
     if ngram_probabilities is None:
         ngram_probabilities = ngram.predict(ngram_fit.model, val.texts)
+    if known is None:
+        known = ngram.known(ngram_fit.model, val.texts)
     label_ids = dataset.label_ids("validation")
-    weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities, label_ids)
+    weight, figures = ngram.choose_weight(encoder_probabilities, ngram_probabilities, label_ids, known)
+    figures["texts_without_known_ngrams"] = int(np.sum(~known))
     acc = figures["validation_accuracy"]
     logger.info("n-gram weight %.2f: validation %s %.4f (encoder alone %.4f, n-grams alone %.4f)",
                 weight, "label decisions right at 0.5" if dataset.multi_label else "accuracy",
@@ -523,14 +527,14 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record
     rule, params = "average", {"weight": weight}
     if not dataset.multi_label:
         rule, params, chosen = ngram.choose_ensemble(encoder_probabilities, ngram_probabilities, label_ids,
-                                                     resolved.settings.seed)
+                                                     resolved.settings.seed, known)
         figures = {**figures, "rule": rule, **({"pooling": params} if rule == "log-linear" else {}),
                    "rules": chosen["rules"], "folds": chosen["folds"]}
         scores = ", ".join(f"{r} {f['cross_validated_accuracy']:.4f}" for r, f in chosen["rules"].items())
         logger.info("ensemble: %s, by cross-validated accuracy on the validation split (%s)%s", rule, scores,
                     f": softmax({params['encoder']:.3f} log p_encoder + {params['ngram']:.3f} log p_ngram "
                     f"+ bias)" if rule == "log-linear" else "")
-    probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities)
+    probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities, known)
     combination = {"pooling": params} if rule == "log-linear" else {"weight": weight}
     record.add("ngram", **ngram_fit.record, **figures)
     return ngram_fit.model, combination, probabilities

@@ -341,6 +341,15 @@ def test_the_ngram_model_is_served_only_with_a_weight_or_a_pooling(trained_tiny,
     np.testing.assert_allclose(reloaded.signatures["serving_default"](text=text)["probabilities"], expected,
                                atol=1e-5)
     assert reloaded.pooling_bias.numpy().tolist() == pytest.approx([0.0, -0.2])
+    # A text of words the n-grams never saw is the encoder's alone, under either rule, as
+    # app.model.ngram.combine computes it; the parts are saved for inspection.
+    unseen = tf.constant(["zyzzyva quux", "good film"])
+    for model in (mixed, pooled):
+        served = model.serve(unseen)["probabilities"].numpy()
+        np.testing.assert_allclose(served[0], model.encoder_probabilities(unseen)[0], atol=1e-6)
+    assert reloaded.ngram_known(unseen).numpy().tolist() == [False, True]
+    np.testing.assert_allclose(reloaded.signatures["serving_default"](text=unseen)["probabilities"][0],
+                               reloaded.encoder_part(unseen)[0], atol=1e-6)
 
 
 def test_a_model_of_text_pairs_serves_both_texts_in_a_bare_tensorflow_process(trained_pairs, tmp_path):
@@ -443,3 +452,21 @@ def test_a_decision_threshold_decides_class_id_and_label_but_leaves_the_probabil
     np.testing.assert_allclose(strict["probabilities"], plain["probabilities"])
     np.testing.assert_array_equal(strict["class_id"].numpy(), (p >= threshold).astype(int))
     assert [v.decode() for v in strict["label"].numpy()] == ["pos" if v >= threshold else "neg" for v in p]
+
+
+def test_a_trained_runs_export_leaves_texts_its_ngrams_never_saw_to_the_encoder(trained_tiny):
+    """On a trained run (here pooled, the n-grams weighing 7 times the encoder's log-probabilities):
+    texts whose every word the n-gram model never saw ("greatest" is not "great") are answered by
+    the calibrated encoder alone, so no confident encoder is dragged towards the n-grams' prior."""
+    from app.training.calibration import apply_temperature
+
+    result, _ = trained_tiny
+    loaded = tf.saved_model.load(str(result.export_dir))
+    texts = tf.constant(["greatest wonderfulness", "terribleness awfulness", "zyzzyva", "great film"])
+    known = loaded.ngram_known(texts).numpy()
+    assert known.tolist() == [False, False, False, True]
+    served = loaded.signatures["serving_default"](text=texts)["probabilities"].numpy()
+    temperature = result.record.calibration.get("temperature", 1.0)
+    alone = apply_temperature(loaded.encoder_part(texts).numpy(), temperature)
+    np.testing.assert_allclose(served[~known], alone[~known], atol=1e-5)
+    assert not np.allclose(served[known], alone[known], atol=1e-2)  # where it knows, the n-grams count

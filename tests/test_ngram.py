@@ -126,3 +126,30 @@ def test_log_linear_pooling_lets_an_uninformed_model_count_for_little_and_is_cho
     np.testing.assert_allclose(combined.sum(1), 1.0, rtol=1e-9)
     with pytest.raises(ValueError, match="ensemble rule must be one of"):
         ngram.combine("median", params, encoder, grams)
+
+
+def test_a_text_the_ngrams_know_nothing_of_is_the_encoders_alone():
+    """`known` says whether the model has any n-gram of a text; where it has none, every rule
+    answers with the encoder's probabilities, and the rules are fitted on the known texts."""
+    model = ngram.fit(TEXTS, np.array([1, 0, 1, 0]), 2).model
+    known = ngram.known(model, ["good film", "zyzzyva quux", "", "Bad!"])
+    assert known.tolist() == [True, False, False, True]
+    encoder = np.array([[0.05, 0.95], [0.04, 0.96], [0.5, 0.5], [0.9, 0.1]])
+    grams = np.array([[0.3, 0.7], [0.6, 0.4], [0.6, 0.4], [0.8, 0.2]])  # a prior where it knows nothing
+    pooling = {"encoder": 0.4, "ngram": 1.3, "bias": [0.0, -0.2]}
+    for rule, params in (("average", {"weight": 0.7}), ("log-linear", pooling)):
+        combined = ngram.combine(rule, params, encoder, grams, known)
+        np.testing.assert_allclose(combined[~known], encoder[~known])
+        np.testing.assert_allclose(combined[known], ngram.combine(rule, params, encoder, grams)[known])
+    # Without the mask the average caps the sure encoder at 0.3 x 0.96 + 0.7 x 0.4 on an unknown text.
+    assert ngram.combine("average", {"weight": 0.7}, encoder, grams)[1, 1] < 0.6
+    # The weight is chosen as the export will answer: the unknown texts count as the encoder's.
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    sure = np.stack([1 - np.where(y == 1, 0.95, 0.05), np.where(y == 1, 0.95, 0.05)], 1)
+    shrug = np.full_like(sure, 0.5)
+    nothing = np.zeros(200, bool)
+    weight, figures = ngram.choose_weight(sure, shrug, y, nothing)
+    assert figures["validation_accuracy"]["ensemble"] == 1.0 and weight == 0.0
+    rule, params, _ = ngram.choose_ensemble(sure, shrug, y, seed=0, known=nothing)
+    np.testing.assert_allclose(ngram.combine(rule, params, sure, shrug, nothing), sure)

@@ -6,8 +6,10 @@ seconds. Their probabilities are combined inside the one exported SavedModel, so
 runs one model, by the rule that does best on the validation split (`choose_ensemble`): a weighted
 average (`choose_weight`), or log-linear pooling, `softmax(a log p_encoder + b log p_ngram + bias)`
 with `a`, `b` and the bias fitted by log loss. An average can only dilute a confident encoder where
-the n-grams know nothing (they answer near uniform there, and the average's ceiling falls with
-the n-grams' weight); pooling log-probabilities lets an uninformed model count for little.
+the n-grams know little (they answer near their class priors there, and the average's ceiling
+falls with the n-grams' weight); pooling log-probabilities lets an uninformed model count for
+little. Where the n-gram model knows none of a text's n-grams (`NgramModel.known`), it has nothing
+to say, and the ensemble answers as the encoder alone, whichever rule it uses.
 
 The features are TensorFlow ops (`NgramModel.features`): `app.model.preprocessing.normalize_text`,
 Keras' `TextVectorization` (lower-casing, punctuation stripped, 1- and 2-grams counted over a
@@ -59,6 +61,13 @@ class NgramModel(tf.Module):
         vocabulary, weight 0)."""
         return _tfidf(self.vectorizer(normalize_text(texts)), self.idf)
 
+    def known(self, texts: tf.Tensor) -> tf.Tensor:
+        """Whether each text has at least one n-gram of the vocabulary (`[batch]`, bool)."""
+        features = self.features(texts)
+        weight = tf.math.unsorted_segment_sum(tf.abs(features.values), features.indices[:, 0],
+                                              tf.cast(features.dense_shape[0], tf.int32))
+        return weight > 0
+
     def logits(self, texts: tf.Tensor) -> tf.Tensor:
         return tf.sparse.sparse_dense_matmul(self.features(texts), self.kernel) + self.bias
 
@@ -83,6 +92,7 @@ class FittedNgram:
     model: NgramModel
     record: dict  # what was fitted: vocabulary size, C, seconds
     validation: np.ndarray | None = None  # its probabilities on the validation split, once computed
+    validation_known: np.ndarray | None = None  # which validation texts it knows an n-gram of
 
 
 def _to_csr(sparse: tf.SparseTensor):
@@ -166,20 +176,40 @@ def predict(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, model.kernel.shape[1]), np.float32)
 
 
-def choose_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray, label_ids: np.ndarray
-                  ) -> tuple[float, dict]:
+def known(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
+    """`NgramModel.known` over many texts: whether the model knows any n-gram of each (`[n]`)."""
+    fn = tf.function(model.known, input_signature=[tf.TensorSpec([None], tf.string)])
+    parts = [fn(tf.constant(list(texts[i:i + _BATCH]), tf.string)).numpy()
+             for i in range(0, len(texts), _BATCH)]
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def _where_known(known: np.ndarray | None, combined: np.ndarray, encoder_probabilities: np.ndarray
+                 ) -> np.ndarray:
+    """The combination where the n-gram model knows a word of the text, the encoder's own
+    probabilities where it knows none (as the export computes it)."""
+    if known is None:
+        return combined
+    return np.where(np.asarray(known, bool)[:, None], combined, encoder_probabilities)
+
+
+def choose_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray, label_ids: np.ndarray,
+                  known: np.ndarray | None = None) -> tuple[float, dict]:
     """(n-gram weight, validation figures): the weight in `WEIGHTS` with the best validation
     accuracy, ties to the lower log loss, then to the smaller weight. For multi-label data
     (`label_ids` a 0/1 matrix) the lowest binary cross-entropy, its accuracy the share of
-    label decisions right at 0.5."""
+    label decisions right at 0.5. `known` (`known`): texts the n-gram model knows no n-gram of
+    are answered by the encoder alone."""
     from sklearn.metrics import log_loss
 
     if label_ids.ndim == 2:
-        return _choose_multi_label_weight(encoder_probabilities, ngram_probabilities, label_ids)
+        return _choose_multi_label_weight(encoder_probabilities, ngram_probabilities, label_ids, known)
     labels = np.arange(encoder_probabilities.shape[1])
     rows = []
     for w in WEIGHTS:
-        p = np.clip((1 - w) * encoder_probabilities + w * ngram_probabilities, 1e-7, 1)
+        mixed = _where_known(known, (1 - w) * encoder_probabilities + w * ngram_probabilities,
+                             encoder_probabilities)
+        p = np.clip(mixed, 1e-7, 1)
         p = p / p.sum(axis=1, keepdims=True)
         rows.append((float(np.mean(p.argmax(1) == label_ids)), -float(log_loss(label_ids, p, labels=labels)),
                      -w))
@@ -197,14 +227,17 @@ def binary_cross_entropy(true: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def _choose_multi_label_weight(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray,
-                               true: np.ndarray) -> tuple[float, dict]:
-    losses = [binary_cross_entropy(true, (1 - w) * encoder_probabilities + w * ngram_probabilities)
-              for w in WEIGHTS]
+                               true: np.ndarray, known: np.ndarray | None) -> tuple[float, dict]:
+    def mixed(w):
+        return _where_known(known, (1 - w) * encoder_probabilities + w * ngram_probabilities,
+                            encoder_probabilities)
+
+    losses = [binary_cross_entropy(true, mixed(w)) for w in WEIGHTS]
     best = int(np.argmin(losses))  # the first of equal losses: the smaller weight
     weight = float(WEIGHTS[best])
 
     def accuracy(w):
-        return float(np.mean((((1 - w) * encoder_probabilities + w * ngram_probabilities) >= 0.5) == true))
+        return float(np.mean((mixed(w) >= 0.5) == true))
 
     figures = {"weight": weight, "validation_examples": int(len(true)),
                "validation_accuracy": {"encoder": accuracy(0.0), "ngram": accuracy(1.0),
@@ -248,26 +281,35 @@ def fit_log_linear(encoder_probabilities: np.ndarray, ngram_probabilities: np.nd
             "bias": [0.0] + [round(float(v), 6) for v in x[2:]]}
 
 
-def _combine(rule: str, params: dict, encoder_probabilities, ngram_probabilities) -> np.ndarray:
+def _combine(rule: str, params: dict, encoder_probabilities, ngram_probabilities, known=None) -> np.ndarray:
     if rule == "average":
         w = params["weight"]
-        return (1 - w) * encoder_probabilities + w * ngram_probabilities
-    return log_linear(encoder_probabilities, ngram_probabilities, params["encoder"], params["ngram"],
-                      params["bias"])
+        combined = (1 - w) * encoder_probabilities + w * ngram_probabilities
+    else:
+        combined = log_linear(encoder_probabilities, ngram_probabilities, params["encoder"], params["ngram"],
+                              params["bias"])
+    return _where_known(known, combined, encoder_probabilities)
 
 
-def _fit(rule: str, encoder_probabilities, ngram_probabilities, label_ids) -> dict:
+def _fit(rule: str, encoder_probabilities, ngram_probabilities, label_ids, known=None) -> dict:
+    """The rule's parameters, fitted on the texts the n-gram model knows a word of (the others
+    are the encoder's whatever the parameters)."""
+    if known is not None and np.any(known):
+        rows = np.asarray(known, bool)
+        encoder_probabilities, ngram_probabilities, label_ids = (
+            encoder_probabilities[rows], ngram_probabilities[rows], label_ids[rows])
     if rule == "average":
         return {"weight": choose_weight(encoder_probabilities, ngram_probabilities, label_ids)[0]}
     return fit_log_linear(encoder_probabilities, ngram_probabilities, label_ids)
 
 
 def choose_ensemble(encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray, label_ids: np.ndarray,
-                    seed: int = 42) -> tuple[str, dict, dict]:
+                    seed: int = 42, known: np.ndarray | None = None) -> tuple[str, dict, dict]:
     """(rule, its parameters, figures) for one label a text: each rule of `ENSEMBLE_RULES` fitted
     on four fifths of the validation split and scored on the fifth left out, in turn; the rule
     with the best cross-validated accuracy (ties: lower log loss, then the average) is fitted on
-    the whole split. The figures give each rule's cross-validated accuracy and log loss."""
+    the whole split. The figures give each rule's cross-validated accuracy and log loss. With
+    `known` (`known`), texts the n-gram model knows no n-gram of are the encoder's alone."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
@@ -276,15 +318,17 @@ def choose_ensemble(encoder_probabilities: np.ndarray, ngram_probabilities: np.n
     folds = int(min(CV_FOLDS, counts[counts > 0].min())) if len(y) else 0
     figures: dict = {"validation_examples": int(len(y)), "folds": folds, "rules": {}}
     if folds < 2:  # too few examples of a class to hold any out: the average, as before
-        weight, _ = choose_weight(encoder_probabilities, ngram_probabilities, y)
+        weight, _ = choose_weight(encoder_probabilities, ngram_probabilities, y, known)
         return "average", {"weight": weight}, figures
+    k = np.ones(len(y), bool) if known is None else np.asarray(known, bool)
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for rule in ENSEMBLE_RULES:
         held = np.zeros_like(encoder_probabilities)
         for fit_rows, test_rows in splitter.split(encoder_probabilities, y):
-            params = _fit(rule, encoder_probabilities[fit_rows], ngram_probabilities[fit_rows], y[fit_rows])
+            params = _fit(rule, encoder_probabilities[fit_rows], ngram_probabilities[fit_rows], y[fit_rows],
+                          k[fit_rows])
             held[test_rows] = _combine(rule, params, encoder_probabilities[test_rows],
-                                       ngram_probabilities[test_rows])
+                                       ngram_probabilities[test_rows], k[test_rows])
         loss = float(log_loss(y, held, labels=np.arange(held.shape[1])))
         figures["rules"][rule] = {"cross_validated_accuracy": round(float(np.mean(held.argmax(1) == y)), 4),
                                   "cross_validated_log_loss": round(loss, 4)}
@@ -292,12 +336,13 @@ def choose_ensemble(encoder_probabilities: np.ndarray, ngram_probabilities: np.n
     rule = max(ENSEMBLE_RULES, key=lambda r: (rules[r]["cross_validated_accuracy"],
                                                -rules[r]["cross_validated_log_loss"],
                                                -ENSEMBLE_RULES.index(r)))
-    return rule, _fit(rule, encoder_probabilities, ngram_probabilities, y), figures
+    return rule, _fit(rule, encoder_probabilities, ngram_probabilities, y, k), figures
 
 
-def combine(rule: str, params: dict, encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray
-            ) -> np.ndarray:
-    """The ensemble's probabilities by `rule` (from `choose_ensemble`), as the export computes them."""
+def combine(rule: str, params: dict, encoder_probabilities: np.ndarray, ngram_probabilities: np.ndarray,
+            known: np.ndarray | None = None) -> np.ndarray:
+    """The ensemble's probabilities by `rule` (from `choose_ensemble`), as the export computes
+    them: the encoder's alone for texts the n-gram model knows no n-gram of (`known` False)."""
     if rule not in ENSEMBLE_RULES:
         raise ValueError(f"ensemble rule must be one of {list(ENSEMBLE_RULES)}, got {rule!r}")
-    return _combine(rule, params, encoder_probabilities, ngram_probabilities)
+    return _combine(rule, params, encoder_probabilities, ngram_probabilities, known)

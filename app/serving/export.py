@@ -17,7 +17,9 @@ Signatures:
   `scores` (a Classification signature, so TF Serving's `:classify` API works).
 
 Also saved (not a signature): `tokenize(text[, text_pair])`, the encoder inputs the model
-computes on, and with an n-gram model `ngram_probabilities(text)`, its part of the average.
+computes on, and with an n-gram model the ensemble's parts: `encoder_part(text)` and
+`ngram_probabilities(text)` (before calibration), and `ngram_known(text)`, whether the n-gram
+model knows any n-gram of the text (where it knows none, the encoder answers alone).
 Assets: `labels.txt` (class names in order), `config.json` (what the run was told,
 `app.config.RunConfig`), `record.json` (what it did, `app.record.RunRecord`), and
 `assets.extra/tf_serving_warmup_requests` (PredictRequests TF Serving replays on load).
@@ -90,11 +92,13 @@ class ServingModel(tf.Module):
             [float(pooling["encoder"]), float(pooling["ngram"])], trainable=False, name="pooling")
         self.pooling_bias = None if self.pooling is None else tf.Variable(
             [float(b) for b in pooling["bias"]], trainable=False, name="pooling_bias")
-        if self.ngram is not None:  # saved beside `tokenize`, for checking the average's parts
-            self.ngram_probabilities = tf.function(self.ngram.__call__, input_signature=[_TEXT])
         # The functions' inputs: a text, or a text pair (their signatures are fixed at saving).
         self._pairs = pairs
         inputs = [_TEXT, _PAIR] if pairs else [_TEXT]
+        if self.ngram is not None:  # the ensemble's parts, saved beside `tokenize` for inspection
+            self.ngram_probabilities = tf.function(self.ngram.__call__, input_signature=[_TEXT])
+            self.ngram_known = tf.function(self.ngram.known, input_signature=[_TEXT])
+            self.encoder_part = tf.function(self.encoder_probabilities, input_signature=inputs)
         self.serve = tf.function(self._serve, input_signature=inputs)
         self.tokenize = tf.function(self._tokenize, input_signature=inputs)
         self.classify = tf.function(self._classify, input_signature=[
@@ -106,13 +110,17 @@ class ServingModel(tf.Module):
 
     def _probabilities(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> tf.Tensor:
         probabilities = self.encoder_probabilities(text, text_pair)
-        if self.pooling is not None:  # as app.model.ngram.log_linear computes it
-            logits = (self.pooling[0] * tf.math.log(tf.maximum(probabilities, 1e-7))
-                      + self.pooling[1] * tf.math.log(tf.maximum(self.ngram(text), 1e-7)) + self.pooling_bias)
-            probabilities = tf.nn.softmax(logits, axis=-1)
-        elif self.ngram is not None:
-            w = self._ngram_weight
-            probabilities = (1.0 - w) * probabilities + w * self.ngram(text)
+        if self.ngram is not None:  # as app.model.ngram.combine computes it
+            if self.pooling is not None:  # app.model.ngram.log_linear
+                logits = (self.pooling[0] * tf.math.log(tf.maximum(probabilities, 1e-7))
+                          + self.pooling[1] * tf.math.log(tf.maximum(self.ngram(text), 1e-7))
+                          + self.pooling_bias)
+                combined = tf.nn.softmax(logits, axis=-1)
+            else:
+                w = self._ngram_weight
+                combined = (1.0 - w) * probabilities + w * self.ngram(text)
+            # A text the n-gram model knows no n-gram of is the encoder's alone.
+            probabilities = tf.where(self.ngram.known(text)[:, None], combined, probabilities)
         if self.temperature is not None:  # as app.training.calibration.apply_temperature computes it
             if self.thresholds is not None:  # multi-label: each label's log-odds
                 p = tf.clip_by_value(probabilities, 1e-7, 1 - 1e-7)
