@@ -98,11 +98,12 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
         model = tf.saved_model.load(sys.argv[1])
         texts = json.loads(open(sys.argv[2]).read())
         out = model.signatures["serving_default"](text=tf.constant(texts))
-        ngram = None
+        ngram, known = None, None
         if hasattr(model, "ngram_probabilities"):
             ngram = model.ngram_probabilities(tf.constant(texts)).numpy().tolist()
+            known = model.ngram_known(tf.constant(texts)).numpy().tolist()
         print(json.dumps({"served": out["probabilities"].numpy().tolist(), "ngram": ngram,
-                          "temperature": float(model.temperature.numpy())}))
+                          "known": known, "temperature": float(model.temperature.numpy())}))
     """)
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     env = {k: v for k, v in ENV.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
@@ -123,15 +124,16 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
     # The served probabilities combine the encoder's with the n-gram model's by the rule chosen
-    # on validation (app.model.ngram): log-linear pooling, or the weighted average.
+    # on validation (app.model.ngram): log-linear pooling, or the weighted average; a text the
+    # n-grams know nothing of ("", the control characters) is the encoder's alone.
     record = result.record.ngram
     pooling, weight = record.get("pooling"), record.get("weight", 0.0)
     assert (answer["ngram"] is not None) == bool(pooling or weight > 0)
-    if pooling:
-        in_memory = ngram.log_linear(in_memory, np.array(answer["ngram"]), pooling["encoder"],
-                                     pooling["ngram"], pooling["bias"])
-    elif weight > 0:
-        in_memory = (1 - weight) * in_memory + weight * np.array(answer["ngram"])
+    if answer["ngram"] is not None:
+        assert answer["known"][0] is True and answer["known"][1] is False
+        rule, params = ("log-linear", pooling) if pooling else ("average", {"weight": weight})
+        in_memory = ngram.combine(rule, params, in_memory, np.array(answer["ngram"]),
+                                  np.array(answer["known"]))
     # ...and are calibrated by the temperature fitted on validation (app.training.calibration).
     temperature = result.record.calibration["temperature"]
     assert temperature > 0 and answer["temperature"] == pytest.approx(temperature)
