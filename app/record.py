@@ -38,7 +38,3 @@ class RunRecord:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> RunRecord:
-        return cls(**{k: dict(v) for k, v in raw.items() if k in cls.__dataclass_fields__})

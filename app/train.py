@@ -135,7 +135,11 @@ def settle(resolved: config_mod.RunConfig, strategy, dataset, started: float | N
     lengths = token_lengths(resolved, dataset)
     resolved = tune(resolved, strategy, dataset, lengths)
     resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram)
-    steps = int(training_epochs(resolved, dataset)(0).cardinality())
+    n_train, batch = len(dataset.splits["train"]), resolved.settings.batch_size
+    if n_train < batch:
+        raise ValueError(f"--batch-size {batch} is larger than the {n_train} training examples")
+    # Length buckets reorder examples but keep the number of batches (app.model.preprocessing).
+    steps = n_train // batch if resolved.drop_remainder else -(-n_train // batch)
     resolved = resolved.with_data(dataset.columns, dataset.classes, steps, dataset.multi_label)
     return resolved, dataset, lengths
 
@@ -401,27 +405,6 @@ def probe_throughput(resolved: config_mod.RunConfig, strategy, dataset):
     return throughput, time.monotonic() - start, key
 
 
-def training_epochs(resolved: config_mod.RunConfig, dataset):
-    """epoch -> the training batches of that epoch (`tf.data`), in an order the seed and the
-    epoch fix."""
-    from app.model import preprocessing
-
-    c = resolved.settings
-    train = dataset.splits["train"]
-    if len(train) < c.batch_size:
-        raise ValueError(f"--batch-size {c.batch_size} is larger than the {len(train)} training examples")
-    tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
-    train_labels = dataset.label_ids("train")
-
-    def train_epoch(epoch: int):
-        return preprocessing.make_tf_dataset(
-            train.texts, train_labels, tokenizer, c.batch_size, shuffle=True, seed=c.seed,
-            drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs,
-            epoch=epoch)
-
-    return train_epoch
-
-
 def pipelines(resolved: config_mod.RunConfig, dataset):
     """(tokenizer, epoch -> training `tf.data` pipeline, validation pipeline), as the settled
     config says."""
@@ -429,11 +412,20 @@ def pipelines(resolved: config_mod.RunConfig, dataset):
 
     c = resolved.settings
     tokenizer = preprocessing.Tokenizer(c.preprocess, c.max_seq_length, c.truncation)
-    val = dataset.splits["validation"]
+    train, val = dataset.splits["train"], dataset.splits["validation"]
+    train_labels = dataset.label_ids("train")
+
+    def train_epoch(epoch: int):
+        """The training batches of one epoch, in an order the seed and the epoch fix."""
+        return preprocessing.make_tf_dataset(
+            train.texts, train_labels, tokenizer, c.batch_size, shuffle=True, seed=c.seed,
+            drop_remainder=resolved.drop_remainder, length_buckets=c.length_buckets, pairs=train.pairs,
+            epoch=epoch)
+
     val_ds = preprocessing.make_tf_dataset(
         val.texts, dataset.label_ids("validation"), tokenizer, c.batch_size,
         drop_remainder=resolved.drop_remainder, cache=True, length_buckets=c.length_buckets, pairs=val.pairs)
-    return tokenizer, training_epochs(resolved, dataset), val_ds
+    return tokenizer, train_epoch, val_ds
 
 
 def data_record(resolved: config_mod.RunConfig, dataset, lengths: np.ndarray) -> dict:

@@ -169,19 +169,21 @@ def fit(texts: Sequence[str], label_ids: np.ndarray, num_classes: int, seed: int
                                "train_examples": n, "seconds": round(seconds, 1)})
 
 
-def predict(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
-    fn = tf.function(model.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+def _batched(method, texts: Sequence[str], empty: np.ndarray) -> np.ndarray:
+    """`method` of an `NgramModel` over many texts, `_BATCH` at a time (`empty` for none)."""
+    fn = tf.function(method, input_signature=[tf.TensorSpec([None], tf.string)])
     parts = [fn(tf.constant(list(texts[i:i + _BATCH]), tf.string)).numpy()
              for i in range(0, len(texts), _BATCH)]
-    return np.concatenate(parts) if parts else np.zeros((0, model.kernel.shape[1]), np.float32)
+    return np.concatenate(parts) if parts else empty
+
+
+def predict(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
+    return _batched(model.__call__, texts, np.zeros((0, model.kernel.shape[1]), np.float32))
 
 
 def known(model: NgramModel, texts: Sequence[str]) -> np.ndarray:
     """`NgramModel.known` over many texts: whether the model knows any n-gram of each (`[n]`)."""
-    fn = tf.function(model.known, input_signature=[tf.TensorSpec([None], tf.string)])
-    parts = [fn(tf.constant(list(texts[i:i + _BATCH]), tf.string)).numpy()
-             for i in range(0, len(texts), _BATCH)]
-    return np.concatenate(parts) if parts else np.zeros(0, bool)
+    return _batched(model.known, texts, np.zeros(0, bool))
 
 
 def _where_known(known: np.ndarray | None, combined: np.ndarray, encoder_probabilities: np.ndarray
