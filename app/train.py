@@ -89,7 +89,7 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
         ngram_fit.validation = ngram.predict(ngram_fit.model, dataset.splits["validation"].texts)
         ngram_fit.validation_known = ngram.known(ngram_fit.model, dataset.splits["validation"].texts)
     model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
-                               dataset.multi_label, label_priors(dataset))
+                               dataset.multi_label, label_priors(dataset), resolved.schedule["warmup_steps"])
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
     after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
     encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
@@ -338,7 +338,7 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
         c.time_budget * 60, lengths, len(train), len(dataset.splits["validation"]), throughput, limit,
         c.batch_size, width, spent_seconds=spent, seq_length=c.max_seq_length, epochs=c.epochs,
         min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
-        extra_validations=1 if ngram else 0)
+        extra_validations=1 if ngram else 0, ngram=ngram)
     logger.info("time budget: %s", the_plan.why)
     splits, sources = dict(dataset.splits), dict(dataset.sources)
     for name, n in (("train", the_plan.train_examples), ("validation", the_plan.validation_examples)):
@@ -583,13 +583,14 @@ def label_priors(dataset) -> list[float] | None:
 
 
 def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, total_steps: int,
-                multi_label: bool = False, initial_bias: list[float] | None = None):
+                multi_label: bool = False, initial_bias: list[float] | None = None,
+                warmup_steps: int | None = None):
     """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
     the clock is the learning-rate schedule's share of a time budget used (`app.training.fit.Deadline`).
     Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
     import tensorflow as tf
 
-    from app.model.classifier import LabelWeightedBinaryCrossentropy, build_classifier
+    from app.model.classifier import HEAD_LAYER, LabelWeightedBinaryCrossentropy, build_classifier
     from app.training.optimization import create_optimizer
 
     c = resolved.settings
@@ -600,8 +601,10 @@ def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, tota
                                  multi_label=multi_label, initial_bias=initial_bias)
         clock = tf.Variable(0.0, trainable=False, name="budget_clock",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
+        head_factor = c.head_learning_rate_factor or 1.0  # (a probe's model, before the task is known: 1)
+        factors = {f"{HEAD_LAYER}/": head_factor} if head_factor != 1 else None
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
-                                     c.clip_norm, clock)
+                                     c.clip_norm, clock, factors, warmup_steps)
         if multi_label:
             weights = [resolved.class_weights.get(name, 1.0) for name in resolved.classes]
             loss = (LabelWeightedBinaryCrossentropy(weights) if any(w != 1.0 for w in weights)

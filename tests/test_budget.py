@@ -5,7 +5,9 @@ probe and its cache; then `app.train --time-budget` end to end on the tiny encod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,11 @@ from tests.conftest import tiny_train_args
 
 # 1 ms per example per word piece plus a quadratic term: 128 tokens cost 0.128 + 0.016 s.
 THROUGHPUT = budget.Throughput(train=(1e-3, 1e-6), predict=(3e-4, 3e-7), startup=10.0)
+
+
+def _fits(plan: budget.Plan) -> float:
+    """The examples the plan's estimate trains on in the time (it plans more: the deadline ends it)."""
+    return plan.train_examples * plan.expected_epochs
 
 
 def test_auto_seq_length_holds_three_quarters_of_the_texts():
@@ -56,26 +63,60 @@ def test_a_long_budget_takes_the_long_sequences_and_every_example():
     assert plan.seq_length == 512
     per_example = 1e-3 * 512 + 1e-6 * 512 ** 2
     assert plan.train_examples == 1000
-    assert plan.epochs == min(budget.MAX_EPOCHS, int((10_000 - 10) * 0.9 // per_example) // 1000)
+    # The estimate fits more than MAX_EPOCHS: no more are planned, and the run may end early.
+    assert (10_000 - 10) * 0.9 / per_example / 1000 > budget.MAX_EPOCHS
+    assert plan.epochs == budget.MAX_EPOCHS and plan.expected_epochs == budget.MAX_EPOCHS
     assert plan.train_seconds <= (10_000 - 10) * (1 - budget.VALIDATION_SHARE) + 1
     assert plan.train_seconds + plan.validation_seconds + plan.startup_seconds <= 10_000
 
 
-def test_a_short_budget_trades_length_for_examples():
+def test_a_short_budget_takes_the_length_the_accuracy_model_rates_best():
     lengths = np.full(20_000, 600)
     plan = budget.make_plan(15 * 60, lengths, 20_000, 5000, THROUGHPUT, 512, 32, None)
-    # At 512 the budget trains fewer than MIN_EXAMPLES distinct examples; at the chosen length
-    # it trains at least that many, and it fills the time with one pass.
     options = {o["seq_length"]: o for o in plan.options}
-    assert options[512]["train_examples"] < budget.MIN_EXAMPLES
-    assert plan.seq_length < 512 and plan.train_examples >= budget.MIN_EXAMPLES
-    assert plan.epochs == 1 and plan.train_examples < 20_000
+    assert set(options) == {64, 128, 256, 384, 512}
+    assert options[plan.seq_length]["estimate"] == max(o["estimate"] for o in plan.options)
+    # With the n-gram model beside it, more examples beat more of each text: the shortest wins here.
+    assert plan.seq_length == 64 and options[512]["train_examples"] < options[64]["train_examples"]
+    # Every example is planned over twice the epochs the estimate fits: the deadline ends it.
+    fits = options[64]["train_examples"] * options[64]["epochs"]
+    assert plan.expected_epochs == pytest.approx(fits / 20_000, rel=1e-3) and plan.expected_epochs < 1
+    assert plan.train_examples == 20_000 and plan.epochs == math.ceil(budget.HEADROOM * plan.expected_epochs)
     assert plan.validation_examples < 5000  # validation kept to its share of the budget
     assert plan.validation_seconds <= (15 * 60 - 10) * budget.VALIDATION_SHARE + 1
-    # One epoch over more examples than the estimate: the deadline ends it, the clock decays it.
-    fits = {o["seq_length"]: o["train_examples"] for o in plan.options}[plan.seq_length]
-    assert plan.train_examples == int(fits * budget.HEADROOM)
-    assert f"{plan.seq_length} word pieces" in plan.why
+    assert f"{plan.seq_length} word pieces" in plan.why and "accuracy model rates" in plan.why
+    # With two hours, the encoder alone (text pairs: no n-gram model) needs the words it would cut.
+    hours = [budget.make_plan(2 * 3600, lengths, 20_000, 5000, THROUGHPUT, 512, 32, None, ngram=ngram)
+             for ngram in (True, False)]
+    assert hours[0].seq_length == 64 and hours[1].seq_length == 512
+
+
+def test_the_plan_moves_smoothly_with_the_probe():
+    """A probe off by a few per cent changes the plan's estimate by little, wherever the choice
+    between lengths flips: no cliff turns a probe error into a much worse plan."""
+    lengths = np.random.default_rng(0).lognormal(np.log(230), 0.6, 5000).astype(int)
+    estimates = []
+    for scale in np.geomspace(0.25, 4, 200):
+        slower = dataclasses.replace(THROUGHPUT, correction=float(scale))
+        plan = budget.make_plan(30 * 60, lengths, 20_000, 2000, slower, 512, 32, None)
+        estimates.append(max(o["estimate"] for o in plan.options))
+    steps = np.abs(np.diff(estimates))
+    assert np.all(np.diff(estimates) <= 1e-9)  # a slower machine never plans a better run
+    assert steps.max() < 0.004  # 1.4 % slower at most costs under 0.4 points
+    a, b = (budget.make_plan(30 * 60, lengths, 20_000, 2000, dataclasses.replace(THROUGHPUT, correction=c),
+                             512, 32, None) for c in (1.0, 1.15))
+    chosen = [max(o["estimate"] for o in p.options) for p in (a, b)]
+    assert abs(chosen[0] - chosen[1]) < 0.005
+
+
+def test_a_faster_run_than_the_probe_has_epochs_to_spend():
+    """Planned epochs cover a run going up to HEADROOM times faster than its probe (up to MAX_EPOCHS)."""
+    lengths = np.full(5000, 100)
+    for budget_seconds in (300, 900, 1800):
+        plan = budget.make_plan(budget_seconds, lengths, 5000, 500, THROUGHPUT, 512, 32, None)
+        capacity = plan.expected_epochs * budget.HEADROOM  # epochs a run twice as fast would fit
+        assert plan.epochs >= min(budget.MAX_EPOCHS, capacity) - 1e-9
+        assert plan.train_examples == 5000
 
 
 def test_short_texts_are_not_padded_to_long_sequences():
@@ -89,7 +130,7 @@ def test_length_buckets_make_short_texts_cheaper():
     without = budget.make_plan(300, lengths, 100_000, 500, THROUGHPUT, 512, 32, None, seq_length=512)
     with_buckets = budget.make_plan(300, lengths, 100_000, 500, THROUGHPUT, 512, 32,
                                     lambda length: 64, seq_length=512)
-    assert with_buckets.train_examples > 3 * without.train_examples
+    assert _fits(with_buckets) > 3 * _fits(without)
 
 
 def test_given_length_and_epochs_are_kept():
@@ -104,7 +145,7 @@ def test_probe_time_comes_off_the_budget():
     fresh = budget.make_plan(600, lengths, 100_000, 100, THROUGHPUT, 512, 32, None, seq_length=128)
     probed = budget.make_plan(600, lengths, 100_000, 100, THROUGHPUT, 512, 32, None, seq_length=128,
                               spent_seconds=300)
-    assert probed.train_examples < 0.6 * fresh.train_examples
+    assert _fits(probed) < 0.6 * _fits(fresh)
     assert probed.startup_seconds == pytest.approx(310)
 
 

@@ -40,6 +40,7 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     (["--epochs", "-1"], "--epochs must be at least 1, got -1"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--learning-rate", "2"], "--learning-rate must be in (0, 1)"),
+    (["--head-learning-rate-factor", "0"], "--head-learning-rate-factor must be in (0, 1000], got 0.0"),
     (["--truncation", "middle"], "--truncation must be one of"),
     (["--validation-split", "1.5"], "--validation-split must be in (0, 1)"),
     (["--strategy", "gpu-cluster"], "--strategy must be one of"),
@@ -135,8 +136,9 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     # TPU, time budget, label names, multi-label columns, a decision threshold); the header and the
     # task are detected from the data.
     assert c.epochs == config.DEFAULT_EPOCHS
-    assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format", "header",
-                                             "label_column", "label_columns",
+    assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format",
+                                             "head_learning_rate_factor", "header", "label_column",
+                                             "label_columns",
                                              "label_names", "label_separator", "max_eval_examples",
                                              "max_seq_length", "max_train_examples", "task", "test_data",
                                              "text_column", "text_pair_column", "time_budget", "tpu",
@@ -148,6 +150,26 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     assert saved["settings"]["version"] is None  # the export's number is what happened: app.record
     assert saved["schedule"] == {"steps_per_epoch": 3, "total_steps": 9, "warmup_steps": 1}
     assert saved["hardware"]["strategy"] == CPU.strategy and saved["encoder"]["pooled_only"] is True
+    # The head's learning rate by task, unless given.
+    assert full.settings.head_learning_rate_factor == 1.0
+    labels = resolved.with_data({}, ["a", "b"], steps_per_epoch=3, multi_label=True)
+    assert labels.settings.head_learning_rate_factor == config.MULTI_LABEL_HEAD_FACTOR
+    assert labels.settings.epochs == config.MULTI_LABEL_EPOCHS
+    assert full.settings.epochs == config.DEFAULT_EPOCHS
+    assert labels.schedule["total_steps"] == 3 * config.MULTI_LABEL_EPOCHS
+    asked_for = config.TrainConfig(head_learning_rate_factor=2.0, epochs=2)
+    given = config.resolve(asked_for, CPU, fake_encoders()[0])
+    asked = given.with_data({}, ["a", "b"], 3, multi_label=True).settings
+    assert (asked.head_learning_rate_factor, asked.epochs) == (2.0, 2)
+
+
+def test_a_budgets_schedule_warms_up_over_the_steps_it_expects():
+    """The plan may give more epochs than the estimate fits (the deadline ends the run): the
+    warm-up is a share of the steps expected, the decay spans the epochs planned."""
+    resolved = config.resolve(config.TrainConfig(time_budget=10), CPU, fake_encoders()[0])
+    planned = resolved.with_plan({"expected_epochs": 0.5}, epochs=2)
+    schedule = planned.with_data({}, ["neg", "pos"], steps_per_epoch=100).schedule
+    assert schedule == {"steps_per_epoch": 100, "total_steps": 200, "warmup_steps": 5}
 
 
 def test_resolve_on_hardware_with_native_bfloat16_takes_the_bf16_encoder():

@@ -92,8 +92,9 @@ def test_every_flag_a_finding_suggests_parses_and_suits_the_runs_task(multi_labe
                      "after": {"ece": 0.028, "log_loss": 0.115}})
     found = findings(report, history)
     suggestions = [s for f in found for s in _suggested(f)]
-    assert {s[0] for s in suggestions} >= {"--time-budget", "--class-weight", "--max-seq-length",
-                                           "--validation-split"}, found
+    assert {s[0] for s in suggestions} >= {"--time-budget", "--max-seq-length", "--validation-split"}, found
+    # Positive weights lowered multi-label F1 where they were measured (bench/multilabel.py).
+    assert ("--class-weight" in {s[0] for s in suggestions}) == (not multi_label)
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     labels = [("pos",), ("neg", "pos"), ()] * 4 if multi_label else ["pos", "neg"] * 6

@@ -380,7 +380,8 @@ class _Costs(tf.keras.callbacks.Callback):
         self.clock.now += self.validation
 
 
-def _deadline_fit(monkeypatch, budget_seconds: float, epochs: int, reserve_validations: int = 0):
+def _deadline_fit(monkeypatch, budget_seconds: float, epochs: int, reserve_validations: int = 0,
+                  validations: int | None = None):
     """Ten 1-second steps an epoch and a 2-second validation, against a fake clock."""
     from app.training import optimization
 
@@ -392,7 +393,7 @@ def _deadline_fit(monkeypatch, budget_seconds: float, epochs: int, reserve_valid
     schedule = optimization.WarmupLinearDecay(1e-2, 10 * epochs, 0, clock=share)
     model.compile(tf.keras.optimizers.SGD(schedule), "mse")
     x, y = np.ones((40, 3), "float32"), np.zeros((40, 1), "float32")
-    deadline = fit.Deadline(budget_seconds, clock.now, 2.0, epochs, share, reserve_validations)
+    deadline = fit.Deadline(budget_seconds, clock.now, 2.0, epochs, share, reserve_validations, validations)
     costs = _Costs(clock, 1.0, 2.0)
     history = model.fit(x, y, batch_size=4, epochs=epochs, validation_data=(x[:4], y[:4]), verbose=0,
                         callbacks=[costs, deadline])
@@ -408,6 +409,17 @@ def test_the_deadline_stops_inside_an_epoch_leaving_time_to_validate(monkeypatch
     assert deadline.elapsed() == 30.0 and deadline.validation_total == 6.0
     # The schedule's clock reached its end at the deadline: the last rates are the decay's tail.
     assert share == 1.0 and costs.rates[-1] < 0.25 * costs.rates[0]
+
+
+def test_the_clock_counts_the_validations_the_plan_expects_not_the_epochs_it_allows(monkeypatch):
+    """A budget's plan allows more epochs than it expects to run (the deadline ends the run): the
+    clock reserves time for the validations expected, so the rate reaches 0 at the deadline, not
+    before it (with all 5 epochs' validations reserved it would reach 0 after 20 of the 24 steps)."""
+    deadline, history, costs, share = _deadline_fit(monkeypatch, budget_seconds=30, epochs=5, validations=3)
+    assert deadline.stopped_early and deadline.steps == 24 and share == 1.0
+    assert costs.rates[-2] > 0 and min(costs.rates[:-1]) > 0
+    _, _, every, _ = _deadline_fit(monkeypatch, budget_seconds=30, epochs=5)
+    assert every.rates[20:] == [0.0] * 4
 
 
 def test_the_deadline_keeps_room_for_work_after_fit_and_skips_an_epoch_that_cannot_fit(monkeypatch):

@@ -58,3 +58,17 @@ def test_adamw_updates_as_tf_keras_adamw_does_in_one_kernel(sparse):
         stock.apply_gradients([(grad, stock_table)])
     np.testing.assert_allclose(ours_table.numpy(), stock_table.numpy(), rtol=0, atol=1e-5)
     assert not np.allclose(ours_table.numpy()[0], initial[0])  # not lazy: every row moves
+
+
+def test_learning_rate_factors_scale_the_step_of_the_named_variables_only():
+    from app.training.optimization import create_optimizer
+
+    # Adam's first step moves each weight by about the learning rate, whatever the gradient's size.
+    head = tf.Variable([1.0, 1.0], name="classifier/kernel")
+    encoder = tf.Variable([1.0, 1.0], name="layer_0/query/kernel")
+    opt = create_optimizer(0.01, total_steps=10, warmup_fraction=0.0, weight_decay=0.0,
+                           learning_rate_factors={"classifier/": 5.0})
+    opt.apply_gradients([(tf.ones(2), v) for v in (head, encoder)])
+    np.testing.assert_allclose(1.0 - head.numpy(), 0.05, rtol=1e-3)
+    np.testing.assert_allclose(1.0 - encoder.numpy(), 0.01, rtol=1e-3)
+    assert opt.get_config()["learning_rate_factors"] == {"classifier/": 5.0}

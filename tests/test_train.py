@@ -253,6 +253,7 @@ def test_a_multi_label_run_records_its_task_thresholds_and_report(trained_tags):
     saved = json.loads((result.run_dir / "config.json").read_text())
     record = json.loads((result.run_dir / "record.json").read_text())
     assert saved["settings"]["task"] == "multi-label"
+    assert saved["settings"]["head_learning_rate_factor"] == config.MULTI_LABEL_HEAD_FACTOR
     classes = saved["classes"]
     assert classes == [c for c in TAG_CLASSES if c in classes]  # the names file's order
     assert classes[:3] == LEARNABLE_TAGS

@@ -29,6 +29,9 @@ import tensorflow_text  # noqa: F401  (ops of any preprocessor loaded alongside)
 from app.model.bert import INPUT_NAMES  # TF Hub's BERT encoder interface
 from app.options import POOLINGS
 
+# The head's layer name: its variables are "classifier/kernel" and "classifier/bias".
+HEAD_LAYER = "classifier"
+
 
 def build_classifier(
     encoder_handle: str,
@@ -77,7 +80,7 @@ def build_classifier(
         kernel_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
         bias_initializer=("zeros" if initial_bias is None
                           else tf.keras.initializers.Constant([float(b) for b in initial_bias])),
-        name="classifier",
+        name=HEAD_LAYER,
     )(x)
     return tf.keras.Model(inputs, probs, name=name)
 

@@ -35,15 +35,23 @@ CANDIDATE_LENGTHS = (64, 128, 256, 384, 512)
 # a step's cost grows faster than its length, and longer runs should be asked for.
 AUTO_QUANTILE = 0.75
 AUTO_MAX_LENGTH = 256
-# With a budget, lengths up to the one that keeps 90 % of the texts whole are considered...
+# With a budget, lengths up to the one that keeps 90 % of the texts whole are considered.
 NEED_QUANTILE = 0.9
-# ...and the longest is taken that still trains on this many distinct examples (or on all), else
-# the shortest. Fine-tuning a small encoder for minutes, more distinct examples did more than
-# more of each text: the n-gram model beside it already reads every word (docs/time-budget.md).
-MIN_EXAMPLES = 10_000
-# One epoch is planned over this many times the examples the estimate says fit: the deadline
-# ends it on time, and the schedule decays by the clock, so a pessimistic probe wastes no time.
-HEADROOM = 1.5
+# The plan takes the length whose training the accuracy model rates best (`expected_accuracy`):
+# accuracy = top - examples_term / examples seen - length_term x (share of word pieces cut).
+# Fitted by least squares on the budgeted IMDb runs in bench/results (*-tta-*.json,
+# 2026-12-06-budget6-zen5.json: 64 to 512 word pieces, 2,300 to 20,000 examples seen), for the
+# served ensemble and for the encoder alone (no n-gram model, or text pairs). It ranks plans; it
+# does not forecast a data set's accuracy. The ensemble barely gains from length (its n-gram
+# model reads every word), the encoder alone does.
+ACCURACY_MODEL = {"ensemble": (0.926, 74.0, 0.0004), "encoder": (0.971, 313.0, 0.123)}
+# A second pass over the same examples is counted as half a pass over new ones (an assumption:
+# the bench runs were single passes).
+REPEAT_VALUE = 0.5
+# Epochs are planned this many times what the estimate fits (whole epochs, at most MAX_EPOCHS): a
+# run faster than its probe goes on training; the deadline ends the one the estimate fits, and
+# the learning rate decays by the clock, so a probe's error in either direction costs no time.
+HEADROOM = 2.0
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
 VALIDATION_SHARE = 0.1
@@ -84,6 +92,20 @@ def sequence_length(token_lengths: Sequence[int], limit: int,
     if requested is not None:
         return requested, f"--max-seq-length {requested}"
     return auto_seq_length(token_lengths, limit)
+
+
+def coverage(token_lengths: Sequence[int], seq_length: int) -> float:
+    """The mean share of each text's word pieces (with [CLS] and [SEP]) kept at `seq_length`."""
+    lengths = np.asarray(token_lengths, dtype=np.float64) + 2
+    return float(np.mean(np.minimum(lengths, seq_length) / lengths)) if len(lengths) else 1.0
+
+
+def expected_accuracy(kept: float, examples_seen: float, ngram: bool = True) -> float:
+    """The planner's accuracy model (`ACCURACY_MODEL`) for a run that keeps the share `kept` of
+    the word pieces and trains on `examples_seen` examples (repeats counted by `REPEAT_VALUE`).
+    Continuous in both, so a probe a little off changes the estimate a little."""
+    top, examples_term, length_term = ACCURACY_MODEL["ensemble" if ngram else "encoder"]
+    return top - examples_term / max(examples_seen, 1.0) - length_term * (1.0 - kept)
 
 
 def padded_lengths(token_lengths: Sequence[int], seq_length: int, bucket_width: int | None) -> np.ndarray:
@@ -268,7 +290,8 @@ class Plan:
     budget_seconds: float
     seq_length: int
     train_examples: int
-    epochs: int
+    epochs: int  # at most: the deadline ends the run
+    expected_epochs: float  # what the estimate fits in the training time (the schedule's warm-up)
     validation_examples: int
     train_seconds: float  # the plan's estimate of the training passes alone
     seconds_per_example: float  # the estimate's training cost at the chosen length
@@ -286,15 +309,16 @@ class Plan:
 def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int, n_validation: int,
               throughput: Throughput, limit: int, batch_size: int, bucket_width: Callable[[int], int] | None,
               spent_seconds: float = 0.0, seq_length: int | None = None, epochs: int | None = None,
-              min_validation: int = 2, extra_validations: int = 0) -> Plan:
+              min_validation: int = 2, extra_validations: int = 0, ngram: bool = True) -> Plan:
     """Choose the sequence length, examples and epochs that fit `budget_seconds`.
 
-    The rule: consider the candidate lengths up to the one that keeps 90 % of the texts whole
-    (or the user's `seq_length`); take the longest at which the training time left trains on
-    `MIN_EXAMPLES` distinct examples (or all of them), then as many examples as fit, then more
-    epochs (at most `MAX_EPOCHS`) if even all examples leave time. Longer sequences see more of
-    each text; more examples teach more than repeating them. A single epoch that does not cover
-    every example gets `HEADROOM` times the examples estimated to fit (the deadline stops it).
+    Candidate lengths run up to the one that keeps 90 % of the texts whole (or are the user's
+    `seq_length`). At each, the training time left gives the examples the estimate trains on
+    (every one, then more epochs, at most `MAX_EPOCHS`); the plan takes the length that
+    `expected_accuracy` rates best for that (`ngram`: the served model is the n-gram ensemble).
+    Every training example is planned, over `HEADROOM` times the epochs the estimate fits: the
+    deadline ends the run on time and the learning rate decays by the clock, so a run that goes
+    faster than its probe trains on. Given `epochs` are kept, over as many examples as fit.
     `bucket_width(L)` is the length buckets' width at L (None without buckets); `spent_seconds`
     what the budget already paid (the probe, the n-gram model); `extra_validations` passes over
     the validation split after training (the n-gram weight's). `token_lengths` may be a sample
@@ -312,44 +336,58 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
         candidates = sorted({c for c in CANDIDATE_LENGTHS if c <= need} | {need}, reverse=True)
     available = budget_seconds - spent_seconds - throughput.startup
     train_time = available * (1 - VALIDATION_SHARE)
-    options, chosen = [], None
+    options = []
     for length in candidates:
         width = bucket_width(length) if bucket_width else None
         per_example = throughput.train_seconds(padded_lengths(lengths, length, width)) / len(lengths)
-        passes = int(train_time // per_example) if per_example > 0 else n_train * MAX_EPOCHS
+        passes = train_time / per_example if per_example > 0 else float(n_train * MAX_EPOCHS)
         if epochs:
-            n, e = min(n_train, passes // epochs), epochs
+            n, e = min(n_train, int(passes // epochs)), float(epochs)
         else:
-            n = min(n_train, passes)
-            e = int(min(MAX_EPOCHS, max(1, passes // max(n, 1))))
-        options.append({"seq_length": length, "train_examples": n, "epochs": e,
-                        "seconds_per_example": per_example})
-        if chosen is None and n >= min(n_train, MIN_EXAMPLES):
-            chosen = options[-1]
-    chosen = chosen or options[-1]
-    length, fits, e = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
-    n = min(n_train, int(fits * HEADROOM)) if e == 1 else fits
+            n = min(n_train, int(passes))
+            e = min(float(MAX_EPOCHS), passes / max(n, 1)) if n else 1.0
+        kept = coverage(lengths, length)
+        seen = n * (1 + REPEAT_VALUE * (e - 1))
+        options.append({"seq_length": length, "train_examples": n, "epochs": round(e, 2),
+                        "seconds_per_example": per_example, "kept": round(kept, 3),
+                        "estimate": round(expected_accuracy(kept, seen, ngram), 4)})
+    chosen = max(options, key=lambda o: o["estimate"])  # ties: the longer length, listed first
+    length, fits, fitted_epochs = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
     if fits < batch_size:
         minimum = (throughput.startup + spent_seconds
                    + batch_size * 4 * chosen["seconds_per_example"] / (1 - VALIDATION_SHARE))
         raise ValueError(f"--time-budget {budget_seconds / 60:g} minutes trains only {fits} examples at "
                          f"{length} word pieces on this machine, fewer than one batch of {batch_size}; "
                          f"give at least {math.ceil(minimum / 60)} minutes")
+    if epochs:  # one given epoch over more examples than the estimate: the deadline ends it
+        n, e = (min(n_train, int(fits * HEADROOM)) if epochs == 1 else fits), epochs
+        expected_epochs = float(epochs) * fits / n
+    else:
+        # What one epoch over every example would take, in the estimate's epochs.
+        expected_epochs = fits * fitted_epochs / n_train
+        n, e = n_train, int(min(MAX_EPOCHS, max(1, math.ceil(expected_epochs * HEADROOM - 1e-9))))
     width = bucket_width(length) if bucket_width else None
     per_val = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
+    validations = math.ceil(expected_epochs - 1e-9)
     n_val = n_validation
     validation_time = available * VALIDATION_SHARE - (1 + extra_validations) * throughput.predict_startup
     if per_val > 0:
-        n_val = int(min(n_validation, max(0.0, validation_time) / ((e + extra_validations) * per_val)))
+        passes = validations + extra_validations
+        n_val = int(min(n_validation, max(0.0, validation_time) / (passes * per_val)))
     n_val = min(n_validation, max(n_val, min_validation))
+    ranked = sorted(options, key=lambda o: -o["estimate"])[:3]
     why = (f"{budget_seconds / 60:g} minutes on this machine: at {length} word pieces "
-           f"({chosen['seconds_per_example']:.3f} s an example) training fits about {fits} of {n_train} "
-           f"examples x {e} epoch(s) ({n} planned), validating on {n_val}; 90 % of the texts are at most "
-           f"{quantile_length(lengths, NEED_QUANTILE)} word pieces")
+           f"({chosen['seconds_per_example']:.3f} s an example) training fits about "
+           f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} planned, "
+           f"the deadline ends it), validating on {n_val}; 90 % of the texts are at most "
+           f"{quantile_length(lengths, NEED_QUANTILE)} word pieces. The accuracy model rates "
+           + ", ".join(f"{o['seq_length']} word pieces {o['estimate']:.3f} ({o['train_examples']} examples "
+                       f"x {o['epochs']:g}, {o['kept']:.0%} of the word pieces)" for o in ranked))
     return Plan(budget_seconds=budget_seconds, seq_length=length, train_examples=n, epochs=e,
-                validation_examples=n_val, train_seconds=round(fits * e * chosen["seconds_per_example"], 1),
+                expected_epochs=round(expected_epochs, 3), validation_examples=n_val,
+                train_seconds=round(fits * fitted_epochs * chosen["seconds_per_example"], 1),
                 seconds_per_example=chosen["seconds_per_example"],
-                validation_seconds=round(n_val * (e + extra_validations) * per_val
+                validation_seconds=round(n_val * (validations + extra_validations) * per_val
                                          + (1 + extra_validations) * throughput.predict_startup, 1),
                 validation_pass_seconds=round(n_val * per_val, 2),
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
@@ -369,8 +407,9 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
     from app.training.fit import Deadline  # TensorFlow: only when a budgeted run trains
 
     one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
+    validations = math.ceil(plan_record.get("expected_epochs", epochs) - 1e-9)
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
-                    reserve_validations=reserve_validations)
+                    reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)))
 
 
 def learn_from_run(plan_record: dict, steps: int, batch_size: int, training_seconds: float) -> dict:

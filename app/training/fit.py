@@ -281,12 +281,15 @@ class Deadline(tf.keras.callbacks.Callback):
     over the validation split). It sets `clock`, the learning-rate schedule's
     share of the training time used (`app.training.optimization.WarmupLinearDecay`), and adds the budget
     seconds used so far to each epoch's logs as `train_seconds` (history.csv), so a resumed run
-    goes on counting.
+    goes on counting. `validations`: how many validations the clock expects (the epochs the plan
+    estimates, which may be fewer than the `epochs` planned; all of them by default).
     """
 
     def __init__(self, budget_seconds: float, started: float, validation_seconds: float, epochs: int,
-                 clock: tf.Variable | None = None, reserve_validations: int = 0):
+                 clock: tf.Variable | None = None, reserve_validations: int = 0,
+                 validations: int | None = None):
         super().__init__()
+        self.validations = epochs if validations is None else validations
         self.budget = budget_seconds
         self.reserve_validations = reserve_validations
         self.started = started
@@ -321,7 +324,8 @@ class Deadline(tf.keras.callbacks.Callback):
         # The slowest recent step, decaying: the first steps of each new shape compile.
         self._step_seconds = max(step, 0.9 * self._step_seconds)
         if self.clock is not None:
-            training_time = max(self.budget - self.reserve() - self.epochs * self.validation_seconds, 1e-3)
+            validating = self.validations * self.validation_seconds
+            training_time = max(self.budget - self.reserve() - validating, 1e-3)
             used = self.elapsed() - self._validating
             self.clock.assign(min(1.0, max(0.0, used / training_time)))
         if self.budget - self.reserve() - self.elapsed() < self.validation_seconds + self._step_seconds:

@@ -60,7 +60,22 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
     every row, but it scatters into the two slots, which puts them in TensorFlow's copy-on-read
     mode: each later dense read of a slot copies it (docs/speed.md). Keras' legacy Adam ran this
     kernel too; the slots are read through `tf_keras`' private attributes, so requirements.txt pins tf-keras.
+
+    `learning_rate_factors` ({variable-name prefix: factor}) scale the rate of the variables whose
+    names start with a prefix: a freshly initialised head can learn faster than the pre-trained
+    encoder under it.
     """
+
+    def __init__(self, *args, learning_rate_factors: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.learning_rate_factors = {str(k): float(v) for k, v in (learning_rate_factors or {}).items()}
+
+    def _factor(self, variable) -> float:
+        name = variable.name
+        return next((f for prefix, f in self.learning_rate_factors.items() if name.startswith(prefix)), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "learning_rate_factors": self.learning_rate_factors}
 
     def update_step(self, gradient, variable):
         if isinstance(gradient, tf.IndexedSlices):
@@ -68,13 +83,14 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
         if self.amsgrad:
             return super().update_step(gradient, variable)
         dtype = variable.dtype
+        learning_rate = tf.cast(self.learning_rate, dtype) * self._factor(variable)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         index = self._index_dict[self._var_key(variable)]
         return tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(self.learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            lr=learning_rate, beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
 
 
@@ -85,14 +101,18 @@ def create_optimizer(
     weight_decay: float = 0.01,
     clip_norm: float = 1.0,
     clock: tf.Variable | None = None,
+    learning_rate_factors: dict[str, float] | None = None,
+    warmup_steps: int | None = None,
 ) -> tf.keras.optimizers.Optimizer:
-    """Build inside `strategy.scope()`, like the model.
+    """Build inside `strategy.scope()`, like the model. `learning_rate_factors`: `FusedAdamW`'s;
+    `warmup_steps` (default: `warmup_fraction` of the steps) when fewer steps are expected than planned.
 
     Keras compiles the AdamW updates with XLA itself when it sees a GPU; on CPUs compiling them
     bought nothing, so each variable's step runs as one fused TensorFlow kernel (`FusedAdamW`).
     """
-    schedule = WarmupLinearDecay(learning_rate, total_steps, int(round(total_steps * warmup_fraction)),
-                                 clock)
+    if warmup_steps is None:
+        warmup_steps = int(round(total_steps * warmup_fraction))
+    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps, clock)
     optimizer = FusedAdamW(
         learning_rate=schedule,
         weight_decay=weight_decay,
@@ -100,6 +120,7 @@ def create_optimizer(
         beta_2=0.999,
         epsilon=1e-6,
         global_clipnorm=clip_norm,
+        learning_rate_factors=learning_rate_factors,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
