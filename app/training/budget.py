@@ -48,9 +48,10 @@ ACCURACY_MODEL = {"ensemble": (0.926, 74.0, 0.0004), "encoder": (0.971, 313.0, 0
 # A second pass over the same examples is counted as half a pass over new ones (an assumption:
 # the bench runs were single passes).
 REPEAT_VALUE = 0.5
-# Epochs are planned this many times what the estimate fits (whole epochs, at most MAX_EPOCHS): a
-# run faster than its probe goes on training; the deadline ends the one the estimate fits, and
-# the learning rate decays by the clock, so a probe's error in either direction costs no time.
+# The estimate counts at most MAX_EPOCHS over the training examples; the plan allows HEADROOM
+# times the epochs the estimate fits (whole epochs): a run faster than its probe goes on training
+# (more examples, another epoch) until the deadline ends it, and the learning rate decays by the
+# clock, so a probe's error in either direction costs no time.
 HEADROOM = 2.0
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
@@ -316,9 +317,10 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     `seq_length`). At each, the training time left gives the examples the estimate trains on
     (every one, then more epochs, at most `MAX_EPOCHS`); the plan takes the length that
     `expected_accuracy` rates best for that (`ngram`: the served model is the n-gram ensemble).
-    Every training example is planned, over `HEADROOM` times the epochs the estimate fits: the
-    deadline ends the run on time and the learning rate decays by the clock, so a run that goes
-    faster than its probe trains on. Given `epochs` are kept, over as many examples as fit.
+    Every training example is planned, over `HEADROOM` times the epochs the estimate fits (so at
+    most `HEADROOM` x `MAX_EPOCHS`): the deadline ends the run on time and the learning rate
+    decays by the clock, so a run that goes faster than its probe trains on. Given `epochs` are
+    kept, over as many examples as fit.
     `bucket_width(L)` is the length buckets' width at L (None without buckets); `spent_seconds`
     what the budget already paid (the probe, the n-gram model); `extra_validations` passes over
     the validation split after training (the n-gram weight's). `token_lengths` may be a sample
@@ -365,7 +367,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     else:
         # What one epoch over every example would take, in the estimate's epochs.
         expected_epochs = fits * fitted_epochs / n_train
-        n, e = n_train, int(min(MAX_EPOCHS, max(1, math.ceil(expected_epochs * HEADROOM - 1e-9))))
+        n, e = n_train, int(max(1, math.ceil(expected_epochs * HEADROOM - 1e-9)))
     width = bucket_width(length) if bucket_width else None
     per_val = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
     validations = math.ceil(expected_epochs - 1e-9)
