@@ -109,6 +109,12 @@ def expected_accuracy(kept: float, examples_seen: float, ngram: bool = True) -> 
     return top - examples_term / max(examples_seen, 1.0) - length_term * (1.0 - kept)
 
 
+def whole_epochs(epochs: float) -> int:
+    """The whole epochs (so the validations) a run of `epochs` estimated epochs starts: 0.3 -> 1,
+    2.0 -> 2 (float noise in the estimate does not add one)."""
+    return math.ceil(epochs - 1e-9)
+
+
 def padded_lengths(token_lengths: Sequence[int], seq_length: int, bucket_width: int | None) -> np.ndarray:
     """Each text's padded length at `seq_length`: its bucket with length buckets, else the full
     length. (A batch is padded to its longest text; texts are sorted by length before batching,
@@ -367,10 +373,10 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     else:
         # What one epoch over every example would take, in the estimate's epochs.
         expected_epochs = fits * fitted_epochs / n_train
-        n, e = n_train, int(max(1, math.ceil(expected_epochs * HEADROOM - 1e-9)))
+        n, e = n_train, max(1, whole_epochs(expected_epochs * HEADROOM))
     width = bucket_width(length) if bucket_width else None
     per_val = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
-    validations = math.ceil(expected_epochs - 1e-9)
+    validations = whole_epochs(expected_epochs)
     n_val = n_validation
     validation_time = available * VALIDATION_SHARE - (1 + extra_validations) * throughput.predict_startup
     if per_val > 0:
@@ -409,7 +415,7 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
     from app.training.fit import Deadline  # TensorFlow: only when a budgeted run trains
 
     one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
-    validations = math.ceil(plan_record.get("expected_epochs", epochs) - 1e-9)
+    validations = whole_epochs(plan_record.get("expected_epochs", epochs))
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
                     reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)))
 
