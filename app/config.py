@@ -33,6 +33,7 @@ from app.options import (
     HEADERS,
     MIXED_PRECISION,
     POOLINGS,
+    REGIMES,
     STRATEGIES,
     TABLE_FORMATS,
     TASKS,
@@ -179,6 +180,12 @@ class TrainConfig:
     epochs: int | None = _field(None, "optimisation", "training epochs, stopped early by --patience",
                                 f"{DEFAULT_EPOCHS} ({MULTI_LABEL_EPOCHS} for multi-label data), or planned "
                                 "by --time-budget")
+    regime: str = _field("auto", "optimisation",
+                         "how the encoder learns from the labels: fine-tune (cross-entropy) or contrastive "
+                         "(SetFit: pairs of training texts, same class or not, train the encoder's "
+                         "mean-pooled embedding, a logistic regression starts the head, then fine-tuning; "
+                         "app.training.contrastive); auto: contrastive for single-label texts with at most "
+                         "2,000 training examples (logged)")
     time_budget: float | None = _field(None, "optimisation",
                                        "minutes for training and validation: plans the sequence length, "
                                        "training examples and epochs for this machine and stops in time "
@@ -288,6 +295,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("class-weight", cfg.class_weight, "must be none, balanced or an existing .json file of weights")
     if cfg.pooling not in POOLINGS:
         bad("pooling", cfg.pooling, f"must be one of {list(POOLINGS)}")
+    if cfg.regime not in REGIMES:
+        bad("regime", cfg.regime, f"must be one of {list(REGIMES)}")
     if cfg.truncation not in TRUNCATIONS:
         bad("truncation", cfg.truncation, f"must be one of {list(TRUNCATIONS)}")
     if not 0 < cfg.validation_split < 1:
@@ -494,7 +503,15 @@ class RunConfig:
 
     def with_plan(self, plan: dict, **values) -> RunConfig:
         """Add what planning chose (`values`: TrainConfig fields, e.g. max_seq_length) and why."""
-        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, **values), plan=plan)
+        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, **values),
+                                   plan={**self.plan, **plan})
+
+    def with_regime(self, regime: str, why: str) -> RunConfig:
+        """What `--regime` came to, and why; the contrastive regime's head reads the mean-pooled
+        embedding its pairs train (`--pooling mean`)."""
+        pooling = "mean" if regime == "contrastive" else self.settings.pooling
+        settings = dataclasses.replace(self.settings, regime=regime, pooling=pooling)
+        return dataclasses.replace(self, settings=settings, plan={**self.plan, "regime": why})
 
     def with_data(self, columns: dict[str, str], classes: list[str], steps_per_epoch: int,
                   multi_label: bool = False) -> RunConfig:

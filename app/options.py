@@ -19,6 +19,8 @@ CLASS_WEIGHTS = ("none", "balanced")  # or a JSON file
 # model
 TRUNCATIONS = ("head", "tail", "head+tail")
 POOLINGS = ("cls", "mean")
+# optimisation
+REGIMES = ("auto", "fine-tune", "contrastive")
 # hardware
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
 MIXED_PRECISION = ("auto", "none", "bf16")

@@ -90,6 +90,14 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
         ngram_fit.validation_known = ngram.known(ngram_fit.model, dataset.splits["validation"].texts)
     model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
                                dataset.multi_label, label_priors(dataset), resolved.schedule["warmup_steps"])
+    if c.regime == "contrastive":
+        if not fit.has_backup(run_dir):  # (a resumed run's backup holds what it trained)
+            record.add("contrastive", **pretrain_contrastive(model, tokenizer, strategy, dataset, resolved))
+        # Fine-tuning the whole encoder after its pairs undid part of what they taught (measured:
+        # bench/results/2026-12-07-small-data-zen5.json); fit trains the head on the embedding.
+        model.get_layer("encoder").trainable = False
+        clock = compile_model(model, resolved, strategy, resolved.schedule["total_steps"],
+                              dataset.multi_label, resolved.schedule["warmup_steps"])
     # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
     after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
     encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
@@ -112,7 +120,9 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     val_probabilities = calibrate(resolved, dataset, val_probabilities, record)
     decide(resolved, dataset, val_probabilities, record)
     record.add("training", **training_record(started, deadline, history), **backups)
-    if deadline is not None:
+    # (A contrastive run's pairs and frozen-encoder steps cost otherwise than the fine-tuning steps
+    # the probe's correction is about.)
+    if deadline is not None and c.regime != "contrastive":
         record.add("training", **budget.learn_from_run(resolved.plan, deadline.steps, c.batch_size,
                                                        deadline.elapsed() - deadline.validation_total))
     export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
@@ -128,12 +138,19 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
 def settle(resolved: config_mod.RunConfig, strategy, dataset, started: float | None = None,
            ngram: bool = False):
     """(run config, dataset, token lengths): every value the data decides, settled before any
-    training: CPU fusion (`tune`), the sequence length and, with a budget, the plan's examples
-    and epochs (`plan`, which cuts the splits), then the columns, task, class names and the
+    training: CPU fusion (`tune`), the regime (`app.training.contrastive.choose_regime`), the
+    sequence length and, with a budget, the plan's examples, pairs and epochs (`plan`, which cuts
+    the splits), then the columns, task, class names and the
     schedule's steps. `lengths` are `token_lengths`' sample. The budget has paid for what ran
     since `started`; `ngram`: the plan leaves time for the n-gram weight's validation pass."""
+    from app.training import contrastive
+
     lengths = token_lengths(resolved, dataset)
     resolved = tune(resolved, strategy, dataset, lengths)
+    regime, why = contrastive.choose_regime(resolved.settings.regime, len(dataset.splits["train"]),
+                                            dataset.multi_label, dataset.splits["train"].pairs is not None)
+    logger.info("regime: %s (%s)", regime, why)
+    resolved = resolved.with_regime(regime, why)
     resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram)
     n_train, batch = len(dataset.splits["train"]), resolved.settings.batch_size
     if n_train < batch:
@@ -319,7 +336,7 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
     with an n-gram model the plan leaves time for its weight's pass over the validation split."""
     from app import data
     from app.model import preprocessing
-    from app.training import budget
+    from app.training import budget, contrastive
 
     c = resolved.settings
     if c.max_seq_length is not None and not c.time_budget:
@@ -338,7 +355,8 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
         c.time_budget * 60, lengths, len(train), len(dataset.splits["validation"]), throughput, limit,
         c.batch_size, width, spent_seconds=spent, seq_length=c.max_seq_length, epochs=c.epochs,
         min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
-        extra_validations=1 if ngram else 0, ngram=ngram)
+        extra_validations=1 if ngram else 0, ngram=ngram,
+        pairs_per_example=contrastive.PAIRS_PER_EXAMPLE if c.regime == "contrastive" else 0)
     logger.info("time budget: %s", the_plan.why)
     splits, sources = dict(dataset.splits), dict(dataset.sources)
     for name, n in (("train", the_plan.train_examples), ("validation", the_plan.validation_examples)):
@@ -464,6 +482,30 @@ def fit_ngram(resolved: config_mod.RunConfig, dataset):
                      class_weight=_class_ids(resolved, dataset.classes, dataset.multi_label))
 
 
+def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_mod.RunConfig) -> dict:
+    """The contrastive regime's first stage (app.training.contrastive): the encoder trained on
+    pairs of training texts, then the head started at a logistic regression on their embeddings.
+    A budget's plan sizes the pairs; without one, `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
+    from app.training import contrastive
+
+    c = resolved.settings
+    train = dataset.splits["train"]
+    labels = dataset.label_ids("train")
+    if c.time_budget:
+        pairs, seconds = resolved.plan["contrastive_pairs"], resolved.plan["contrastive_seconds"] * 1.2
+    else:
+        pairs, seconds = min(contrastive.PAIRS_PER_EXAMPLE * len(train), contrastive.MAX_PAIRS), None
+    if pairs < 1:
+        logger.info("contrastive regime: no time for pairs in the budget; fine-tuning alone")
+        return {"pairs": 0}
+    encoded = {k: v.numpy() for k, v in tokenizer(list(train.texts)).items()}
+    with runtime.cpu_fusion(resolved.cpu_fusion):
+        done = contrastive.train_encoder(model, strategy, encoded, labels, pairs, c.seed, seconds,
+                                         weight_decay=c.weight_decay)
+        embeddings = contrastive.embedder(model).predict(encoded, batch_size=c.batch_size, verbose=0)
+    return {**done, **contrastive.fit_head(model, embeddings, labels, c.seed)}
+
+
 def validation_encoder(model, tokenizer, dataset):
     """The encoder's probabilities exactly as the export will compute them (length buckets and
     all), as a function of texts (and their pairs), for the pass over the validation split after
@@ -585,13 +627,10 @@ def label_priors(dataset) -> list[float] | None:
 def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, total_steps: int,
                 multi_label: bool = False, initial_bias: list[float] | None = None,
                 warmup_steps: int | None = None):
-    """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled;
-    the clock is the learning-rate schedule's share of a time budget used (`app.training.fit.Deadline`).
-    Multi-label: binary cross-entropy per label, and micro F1 at 0.5 to follow."""
-    import tensorflow as tf
-
-    from app.model.classifier import HEAD_LAYER, LabelWeightedBinaryCrossentropy, build_classifier
-    from app.training.optimization import create_optimizer
+    """(classifier, clock): the model and its optimizer, built in the strategy's scope, compiled
+    (`compile_model`); the clock is the learning-rate schedule's share of a time budget used
+    (`app.training.fit.Deadline`)."""
+    from app.model.classifier import build_classifier
 
     c = resolved.settings
     with strategy.scope():
@@ -599,6 +638,21 @@ def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, tota
                                  None if c.length_buckets else c.max_seq_length, c.model_name,
                                  pooled_only=resolved.encoder.pooled_only, pooling=c.pooling,
                                  multi_label=multi_label, initial_bias=initial_bias)
+    return model, compile_model(model, resolved, strategy, total_steps, multi_label, warmup_steps)
+
+
+def compile_model(model, resolved: config_mod.RunConfig, strategy, total_steps: int,
+                  multi_label: bool = False, warmup_steps: int | None = None):
+    """Compile `model` with a new optimizer in the strategy's scope (again after a change of
+    which layers train) and return the budget's clock (None without a budget). Multi-label:
+    binary cross-entropy per label, and micro F1 at 0.5 to follow."""
+    import tensorflow as tf
+
+    from app.model.classifier import HEAD_LAYER, LabelWeightedBinaryCrossentropy
+    from app.training.optimization import create_optimizer
+
+    c = resolved.settings
+    with strategy.scope():
         clock = tf.Variable(0.0, trainable=False, name="budget_clock",
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) if c.time_budget else None
         head_factor = c.head_learning_rate_factor or 1.0  # (a probe's model, before the task is known: 1)
@@ -620,7 +674,7 @@ def build_model(resolved: config_mod.RunConfig, strategy, num_classes: int, tota
             jit_compile=c.jit_compile,
             steps_per_execution=c.steps_per_execution,
         )
-    return model, clock
+    return clock
 
 
 def export(model, tokenizer, resolved: config_mod.RunConfig, record: RunRecord, ngram_model=None,

@@ -120,3 +120,54 @@ def test_the_fast_encoders_gain_over_the_plain_one_is_a_ratio_of_its_own(run):
     assert r["ratios"]["fast_vs_plain"] == pytest.approx(25.0 / 12.5)
     assert r["ratios"]["fast_vs_plain_by_pass"] == pytest.approx([2.0, 2.0])
     assert "| fast / plain encoder (training) | 2.00 (2.00, 2.00) |" in run._table(r)
+
+
+def _load(name: str):
+    import sys
+
+    bench = str(RUN.parent)
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", RUN.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_recipes_epochs_over_small_data_are_whole_shuffled_passes():
+    common = _load("common")
+    order = common.training_order(10, 25, seed=0)
+    assert len(order) == 25
+    assert sorted(order[:10]) == list(range(10)) and sorted(order[10:20]) == list(range(10))
+    assert list(order[:10]) != list(order[10:20])  # each pass shuffled anew
+    assert list(common.training_order(10, 25, seed=0)) == list(order)
+
+
+def test_the_small_data_bench_samples_labels_apart_from_the_texts_it_leaves_unlabelled(tmp_path):
+    import pandas as pd
+
+    small = _load("tta_small")
+    frame = pd.DataFrame({"text": [f"review {i}" for i in range(100)], "label": ["neg", "pos"] * 50})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    labelled, unlabeled = small.sample(tmp_path / "train.csv", 20, 1, tmp_path / "out")
+    chosen, rest = pd.read_csv(labelled), pd.read_csv(unlabeled)
+    assert len(chosen) == 20 and chosen["label"].value_counts().tolist() == [10, 10]
+    assert list(rest.columns) == ["text"] and len(rest) == 80
+    assert not set(chosen["text"]) & set(rest["text"])
+
+
+def test_the_small_data_summary_averages_each_recipes_seeds_and_skips_failures(tmp_path):
+    small = _load("tta_small")
+    runs = [{"contender": "tfidf", "size": 64, "seed": s, "accuracy": a}
+            for s, a in enumerate((0.6, 0.7, 0.8))]
+    runs += [{"contender": "bertclf", "size": 64, "seed": 0, "accuracy": 0.9},
+             {"contender": "bertclf", "size": 64, "seed": 1, "error": "killed"}]
+    results = {"runs": runs, "date": "2026-12-07", "cpu": "test CPU", "cores": 2, "held_out": 5000,
+               "seeds": [0, 1, 2], "plot": "p.png"}
+    results["summary"] = small.summary(results)
+    assert results["summary"]["tfidf"]["64"]["mean"] == pytest.approx(0.7)
+    assert results["summary"]["bertclf"]["64"]["seeds"] == [0.9]
+    text = small.table(results)
+    assert "| tfidf | 70.00 % |" in text and "| bertclf | 90.00 % |" in text
+    small.plot(results, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -290,3 +290,33 @@ def test_the_sequence_length_is_the_one_asked_for_else_autos():
     lengths = np.full(100, 20)
     assert budget.sequence_length(lengths, 512) == budget.auto_seq_length(lengths, 512)
     assert budget.sequence_length(lengths, 512, requested=200) == (200, "--max-seq-length 200")
+
+
+def test_the_contrastive_regime_plans_its_pairs_first_within_its_share():
+    lengths = np.full(200, 600)
+    plan = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None, pairs_per_example=20)
+    train_time = (10 * 60 - 10) * (1 - budget.VALIDATION_SHARE)
+    per_pair = 2 * THROUGHPUT.train_seconds(np.array([plan.seq_length]))
+    assert 0 < plan.contrastive_pairs <= 20 * 200
+    assert plan.contrastive_seconds <= budget.CONTRASTIVE_SHARE * train_time + 1e-6
+    assert plan.contrastive_pairs * per_pair <= plan.contrastive_seconds
+    # The longest length that fits CONTRASTIVE_MIN_PAIRS: a longer one would fit fewer.
+    options = {o["seq_length"]: o for o in plan.options}
+    assert plan.contrastive_pairs >= budget.CONTRASTIVE_MIN_PAIRS
+    longer = [o for length, o in options.items() if length > plan.seq_length]
+    assert longer and all(o["pairs"] < budget.CONTRASTIVE_MIN_PAIRS for o in longer)
+    assert str(plan.contrastive_pairs) in plan.why
+    # Fine-tuning alone plans no pairs, and more examples in the same time.
+    alone = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None)
+    assert alone.contrastive_pairs == 0 and "pairs" not in alone.options[0]
+
+
+def test_the_contrastive_regime_takes_every_pair_it_asks_for_when_they_fit():
+    lengths = np.full(40, 100)
+    plan = budget.make_plan(30 * 60, lengths, 40, 10, THROUGHPUT, 512, 8, None, pairs_per_example=20)
+    assert plan.contrastive_pairs == 20 * 40  # fewer than CONTRASTIVE_MIN_PAIRS: all of them
+    # A budget too short for the minimum takes the length with the most pairs.
+    short = budget.make_plan(2 * 60, np.full(2000, 600), 2000, 100, THROUGHPUT, 512, 32, None,
+                             pairs_per_example=20)
+    assert short.contrastive_pairs == max(o["pairs"] for o in short.options)
+    assert short.seq_length == min(o["seq_length"] for o in short.options)

@@ -134,13 +134,14 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     # Nothing left to choose but the columns and the sequence length (chosen from the data), the
     # export version (at export) and what the user left unset on purpose (no test data, subsets,
     # TPU, time budget, label names, multi-label columns, a decision threshold); the header and the
-    # task are detected from the data.
+    # task are detected from the data, the regime from its size.
     assert c.epochs == config.DEFAULT_EPOCHS
     assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format",
                                              "head_learning_rate_factor", "header", "label_column",
                                              "label_columns",
                                              "label_names", "label_separator", "max_eval_examples",
-                                             "max_seq_length", "max_train_examples", "task", "test_data",
+                                             "max_seq_length", "max_train_examples", "regime", "task",
+                                             "test_data",
                                              "text_column", "text_pair_column", "time_budget", "tpu",
                                              "version"]
     assert resolved.requested == config.TrainConfig()  # what was asked for, kept beside it
@@ -161,6 +162,19 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     given = config.resolve(asked_for, CPU, fake_encoders()[0])
     asked = given.with_data({}, ["a", "b"], 3, multi_label=True).settings
     assert (asked.head_learning_rate_factor, asked.epochs) == (2.0, 2)
+
+
+def test_the_settled_regime_keeps_why_beside_the_plan_and_reads_the_mean_when_contrastive():
+    resolved = config.resolve(config.TrainConfig(), CPU, fake_encoders()[0])
+    assert resolved.settings.regime == "auto" and resolved.settings.pooling == "cls"
+    small = resolved.with_regime("contrastive", "180 training examples")
+    assert (small.settings.regime, small.settings.pooling) == ("contrastive", "mean")
+    planned = small.with_plan({"max_seq_length": "auto"}, max_seq_length=128)
+    assert planned.plan == {"regime": "180 training examples", "max_seq_length": "auto"}
+    large = resolved.with_regime("fine-tune", "20000 training examples")
+    assert (large.settings.regime, large.settings.pooling) == ("fine-tune", "cls")
+    with pytest.raises(ValueError, match="--regime must be one of .* got 'setfit'"):
+        config.validate(config.TrainConfig(regime="setfit"))
 
 
 def test_a_budgets_schedule_warms_up_over_the_steps_it_expects():

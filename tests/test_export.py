@@ -119,7 +119,8 @@ def test_fresh_process_with_only_tensorflow_matches_in_memory_model(exported, tr
 
     result, cfg = trained_tiny
     spec_dir = Path(cfg.encoder)
-    model = build_classifier(str(spec_dir / "encoder"), 2, seq_length=cfg.max_seq_length)
+    model = build_classifier(str(spec_dir / "encoder"), 2, seq_length=cfg.max_seq_length,
+                             pooling=result.config.settings.pooling)  # (the regime's: mean)
     model.load_weights(fit.best_checkpoint(result.run_dir))
     tok = Tokenizer(str(spec_dir / "preprocess"), cfg.max_seq_length, cfg.truncation)
     in_memory = model(tok(tf.constant(texts)), training=False).numpy()
@@ -147,9 +148,11 @@ def test_requests_are_padded_to_their_length_bucket_with_the_same_results(traine
 
     result, cfg = trained_tiny
     tok = Tokenizer(str(Path(cfg.encoder) / "preprocess"), 96)
-    fixed = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=96)
+    pooling = trained_tiny[0].config.settings.pooling
+    fixed = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=96, pooling=pooling)
     assert not export.ServingModel(fixed, tok, ["neg", "pos"], {})._buckets
-    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None)  # as app.train
+    model = build_classifier(str(Path(cfg.encoder) / "encoder"), 2, seq_length=None,  # as app.train
+                             pooling=pooling)
     model.load_weights(fit.best_checkpoint(result.run_dir))
     out = export.export_model(model, tok, ["neg", "pos"], "{}", tmp_path, "m")
     sig = tf.saved_model.load(str(out)).signatures["serving_default"]

@@ -52,6 +52,20 @@ def test_run_writes_run_folder_export_and_report(trained_tiny):
     assert "## Most surprising training examples" in md and "## Findings" in md
 
 
+def test_a_small_single_label_run_takes_the_contrastive_regime_and_records_it(trained_tiny):
+    """180 training reviews: pairs first (20 a review), the head started by a logistic regression
+    on the mean-pooled embedding, then fit trains the head alone; said in the config and record."""
+    from app.training import contrastive
+
+    result, _ = trained_tiny
+    saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
+    assert (saved["settings"]["regime"], saved["settings"]["pooling"]) == ("contrastive", "mean")
+    assert saved["requested"]["regime"] == "auto" and "180 training examples" in saved["plan"]["regime"]
+    done = json.loads((result.export_dir / "assets" / "record.json").read_text())["contrastive"]
+    assert done["pairs"] == contrastive.PAIRS_PER_EXAMPLE * 180 and done["steps_trained"] == done["steps"]
+    assert done["head_train_accuracy"] >= 0.9  # the tiny task's sentiment words separate it
+
+
 # What the run left to be chosen and what was chosen for it (tiny_train_args gives batch size
 # and learning rate, so those are the user's).
 CHOSEN = {"mixed_precision": "none", "jit_compile": False, "length_buckets": True, "strategy": "cpu"}
@@ -225,6 +239,7 @@ def test_a_run_on_text_pairs_as_they_come_records_what_it_read_and_weighed(train
     assert (values["header"], values["text_column"], values["text_pair_column"], values["label_column"]) == (
         "yes", "#1 String", "#2 String", "Quality")
     assert values["pooling"] == "mean" and values["class_weight"] == "balanced"
+    assert values["regime"] == "fine-tune" and record["contrastive"] == {}  # pairs of pairs: not this
     assert values["baseline"] == "none" and "baseline" not in result.report
     assert values["ngram_model"] is False and saved["requested"]["ngram_model"] is True  # none for pairs
     assert record["ngram"] == {}

@@ -56,6 +56,13 @@ HEADROOM = 2.0
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
 VALIDATION_SHARE = 0.1
+# The contrastive regime (app.training.contrastive) spends at most this share of the training
+# time on its pairs (a pair costs two training examples), the rest training the head.
+CONTRASTIVE_SHARE = 0.8
+# ... and takes the best-rated length that still fits this many pairs (or every pair the regime
+# asks for, when fewer), else the one with the most pairs: SetFit's recipe asks for pairs before
+# length, and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
+CONTRASTIVE_MIN_PAIRS = 2000
 # A probe trains this many examples a step, at these lengths (or the candidates below them).
 PROBE_BATCH = 8
 PROBE_LENGTHS = (128, 256)
@@ -308,6 +315,8 @@ class Plan:
     startup_seconds: float
     why: str
     options: list[dict]  # each length considered: examples, epochs, estimated seconds
+    contrastive_pairs: int = 0  # the contrastive regime's pairs (0: fine-tuning alone)
+    contrastive_seconds: float = 0.0  # the estimate of their training and the head's pass
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -316,7 +325,8 @@ class Plan:
 def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int, n_validation: int,
               throughput: Throughput, limit: int, batch_size: int, bucket_width: Callable[[int], int] | None,
               spent_seconds: float = 0.0, seq_length: int | None = None, epochs: int | None = None,
-              min_validation: int = 2, extra_validations: int = 0, ngram: bool = True) -> Plan:
+              min_validation: int = 2, extra_validations: int = 0, ngram: bool = True,
+              pairs_per_example: int = 0) -> Plan:
     """Choose the sequence length, examples and epochs that fit `budget_seconds`.
 
     Candidate lengths run up to the one that keeps 90 % of the texts whole (or are the user's
@@ -330,7 +340,9 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     `bucket_width(L)` is the length buckets' width at L (None without buckets); `spent_seconds`
     what the budget already paid (the probe, the n-gram model); `extra_validations` passes over
     the validation split after training (the n-gram weight's). `token_lengths` may be a sample
-    of the training texts.
+    of the training texts. `pairs_per_example` (the contrastive regime's) plans up to that many
+    pairs a training example in at most `CONTRASTIVE_SHARE` of the training time, before
+    training the head, at a length that fits `CONTRASTIVE_MIN_PAIRS` of them.
     """
     if budget_seconds <= 0:
         raise ValueError(f"--time-budget must be positive, got {budget_seconds / 60:g} minutes")
@@ -348,7 +360,14 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     for length in candidates:
         width = bucket_width(length) if bucket_width else None
         per_example = throughput.train_seconds(padded_lengths(lengths, length, width)) / len(lengths)
-        passes = train_time / per_example if per_example > 0 else float(n_train * MAX_EPOCHS)
+        # Pairs are padded to the full length (no buckets), two texts each, plus the head's pass.
+        per_pair = 2 * throughput.train_seconds(np.array([length]))
+        head = n_train * throughput.predict_seconds(np.array([length])) if pairs_per_example else 0.0
+        pair_time = max(0.0, CONTRASTIVE_SHARE * train_time - head)
+        pairs = min(pairs_per_example * n_train, int(pair_time / per_pair)) if per_pair > 0 else 0
+        pairs_seconds = pairs * per_pair + head
+        left = train_time - pairs_seconds
+        passes = left / per_example if per_example > 0 else float(n_train * MAX_EPOCHS)
         if epochs:
             n, e = min(n_train, int(passes // epochs)), float(epochs)
         else:
@@ -358,8 +377,15 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
         seen = n * (1 + REPEAT_VALUE * (e - 1))
         options.append({"seq_length": length, "train_examples": n, "epochs": round(e, 2),
                         "seconds_per_example": per_example, "kept": round(kept, 3),
-                        "estimate": round(expected_accuracy(kept, seen, ngram), 4)})
-    chosen = max(options, key=lambda o: o["estimate"])  # ties: the longer length, listed first
+                        "estimate": round(expected_accuracy(kept, seen, ngram), 4),
+                        **({"pairs": pairs, "pairs_seconds": round(pairs_seconds, 1)} if pairs_per_example
+                           else {})})
+    eligible = options
+    if pairs_per_example:
+        wanted = min(pairs_per_example * n_train, CONTRASTIVE_MIN_PAIRS)
+        eligible = ([o for o in options if o["pairs"] >= wanted]
+                    or [max(options, key=lambda o: (o["pairs"], o["estimate"]))])
+    chosen = max(eligible, key=lambda o: o["estimate"])  # ties: the longer length, listed first
     length, fits, fitted_epochs = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
     if fits < batch_size:
         minimum = (throughput.startup + spent_seconds
@@ -384,10 +410,12 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
         n_val = int(min(n_validation, max(0.0, validation_time) / (passes * per_val)))
     n_val = min(n_validation, max(n_val, min_validation))
     ranked = sorted(options, key=lambda o: -o["estimate"])[:3]
+    pairs = chosen.get("pairs", 0)
     why = (f"{budget_seconds / 60:g} minutes on this machine: at {length} word pieces "
            f"({chosen['seconds_per_example']:.3f} s an example) training fits about "
-           f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} planned, "
-           f"the deadline ends it), validating on {n_val}; 90 % of the texts are at most "
+           + (f"{pairs} contrastive pairs ({chosen['pairs_seconds']:.0f} s) and " if pairs else "")
+           + f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} "
+           f"planned, the deadline ends it), validating on {n_val}; 90 % of the texts are at most "
            f"{quantile_length(lengths, NEED_QUANTILE)} word pieces. The accuracy model rates "
            + ", ".join(f"{o['seq_length']} word pieces {o['estimate']:.3f} ({o['train_examples']} examples "
                        f"x {o['epochs']:g}, {o['kept']:.0%} of the word pieces)" for o in ranked))
@@ -399,7 +427,8 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                                          + (1 + extra_validations) * throughput.predict_startup, 1),
                 validation_pass_seconds=round(n_val * per_val, 2),
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
-                options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options])
+                options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options],
+                contrastive_pairs=pairs, contrastive_seconds=chosen.get("pairs_seconds", 0.0))
 
 
 # ----------------------------------------------------------------------------- the run

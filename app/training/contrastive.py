@@ -1,0 +1,168 @@
+"""The small-data regime: contrastive fine-tuning of the encoder, then a logistic-regression head
+(SetFit, Tunstall et al. 2022).
+
+With a few hundred labelled texts, cross-entropy fine-tuning has few steps to learn from and is
+unstable: it can end below TF-IDF. SetFit uses the labels twice over instead: pairs of training
+texts, same class or not, teach the encoder's sentence embedding (the head's input) to put texts
+of a class together (the cosine of a pair pulled to 1 or 0, up to `PAIRS_PER_EXAMPLE` pairs a text),
+and a logistic regression fitted on those embeddings starts the head. Sentence-embedding
+encoders such as the offline all-MiniLM-L6-v2 were pre-trained this way, so few pairs move them
+far. The classifier that `model.fit` then trains and the export serves is the usual one: this
+stage only changes where its weights start.
+
+`--regime auto` takes this regime for single-label texts (not pairs) with at most `SMALL_DATA`
+training examples (`choose_regime`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from app.model.bert import INPUT_NAMES
+from app.model.classifier import HEAD_LAYER
+
+logger = logging.getLogger(__name__)
+
+SMALL_DATA = 2000  # training examples up to which `--regime auto` is contrastive
+PAIRS_PER_EXAMPLE = 20  # SetFit's R: pairs formed with each training text (half same class)
+MAX_PAIRS = 4000  # without a time budget: the pairs of 200 texts, at most
+LEARNING_RATE = 2e-5  # SetFit's rate for the encoder body
+BATCH_SIZE = 16  # pairs a step
+HEAD_C = 1.0  # the logistic head's inverse L2 strength (on unit-length embeddings)
+
+
+def choose_regime(requested: str, train_examples: int, multi_label: bool, pairs: bool) -> tuple[str, str]:
+    """(regime, why) for `--regime`: contrastive for up to `SMALL_DATA` single-label texts."""
+    if requested != "auto":
+        return requested, f"--regime {requested}"
+    if multi_label or pairs:
+        return "fine-tune", ("multi-label data" if multi_label else "text pairs") + ": fine-tuning"
+    if train_examples <= SMALL_DATA:
+        return "contrastive", (f"{train_examples} training examples (at most {SMALL_DATA}): contrastive "
+                               "pairs first, then fine-tuning")
+    return "fine-tune", f"{train_examples} training examples (more than {SMALL_DATA}): fine-tuning"
+
+
+def make_pairs(label_ids: np.ndarray, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, same): `pairs` pairs of example indices, each text in turn paired with a
+    random text of its class and one of another class, shuffled; `same` 1.0 or 0.0."""
+    y = np.asarray(label_ids)
+    if pairs < 1:
+        raise ValueError(f"pairs must be positive, got {pairs}")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"contrastive pairs need two classes or more, got {classes.tolist()}")
+    rng = np.random.default_rng(seed)
+    members = {c: np.flatnonzero(y == c) for c in classes}
+    others = {c: np.flatnonzero(y != c) for c in classes}
+    first, second, same = [], [], []
+    while len(first) < pairs:
+        for i in rng.permutation(len(y)):
+            first += [i, i]
+            second += [rng.choice(members[y[i]]), rng.choice(others[y[i]])]
+            same += [1.0, 0.0]
+    order = rng.permutation(len(first))[:pairs]
+    return (np.asarray(first)[order], np.asarray(second)[order], np.asarray(same, np.float32)[order])
+
+
+def embedder(classifier: tf.keras.Model) -> tf.keras.Model:
+    """The classifier's text embedding: the head's input (pooled, before dropout), sharing its
+    weights."""
+    return tf.keras.Model(classifier.inputs, classifier.get_layer("dropout").input, name="embedder")
+
+
+def siamese(embedding: tf.keras.Model) -> tf.keras.Model:
+    """Two texts' encoder inputs -> the cosine of their embeddings (`[batch, 1]`)."""
+    seq = embedding.inputs[0].shape[-1]
+    first = {n: tf.keras.Input(shape=(seq,), dtype=tf.int32, name=f"first_{n}") for n in INPUT_NAMES}
+    second = {n: tf.keras.Input(shape=(seq,), dtype=tf.int32, name=f"second_{n}") for n in INPUT_NAMES}
+    cosine = tf.keras.layers.Dot(axes=1, normalize=True, name="cosine", dtype="float32")(
+        [embedding(first), embedding(second)])
+    return tf.keras.Model({"first": first, "second": second}, cosine, name="siamese")
+
+
+class StopAt(tf.keras.callbacks.Callback):
+    """Stop training once `seconds` have passed since training began (the budget's share)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.stopped_at_step: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self._start >= self.seconds and not self.model.stop_training:
+            self.model.stop_training = True
+            self.stopped_at_step = batch + 1
+
+
+def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.ndarray, same: np.ndarray,
+                 batch_size: int) -> tf.data.Dataset:
+    """Batches of ({"first": inputs, "second": inputs}, same) gathered from the texts' `encoded`
+    inputs (`[texts, seq]` each)."""
+    table = {n: tf.constant(encoded[n]) for n in INPUT_NAMES}
+
+    def gather(i, j, y):
+        return ({"first": {n: tf.gather(table[n], i) for n in INPUT_NAMES},
+                 "second": {n: tf.gather(table[n], j) for n in INPUT_NAMES}}, y[:, None])
+
+    return (tf.data.Dataset.from_tensor_slices((first, second, same)).batch(batch_size)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.ndarray], label_ids: np.ndarray,
+                  pairs: int, seed: int, seconds: float | None = None, learning_rate: float = LEARNING_RATE,
+                  batch_size: int = BATCH_SIZE, weight_decay: float = 0.01) -> dict:
+    """Train the classifier's encoder on `pairs` contrastive pairs of the training texts (their
+    `encoded` encoder inputs), one pass, the cosine's squared error to same (1) or not (0); at
+    most `seconds` when given. Returns what it did, for the run record."""
+    from app.training.optimization import create_optimizer
+
+    first, second, same = make_pairs(label_ids, pairs, seed)
+    steps = -(-len(first) // batch_size)
+    with strategy.scope():
+        model = siamese(embedder(classifier))
+        model.compile(optimizer=create_optimizer(learning_rate, steps, 0.1, weight_decay),
+                      loss=tf.keras.losses.MeanSquaredError())
+    stop = StopAt(seconds if seconds is not None else float("inf"))
+    start = time.monotonic()
+    logger.info("contrastive pairs: %d (%d steps of %d)%s", len(first), steps, batch_size,
+                f", at most {seconds:.0f} s" if seconds is not None else "")
+    history = model.fit(pair_dataset(encoded, first, second, same, batch_size), epochs=1, callbacks=[stop],
+                        verbose=0)
+    took = time.monotonic() - start
+    trained = stop.stopped_at_step or steps
+    losses = history.history.get("loss", [float("nan")])
+    logger.info("contrastive training: %d of %d steps in %.0f s, loss %.4f", trained, steps, took, losses[-1])
+    return {"pairs": int(len(first)), "steps": int(steps), "steps_trained": int(trained),
+            "seconds": round(took, 1), "loss": round(float(losses[-1]), 5),
+            "learning_rate": learning_rate, "batch_size": batch_size}
+
+
+def fit_head(classifier: tf.keras.Model, embeddings: np.ndarray, label_ids: np.ndarray, seed: int,
+             c: float = HEAD_C) -> dict:
+    """Start the classifier's softmax head at a logistic regression fitted on the training texts'
+    `embeddings` (its inputs), so fine-tuning begins from a head that already separates them."""
+    from sklearn.linear_model import LogisticRegression
+
+    head = classifier.get_layer(HEAD_LAYER)
+    kernel, bias = (np.zeros(w.shape, np.float32) for w in head.get_weights())
+    present = np.unique(label_ids)
+    regression = LogisticRegression(C=c, max_iter=5000, random_state=seed).fit(embeddings, label_ids)
+    if len(present) == 2:  # p(second) = sigmoid(x w + b) = softmax([0, x w + b])[1]
+        kernel[:, present[1]], bias[present[1]] = regression.coef_[0], regression.intercept_[0]
+    else:
+        kernel[:, present], bias[present] = regression.coef_.T, regression.intercept_
+    absent = np.setdiff1d(np.arange(len(bias)), present)
+    bias[absent] = -30.0  # classes without training examples start never predicted
+    head.set_weights([kernel, bias])
+    accuracy = float(np.mean(regression.predict(embeddings) == label_ids))
+    logger.info("contrastive head: logistic regression on %d embeddings, training accuracy %.4f",
+                len(label_ids), accuracy)
+    return {"head_train_accuracy": round(accuracy, 4), "head_c": c}
