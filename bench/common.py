@@ -63,3 +63,13 @@ def examples_in_budget(rate: float, seconds_left: float, available: int, batch: 
     """How many training examples one epoch at `rate` examples/s covers in `seconds_left`."""
     fit = int(rate * seconds_left * (1 - SLACK)) // batch * batch
     return max(batch, min(available // batch * batch, fit))
+
+
+def training_order(available: int, count: int, seed: int = 0):
+    """`count` example indices: shuffled passes over `available` examples, one after another (a
+    recipe's epochs; a probe longer than a small data set cycles through it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    passes = -(-count // max(available, 1))
+    return np.concatenate([rng.permutation(available) for _ in range(passes)])[:count]

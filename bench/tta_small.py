@@ -1,0 +1,199 @@
+"""Small data: how good a classifier each recipe trains from 64, 200 and 1,000 labelled reviews.
+
+    make bench-tta-small                                       # everything (several hours on 2 cores)
+    .venv/bin/python bench/tta_small.py --sizes 200 --seeds 0 --only tfidf bertclf   # a part
+
+The same seeded 5,000 held-out IMDb reviews as bench/tta.py; each training set is a stratified,
+seeded sample of bench-tta's 20,000 training reviews (3 seeds a size), and the training reviews
+left over, labels removed, are written beside it (`unlabeled.csv`) for a contender that reads
+unlabelled texts. Contenders, each given `MINUTES`:
+
+* `tfidf`: scikit-learn's TF-IDF (word 1- and 2-grams, sublinear tf) + logistic regression.
+* `tutorial`, `transformers`: the TensorFlow tutorial recipe (up to its 5 epochs) and Hugging
+  Face Transformers (up to the Trainer's 3), by bench/common.py's rule.
+* `bertclf`: `python -m app.train --time-budget 10`, as a user runs it (its regime is its own
+  choice).
+
+Writes bench/results/<date>-tta-small-<host>.json, a PNG of accuracy against labels beside it,
+and the table in bench/README.md (a full run only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run import PLAIN_TF, _cpu_name, bench_data, worker  # noqa: E402
+from tta import HELD_OUT, bertclf, split_imdb, tfidf  # noqa: E402
+
+SIZES = (64, 200, 1000)
+SEEDS = (0, 1, 2)
+CONTENDERS = ("tfidf", "tutorial", "transformers", "bertclf")
+MINUTES = 10
+RECIPE_EPOCHS = {"tutorial": 5, "transformers": 3}
+
+
+def sample(train_csv: Path, size: int, seed: int, out: Path) -> tuple[Path, Path]:
+    """(labelled.csv, unlabeled.csv): `size` reviews stratified by label, and the rest, text only."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    folder = out / f"n{size}-s{seed}"
+    labelled, unlabeled = folder / "train.csv", folder / "unlabeled.csv"
+    if labelled.exists() and unlabeled.exists():
+        return labelled, unlabeled
+    frame = pd.read_csv(train_csv)
+    chosen, rest = train_test_split(frame, train_size=size, stratify=frame["label"], random_state=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen.to_csv(labelled, index=False)
+    rest[["text"]].to_csv(unlabeled, index=False)
+    return labelled, unlabeled
+
+
+def summary(results: dict) -> dict:
+    """Each contender's mean accuracy (and the seeds') at each size."""
+    out: dict = {}
+    for run in results["runs"]:
+        if "accuracy" in run:
+            out.setdefault(run["contender"], {}).setdefault(str(run["size"]), []).append(run["accuracy"])
+    return {name: {size: {"mean": sum(v) / len(v), "seeds": v} for size, v in sizes.items()}
+            for name, sizes in out.items()}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, sizes in results["summary"].items():
+        xs = sorted(int(s) for s in sizes)
+        ax.plot(xs, [100 * sizes[str(x)]["mean"] for x in xs], "o-", label=name)
+        for x in xs:
+            ax.plot([x] * len(sizes[str(x)]["seeds"]), [100 * a for a in sizes[str(x)]["seeds"]], ".",
+                    color="grey", alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training reviews")
+    ax.set_ylabel(f"held-out accuracy, % ({results['held_out']:,} IMDb reviews)")
+    ax.set_title(f"Small data on {results['cpu']} ({results['cores']} cores), {MINUTES} minutes each")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(results: dict) -> str:
+    sizes = sorted({int(s) for v in results["summary"].values() for s in v})
+    lines = [f"Measured {results['date']} on {results['cpu']} ({results['cores']} cores): mean held-out "
+             f"accuracy over seeds {results['seeds']} ({results['held_out']:,} IMDb reviews), each recipe "
+             f"given {MINUTES} minutes. Plot: `{results['plot']}`.", "",
+             "| contender | " + " | ".join(f"{s} labels" for s in sizes) + " |",
+             "| --- |" + " --- |" * len(sizes)]
+    for name, by_size in results["summary"].items():
+        cells = [f"{100 * by_size[str(s)]['mean']:.2f} %" if str(s) in by_size else "" for s in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _update_readme(text: str) -> None:
+    readme = HERE / "README.md"
+    old = readme.read_text()
+    if "<!-- tta-small -->" not in old:
+        old += "\n## Small data\n\n<!-- tta-small -->\n<!-- /tta-small -->\n"
+    readme.write_text(re.sub(r"<!-- tta-small -->.*<!-- /tta-small -->",
+                             f"<!-- tta-small -->\n{text}\n<!-- /tta-small -->", old, flags=re.S))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=CONTENDERS, help="run these contenders only")
+    p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--held-out", type=int, default=HELD_OUT,
+                   help="test on this many of the held-out reviews (a stratified, seeded part: quicker)")
+    p.add_argument("--torch-python", default=str(ROOT / ".venv-torch" / "bin" / "python"))
+    p.add_argument("--scratch", default="/tmp/bertclf-bench")
+    p.add_argument("--no-readme", action="store_true", help="leave bench/README.md as it is")
+    args = p.parse_args()
+    scratch = Path(args.scratch)
+    folder, description = bench_data(scratch)
+    if "IMDb" not in description:
+        raise SystemExit(f"bench-tta-small needs the IMDb train split in {ROOT.parent / 'shared' / 'data'}")
+    train_csv, heldout_csv = split_imdb(Path(folder), scratch / "tta")
+    if args.held_out < HELD_OUT:
+        import pandas as pd
+        from sklearn.model_selection import train_test_split
+
+        part = scratch / "tta-small" / f"heldout-{args.held_out}.csv"
+        if not part.exists():
+            part.parent.mkdir(parents=True, exist_ok=True)
+            held = pd.read_csv(heldout_csv)
+            train_test_split(held, train_size=args.held_out, stratify=held["label"],
+                             random_state=0)[0].to_csv(part, index=False)
+        heldout_csv = part
+    sys.path.insert(0, str(ROOT))
+    from app.model.encoders import ensure_offline_encoder, minilm_checkpoint
+
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+               "cpu": _cpu_name(), "cores": os.cpu_count(), "held_out": args.held_out, "sizes": args.sizes,
+               "seeds": args.seeds, "minutes": MINUTES, "runs": []}
+    out_dir = HERE / "results"
+    stem = f"{datetime.date.today().isoformat()}-tta-small-{platform.node()}"
+    n = 1
+    while (out_dir / f"{stem}.json").exists():
+        n += 1
+        stem = f"{datetime.date.today().isoformat()}-tta-small-{platform.node()}-{n}"
+    results["plot"] = f"bench/results/{stem}.png"
+    started = time.perf_counter()
+    hub_style = None
+    for size in args.sizes:
+        for seed in args.seeds:
+            labelled, _unlabeled = sample(train_csv, size, seed, scratch / "tta-small")
+            csvs = ["--train-csv", str(labelled), "--test-csv", str(heldout_csv), "--minutes", str(MINUTES)]
+            for name in args.only or CONTENDERS:
+                print(f"[tta-small] {name}, {size} labels, seed {seed} ...", flush=True)
+                if name == "tfidf":
+                    r = tfidf(labelled, heldout_csv)
+                elif name == "tutorial":
+                    tf_worker = [sys.executable, str(HERE / "tf_worker.py")]
+                    hub_style = hub_style or worker([*tf_worker, "hub_style_encoder", "--output",
+                                                     str(scratch / "hub-style-minilm")])
+                    r = worker([*tf_worker, "tta", "--tutorial-encoder", hub_style["encoder"], *csvs,
+                                "--epochs", str(RECIPE_EPOCHS["tutorial"])], env=PLAIN_TF, timeout=3600)
+                elif name == "transformers":
+                    r = worker([args.torch_python, str(HERE / "torch_worker.py"), "--tta", "--checkpoint",
+                                str(minilm_checkpoint()), "--data", str(labelled.parent), *csvs,
+                                "--epochs", str(RECIPE_EPOCHS["transformers"])], timeout=3600)
+                else:
+                    ensure_offline_encoder()
+                    r = bertclf(labelled, heldout_csv, MINUTES, scratch)
+                results["runs"].append({"contender": name, "size": size, "seed": seed, **r})
+                print(f"[tta-small] {name}, {size}, {seed}: {json.dumps(r)[:200]}", flush=True)
+                results["summary"] = summary(results)
+                results["seconds"] = time.perf_counter() - started
+                (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    plot(results, out_dir / f"{stem}.png")
+    text = table(results)
+    print(text)
+    full = (not args.only and sorted(args.sizes) == sorted(SIZES) and sorted(args.seeds) == sorted(SEEDS)
+            and args.held_out == HELD_OUT)
+    if full and not args.no_readme:
+        _update_readme(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
