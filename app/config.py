@@ -185,7 +185,7 @@ class TrainConfig:
                          "(SetFit: pairs of training texts, same class or not, train the encoder's "
                          "mean-pooled embedding, a logistic regression starts the head, then fine-tuning; "
                          "app.training.contrastive); auto: contrastive for single-label texts with at most "
-                         "2,000 training examples (logged)")
+                         "500 training examples (logged)")
     time_budget: float | None = _field(None, "optimisation",
                                        "minutes for training and validation: plans the sequence length, "
                                        "training examples and epochs for this machine and stops in time "

@@ -559,7 +559,14 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record
                 weight, "label decisions right at 0.5" if dataset.multi_label else "accuracy",
                 acc["ensemble"], acc["encoder"], acc["ngram"])
     rule, params = "average", {"weight": weight}
-    if not dataset.multi_label:
+    if len(label_ids) < ngram.MIN_CHOOSING_EXAMPLES:
+        weight, params = ngram.EVEN_WEIGHT, {"weight": ngram.EVEN_WEIGHT}
+        figures = {**figures, "weight": weight, "rule": rule,
+                   "why": f"fewer than {ngram.MIN_CHOOSING_EXAMPLES} validation texts to choose on"}
+        logger.info("ensemble: the even average (n-gram weight %.2f): %d validation texts are too few to "
+                    "choose a rule or weight on (at least %d)", weight, len(label_ids),
+                    ngram.MIN_CHOOSING_EXAMPLES)
+    elif not dataset.multi_label:
         rule, params, chosen = ngram.choose_ensemble(encoder_probabilities, ngram_probabilities, label_ids,
                                                      resolved.settings.seed, known)
         figures = {**figures, "rule": rule, **({"pooling": params} if rule == "log-linear" else {}),

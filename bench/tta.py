@@ -94,8 +94,8 @@ def wrong_probe_cache(factor: float, scratch: Path) -> dict[str, str]:
 
 
 def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path,
-            probe_error: float = 1.0) -> dict:
-    name = f"tta-{minutes:g}-{os.getpid()}"
+            probe_error: float = 1.0, name: str | None = None) -> dict:
+    name = name or f"tta-{minutes:g}-{os.getpid()}"
     env = wrong_probe_cache(probe_error, scratch) if probe_error != 1.0 else None
     cmd = [sys.executable, "-m", "app.train", "--data", str(train_csv), "--test-data", str(heldout_csv),
            "--time-budget", str(minutes), "--model-name", name, "--output-dir", str(scratch / "models"),

@@ -179,7 +179,8 @@ def main() -> int:
                                 "--epochs", str(RECIPE_EPOCHS["transformers"])], timeout=3600)
                 else:
                     ensure_offline_encoder()
-                    r = bertclf(labelled, heldout_csv, MINUTES, scratch)
+                    r = bertclf(labelled, heldout_csv, MINUTES, scratch,
+                                name=f"tta-small-{size}-s{seed}-{os.getpid()}")
                 results["runs"].append({"contender": name, "size": size, "seed": seed, **r})
                 print(f"[tta-small] {name}, {size}, {seed}: {json.dumps(r)[:200]}", flush=True)
                 results["summary"] = summary(results)

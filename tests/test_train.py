@@ -64,6 +64,13 @@ def test_a_small_single_label_run_takes_the_contrastive_regime_and_records_it(tr
     done = json.loads((result.export_dir / "assets" / "record.json").read_text())["contrastive"]
     assert done["pairs"] == contrastive.PAIRS_PER_EXAMPLE * 180 and done["steps_trained"] == done["steps"]
     assert done["head_train_accuracy"] >= 0.9  # the tiny task's sentiment words separate it
+    # 20 validation reviews are too few to choose an ensemble on: the even average, and why.
+    from app.model import ngram
+
+    chosen = json.loads((result.export_dir / "assets" / "record.json").read_text())["ngram"]
+    assert chosen["validation_examples"] == 20 < ngram.MIN_CHOOSING_EXAMPLES
+    assert (chosen["rule"], chosen["weight"]) == ("average", ngram.EVEN_WEIGHT)
+    assert "fewer than 50 validation texts" in chosen["why"] and "pooling" not in chosen
 
 
 # What the run left to be chosen and what was chosen for it (tiny_train_args gives batch size

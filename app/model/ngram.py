@@ -38,6 +38,12 @@ MAX_TOKENS = 200_000  # vocabulary: the most frequent 1- and 2-grams of the trai
 NGRAMS = 2
 C = 10.0  # inverse L2 strength of the logistic regression (sublinear TF-IDF wants little)
 WEIGHTS = tuple(np.round(np.linspace(0, 1, 21), 2))  # the n-gram weights tried on validation
+# Below this many validation texts a rule or weight chosen on them follows a handful of texts (20
+# reviews once chose 0.95, and the ensemble served four points below the encoder alone): the
+# ensemble is then the even average, which was never below the better of the two on the small-data
+# bench (bench/results/2026-12-07-small-data-zen5.json).
+MIN_CHOOSING_EXAMPLES = 50
+EVEN_WEIGHT = 0.5
 _BATCH = 512
 
 
