@@ -183,9 +183,9 @@ class TrainConfig:
     regime: str = _field("auto", "optimisation",
                          "how the encoder learns from the labels: fine-tune (cross-entropy) or contrastive "
                          "(SetFit: pairs of training texts, same class or not, train the encoder's "
-                         "mean-pooled embedding, a logistic regression starts the head, then fine-tuning; "
-                         "app.training.contrastive); auto: contrastive for single-label texts with at most "
-                         "500 training examples (logged)")
+                         "mean-pooled embedding, a logistic regression starts the head, then fit trains the "
+                         "head; app.training.contrastive); auto: contrastive for single-label texts with at "
+                         "most 500 training examples (logged)")
     time_budget: float | None = _field(None, "optimisation",
                                        "minutes for training and validation: plans the sequence length, "
                                        "training examples and epochs for this machine and stops in time "

@@ -492,6 +492,7 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     train = dataset.splits["train"]
     labels = dataset.label_ids("train")
     if c.time_budget:
+        # Stopped 20 % past the plan's estimate at the latest (fit's deadline keeps the budget).
         pairs, seconds = resolved.plan["contrastive_pairs"], resolved.plan["contrastive_seconds"] * 1.2
     else:
         pairs, seconds = min(contrastive.PAIRS_PER_EXAMPLE * len(train), contrastive.MAX_PAIRS), None

@@ -7,8 +7,9 @@ texts, same class or not, teach the encoder's sentence embedding (the head's inp
 of a class together (the cosine of a pair pulled to 1 or 0, up to `PAIRS_PER_EXAMPLE` pairs a text),
 and a logistic regression fitted on those embeddings starts the head. Sentence-embedding
 encoders such as the offline all-MiniLM-L6-v2 were pre-trained this way, so few pairs move them
-far. The classifier that `model.fit` then trains and the export serves is the usual one: this
-stage only changes where its weights start.
+far. The classifier that `model.fit` then trains (its head: `app.train` freezes the encoder,
+since fine-tuning it after its pairs lowered accuracy) and the export serves is the usual one:
+this stage only changes where its weights start.
 
 `--regime auto` takes this regime for single-label texts (not pairs) with at most `SMALL_DATA`
 training examples (`choose_regime`); fine-tuning won from 1,000 on.
@@ -46,7 +47,7 @@ def choose_regime(requested: str, train_examples: int, multi_label: bool, pairs:
         return "fine-tune", ("multi-label data" if multi_label else "text pairs") + ": fine-tuning"
     if train_examples <= SMALL_DATA:
         return "contrastive", (f"{train_examples} training examples (at most {SMALL_DATA}): contrastive "
-                               "pairs first, then fine-tuning")
+                               "pairs train the encoder, then the head is trained on it")
     return "fine-tune", f"{train_examples} training examples (more than {SMALL_DATA}): fine-tuning"
 
 
