@@ -140,6 +140,13 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xlabel("training minutes (wall)")
     ax.set_ylabel(f"held-out accuracy, % ({HELD_OUT:,} IMDb reviews)")
     ax.set_title(f"Time to accuracy on {results['cpu']} ({results['cores']} cores)")
+    save_plot(fig, ax, path)
+
+
+def save_plot(fig, ax, path: Path) -> None:
+    """The benches' common finish: grid, legend, written at 110 dpi, closed."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -165,13 +172,15 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _update_readme(text: str) -> None:
+def update_readme(text: str, marker: str = "tta", heading: str = "Time to accuracy") -> None:
+    """Put `text` between bench/README.md's `<!-- marker -->` lines (added under `heading` if absent)."""
     readme = HERE / "README.md"
     old = readme.read_text()
-    if "<!-- tta -->" not in old:
-        old += "\n## Time to accuracy\n\n<!-- tta -->\n<!-- /tta -->\n"
-    readme.write_text(re.sub(r"<!-- tta -->.*<!-- /tta -->", f"<!-- tta -->\n{text}\n<!-- /tta -->", old,
-                             flags=re.S))
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in old:
+        old += f"\n## {heading}\n\n{start}\n{end}\n"
+    pattern = f"{re.escape(start)}.*{re.escape(end)}"
+    readme.write_text(re.sub(pattern, lambda _: f"{start}\n{text}\n{end}", old, flags=re.S))
 
 
 def main() -> int:
@@ -232,7 +241,7 @@ def main() -> int:
     text = table(results)
     print(text)
     if not args.no_readme and not args.only and args.probe_error == 1.0:
-        _update_readme(text)
+        update_readme(text)
     return 0
 
 

@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from run import PLAIN_TF, _cpu_name, bench_data, worker  # noqa: E402
-from tta import HELD_OUT, bertclf, split_imdb, tfidf  # noqa: E402
+from tta import HELD_OUT, bertclf, save_plot, split_imdb, tfidf, update_readme  # noqa: E402
 
 SIZES = (64, 200, 1000)
 SEEDS = (0, 1, 2)
@@ -88,11 +87,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xlabel("labelled training reviews")
     ax.set_ylabel(f"held-out accuracy, % ({results['held_out']:,} IMDb reviews)")
     ax.set_title(f"Small data on {results['cpu']} ({results['cores']} cores), {MINUTES} minutes each")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_plot(fig, ax, path)
 
 
 def table(results: dict) -> str:
@@ -106,15 +101,6 @@ def table(results: dict) -> str:
         cells = [f"{100 * by_size[str(s)]['mean']:.2f} %" if str(s) in by_size else "" for s in sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _update_readme(text: str) -> None:
-    readme = HERE / "README.md"
-    old = readme.read_text()
-    if "<!-- tta-small -->" not in old:
-        old += "\n## Small data\n\n<!-- tta-small -->\n<!-- /tta-small -->\n"
-    readme.write_text(re.sub(r"<!-- tta-small -->.*<!-- /tta-small -->",
-                             f"<!-- tta-small -->\n{text}\n<!-- /tta-small -->", old, flags=re.S))
 
 
 def main() -> int:
@@ -192,7 +178,7 @@ def main() -> int:
     full = (not args.only and sorted(args.sizes) == sorted(SIZES) and sorted(args.seeds) == sorted(SEEDS)
             and args.held_out == HELD_OUT)
     if full and not args.no_readme:
-        _update_readme(text)
+        update_readme(text, "tta-small", "Small data")
     return 0
 
 
