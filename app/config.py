@@ -38,6 +38,7 @@ from app.options import (
     TABLE_FORMATS,
     TASKS,
     TRUNCATIONS,
+    UNLABELED_EXAMPLES,
 )
 
 GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
@@ -147,6 +148,14 @@ class TrainConfig:
     max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
                                             "all")
     max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")
+    unlabeled_data: str | None = _field(None, "data", "texts without labels, for self-training "
+                                        "(app.training.self_training): a folder of text files (aclImdb's "
+                                        "unsup/), a table's text column, or a file of one text a line; the "
+                                        "trained ensemble labels them and the n-gram model is fitted again "
+                                        "with them", "none")
+    max_unlabeled_examples: int = _field(UNLABELED_EXAMPLES, "data",
+                                         "use at most this many --unlabeled-data texts (a seeded sample); "
+                                         "a --time-budget may take fewer")
     max_seq_length: int | None = _field(None, "data", "word pieces per text, [CLS] and [SEP] included, "
                                         "or auto", "auto, from the training texts' token lengths "
                                         "(app.training.budget), 64 to 256, or planned by --time-budget")
@@ -301,6 +310,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("truncation", cfg.truncation, f"must be one of {list(TRUNCATIONS)}")
     if not 0 < cfg.validation_split < 1:
         bad("validation-split", cfg.validation_split, "must be in (0, 1)")
+    if cfg.unlabeled_data is not None and not Path(cfg.unlabeled_data).expanduser().exists():
+        bad("unlabeled-data", cfg.unlabeled_data, "no such file or directory")
+    if cfg.unlabeled_data is not None and cfg.text_pair_column is not None:
+        bad("unlabeled-data", cfg.unlabeled_data, "is for single texts, not text pairs (--text-pair-column)")
+    if cfg.unlabeled_data is not None and not cfg.ngram_model:
+        bad("unlabeled-data", cfg.unlabeled_data, "trains the n-gram model again: it cannot be used with "
+            "--no-ngram-model")
+    if cfg.max_unlabeled_examples < 1:
+        bad("max-unlabeled-examples", cfg.max_unlabeled_examples, "must be at least 1")
     for flag in ("max_train_examples", "max_eval_examples"):
         value = getattr(cfg, flag)
         if value is not None and value < 2:

@@ -140,6 +140,20 @@ def _calibration_sentence(report: dict) -> str:
             f"{c['fitted_on']} validation examples): " + "; ".join(parts) + ".")
 
 
+def _self_training_sentence(report: dict) -> str:
+    """What `--unlabeled-data` bought on validation (app.train's self-training), when it ran."""
+    s = (report.get("record") or {}).get("self_training")
+    if not s:
+        return ""
+    before, after = s["validation_accuracy"]["before"], s["validation_accuracy"]["after"]
+    labels = ", ".join(f"{c} {n}" for c, n in s["pseudo_labels"].items())
+    return (f"Self-training: {s['unlabeled_texts']} unlabelled texts ({s['source']}), labelled by the "
+            f"trained model ({labels}), trained the n-gram model again. Validation accuracy "
+            f"{before['ensemble']:.4f} "
+            f"before, {after['ensemble']:.4f} after (the n-gram model alone {before['ngram']:.4f}, "
+            f"{after['ngram']:.4f})" + ("." if s.get("kept", True) else "; the model before it was kept."))
+
+
 def _operating_lines(report: dict) -> tuple[list[list[str]], list[str]]:
     """(table rows, sentences) of the operating points, for two classes."""
     o = report.get("operating_points")
@@ -216,7 +230,8 @@ def _sections(report: dict, images: list[str], mistakes: list[dict]) -> list[Sec
     if report.get("findings"):
         parts.append(Section("Findings", [Block("items", list(report["findings"]))]))
     metrics = [Block("notes", list(report["notes"]))] if report["notes"] else []
-    metrics += [Block("text", s) for s in (_calibration_sentence(report), _threshold_sentence(report)) if s]
+    metrics += [Block("text", s) for s in (_self_training_sentence(report), _calibration_sentence(report),
+                                           _threshold_sentence(report)) if s]
     columns = _class_columns(report)
     summary = [("metric", "value"), *((k, _fmt(report.get(k))) for k in _summary_keys(report))]
     per_class = [("class", *columns), *((c, *(_cell(m[k]) for k in columns))

@@ -16,6 +16,7 @@ INPUT_KINDS = ("lines", *TABLE_FORMATS)  # what app.predict reads: a table, or o
 HEADERS = ("auto", "yes", "none")
 TASKS = ("auto", "single-label", "multi-label")
 CLASS_WEIGHTS = ("none", "balanced")  # or a JSON file
+UNLABELED_EXAMPLES = 10_000  # --max-unlabeled-examples: self-training's texts at most, by default
 # model
 TRUNCATIONS = ("head", "tail", "head+tail")
 POOLINGS = ("cls", "mean")

@@ -2,9 +2,10 @@
 
 The stages of `app.train` add to one `RunRecord` as they finish: the data as read (each split's
 source and size, the share of texts the length cuts), the contrastive pairs, the n-gram model
-and how it was combined, the temperature, the decision thresholds, the training (wall time,
-epochs, budget, backups) and the export. It is saved as `record.json` in the run folder and inside the export
-(`assets/record.json`), and `report.json` holds it beside the config under `record`.
+and how it was combined, self-training on unlabelled texts, the temperature, the decision
+thresholds, the training (wall time, epochs, budget, backups) and the export. It is saved as
+`record.json` in the run folder and inside the export (`assets/record.json`), and `report.json`
+holds it beside the config under `record`.
 
 No TensorFlow here.
 """
@@ -22,6 +23,7 @@ class RunRecord:
     data: dict = dataclasses.field(default_factory=dict)  # sources, examples, over_seq_length
     contrastive: dict = dataclasses.field(default_factory=dict)  # the contrastive regime's pairs and head
     ngram: dict = dataclasses.field(default_factory=dict)  # app.model.ngram's figures, the ensemble rule
+    self_training: dict = dataclasses.field(default_factory=dict)  # --unlabeled-data: texts, labels, gain
     calibration: dict = dataclasses.field(default_factory=dict)  # the temperature and what it was fitted on
     thresholds: dict = dataclasses.field(default_factory=dict)  # multi-label: label -> decision threshold
     threshold_rule: dict = dataclasses.field(default_factory=dict)  # which rule set them, and why

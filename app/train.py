@@ -74,12 +74,14 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
+    unlabeled = read_unlabeled(resolved, dataset)
     record = RunRecord(data={"sources": dict(dataset.sources)})
     full_train = dataset.splits["train"]  # for the baseline: a budget's plan cuts the encoder's
     resolved = weigh_classes(resolved, dataset)
     started = time.monotonic()  # a --time-budget covers everything from here to the ensemble
     ngram_fit = fit_ngram(resolved, dataset)
-    resolved, dataset, lengths = settle(resolved, strategy, dataset, started, ngram_fit is not None)
+    resolved, dataset, lengths = settle(resolved, strategy, dataset, started, ngram_fit, len(unlabeled))
+    unlabeled = planned_unlabeled(resolved, unlabeled)
     c = resolved.settings
     (run_dir / "config.json").write_text(resolved.to_json())  # what the run is told, once
     (run_dir / "classes.json").write_text(json.dumps(resolved.classes))
@@ -116,7 +118,14 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
             monitor=fit.MULTI_LABEL_MONITOR if dataset.multi_label else fit.MONITOR,
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
-    ngram_model, combination, val_probabilities = ensemble(encoder, ngram_fit, dataset, resolved, record)
+    fit_seconds = deadline.elapsed() - deadline.validation_total if deadline is not None else None
+    encoder_validation = validation_probabilities(encoder, dataset)
+    ngram_model, combination, val_probabilities = ensemble(encoder_validation, ngram_fit, dataset, resolved,
+                                                           record)
+    if unlabeled:
+        ngram_model, combination, val_probabilities = self_train(
+            encoder, encoder_validation, ngram_fit, combination, val_probabilities, unlabeled, full_train,
+            dataset, resolved, record)
     val_probabilities = calibrate(resolved, dataset, val_probabilities, record)
     decide(resolved, dataset, val_probabilities, record)
     record.add("training", **training_record(started, deadline, history), **backups)
@@ -124,7 +133,7 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     # the probe's correction is about.)
     if deadline is not None and c.regime != "contrastive":
         record.add("training", **budget.learn_from_run(resolved.plan, deadline.steps, c.batch_size,
-                                                       deadline.elapsed() - deadline.validation_total))
+                                                       fit_seconds))
     export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved, record)
@@ -136,13 +145,14 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
 
 
 def settle(resolved: config_mod.RunConfig, strategy, dataset, started: float | None = None,
-           ngram: bool = False):
+           ngram=None, unlabeled: int = 0):
     """(run config, dataset, token lengths): every value the data decides, settled before any
     training: CPU fusion (`tune`), the regime (`app.training.contrastive.choose_regime`), the
-    sequence length and, with a budget, the plan's examples, pairs and epochs (`plan`, which cuts
-    the splits), then the columns, task, class names and the
+    sequence length and, with a budget, the plan's examples, pairs, epochs and unlabelled texts
+    (`plan`, which cuts the splits), then the columns, task, class names and the
     schedule's steps. `lengths` are `token_lengths`' sample. The budget has paid for what ran
-    since `started`; `ngram`: the plan leaves time for the n-gram weight's validation pass."""
+    since `started`; `ngram` (the fitted n-gram model, or None): the plan leaves time for its
+    weight's validation pass and, with `unlabeled` texts, for self-training."""
     from app.training import contrastive
 
     lengths = token_lengths(resolved, dataset)
@@ -151,7 +161,7 @@ def settle(resolved: config_mod.RunConfig, strategy, dataset, started: float | N
                                             dataset.multi_label, dataset.splits["train"].pairs is not None)
     logger.info("regime: %s (%s)", regime, why)
     resolved = resolved.with_regime(regime, why)
-    resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram)
+    resolved, dataset = plan(resolved, strategy, dataset, lengths, started, ngram, unlabeled)
     n_train, batch = len(dataset.splits["train"]), resolved.settings.batch_size
     if n_train < batch:
         raise ValueError(f"--batch-size {batch} is larger than the {n_train} training examples")
@@ -230,6 +240,34 @@ def read_data(resolved: config_mod.RunConfig):
     for warning in dataset.warnings:
         logger.warning("data: %s", warning)
     return dataset
+
+
+def read_unlabeled(resolved: config_mod.RunConfig, dataset) -> list[str]:
+    """`--unlabeled-data`'s texts for self-training (app.data.read_unlabeled: the labelled texts
+    left out, at most `--max-unlabeled-examples`); [] without the flag."""
+    from app import data
+
+    c = resolved.settings
+    if c.unlabeled_data is None:
+        return []
+    if dataset.multi_label:
+        raise ValueError(f"--unlabeled-data {c.unlabeled_data}: self-training is for one label a text; "
+                         "the data has sets of labels")
+    table = data.TableFormat(c.text_column, header=c.header, format=c.format)
+    labelled = [t for split in dataset.splits.values() for t in split.texts]
+    texts, notes = data.read_unlabeled(c.unlabeled_data, table, labelled, c.max_unlabeled_examples, c.seed)
+    dataset.warnings.extend(notes)
+    logger.info("--unlabeled-data %s: %d texts for self-training", c.unlabeled_data, len(texts))
+    return texts
+
+
+def planned_unlabeled(resolved: config_mod.RunConfig, texts: list[str]) -> list[str]:
+    """The unlabelled texts a time budget's plan has time for (a seeded sample); all without one."""
+    n = resolved.plan.get("unlabeled_examples")
+    if not resolved.settings.time_budget or n is None or n >= len(texts):
+        return texts
+    rng = np.random.default_rng(resolved.settings.seed)
+    return [texts[i] for i in sorted(rng.choice(len(texts), n, replace=False))]
 
 
 def check_task_flags(cfg: config_mod.TrainConfig, multi_label: bool, n_classes: int, classes=None) -> None:
@@ -328,12 +366,13 @@ def tune(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray)
 
 
 def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
-         started: float | None = None, ngram: bool = False):
+         started: float | None = None, ngram=None, unlabeled: int = 0):
     """(resolved config, dataset): `--max-seq-length auto` from the training texts' token lengths
     (`lengths`, from `token_lengths`); with `--time-budget`, the length, training and validation
     examples and epochs that fit it (app.training.budget), the splits cut to the planned sizes (stratified,
     seeded). The budget has paid for what ran since `started` (the n-gram model, the probes);
-    with an n-gram model the plan leaves time for its weight's pass over the validation split."""
+    with an n-gram model (`ngram`, fitted) the plan leaves time for its weight's pass over the
+    validation split and for labelling the `unlabeled` texts that fit (self-training)."""
     from app import data
     from app.model import preprocessing
     from app.training import budget, contrastive
@@ -355,8 +394,9 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
         c.time_budget * 60, lengths, len(train), len(dataset.splits["validation"]), throughput, limit,
         c.batch_size, width, spent_seconds=spent, seq_length=c.max_seq_length, epochs=c.epochs,
         min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
-        extra_validations=1 if ngram else 0, ngram=ngram,
-        pairs_per_example=contrastive.PAIRS_PER_EXAMPLE if c.regime == "contrastive" else 0)
+        extra_validations=1 if ngram is not None else 0, ngram=ngram is not None,
+        pairs_per_example=contrastive.PAIRS_PER_EXAMPLE if c.regime == "contrastive" else 0,
+        unlabeled_examples=unlabeled, ngram_seconds=ngram.record["seconds"] if ngram is not None else 0.0)
     logger.info("time budget: %s", the_plan.why)
     splits, sources = dict(dataset.splits), dict(dataset.sources)
     for name, n in (("train", the_plan.train_examples), ("validation", the_plan.validation_examples)):
@@ -529,22 +569,38 @@ def validation_encoder(model, tokenizer, dataset):
     return encoder
 
 
-def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record: RunRecord):
-    """(n-gram model or None, how to combine it, validation probabilities): the
-    encoder's and the n-gram model's probabilities combined by the rule (weighted average or
-    log-linear pooling, app.model.ngram.choose_ensemble) that does best on the validation split
-    (multi-label: the average, its weight by validation loss); the probabilities are the
-    export's on the validation split (None when nothing after fit needs them, and `encoder`,
-    from `validation_encoder`, is None). The combination is `{"weight": w}` or `{"pooling": ...}`;
-    the rule and its figures go in the record's `ngram`."""
-    from app.model import ngram
+def _predict(encoder, texts, pairs=None) -> np.ndarray:
+    """`encoder`'s probabilities (`validation_encoder`'s function) on many texts, in batches."""
     from app.serving import inference
 
+    probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
+                                               texts, pairs=pairs)
+    return probabilities
+
+
+def validation_probabilities(encoder, dataset) -> np.ndarray | None:
+    """The encoder's probabilities on the validation split, as the export computes them (None
+    when nothing after fit needs them, and `encoder`, from `validation_encoder`, is None)."""
     if encoder is None:
+        return None
+    val = dataset.splits["validation"]
+    return _predict(encoder, val.texts, val.pairs)
+
+
+def ensemble(encoder_probabilities, ngram_fit, dataset, resolved: config_mod.RunConfig, record: RunRecord):
+    """(n-gram model or None, how to combine it, validation probabilities): the
+    encoder's (`encoder_probabilities` on the validation split, from `validation_probabilities`)
+    and the n-gram model's probabilities combined by the rule (weighted average or
+    log-linear pooling, app.model.ngram.choose_ensemble) that does best on the validation split
+    (multi-label: the average, its weight by validation loss); the probabilities are the
+    export's on the validation split (None when `encoder_probabilities` are None). The
+    combination is `{"weight": w}` or `{"pooling": ...}`; the rule and its figures go in the
+    record's `ngram`."""
+    from app.model import ngram
+
+    if encoder_probabilities is None:
         return None, {}, None
     val = dataset.splits["validation"]
-    encoder_probabilities, _ = inference.predict_texts(lambda **t: {"probabilities": encoder(*t.values())},
-                                                       val.texts, pairs=val.pairs)
     if ngram_fit is None:
         return None, {}, encoder_probabilities
     ngram_probabilities, known = ngram_fit.validation, ngram_fit.validation_known
@@ -580,6 +636,59 @@ def ensemble(encoder, ngram_fit, dataset, resolved: config_mod.RunConfig, record
     combination = {"pooling": params} if rule == "log-linear" else {"weight": weight}
     record.add("ngram", **ngram_fit.record, **figures)
     return ngram_fit.model, combination, probabilities
+
+
+def self_train(encoder, encoder_validation: np.ndarray, ngram_fit, combination: dict,
+               val_probabilities: np.ndarray, unlabeled: list[str], full_train, dataset,
+               resolved: config_mod.RunConfig, record: RunRecord):
+    """`ensemble`'s (n-gram model, combination, validation probabilities) after self-training
+    (app.training.self_training): the `unlabeled` texts labelled by the ensemble as chosen
+    (`combination`, `val_probabilities` its validation probabilities), the n-gram model fitted
+    again on the training texts it had (`full_train`) and those, and the ensemble chosen anew.
+    With at least `ngram.MIN_CHOOSING_EXAMPLES` validation texts, a model less accurate on them
+    than before is not kept. The record's `self_training` says what the texts bought."""
+    from app.model import ngram
+    from app.training import self_training
+
+    start = time.monotonic()
+    logger.info("self-training: labelling %d unlabelled texts with the trained ensemble", len(unlabeled))
+    rule, params = (("log-linear", combination["pooling"]) if "pooling" in combination
+                    else ("average", combination))
+    old = ngram_fit.model
+    combined = ngram.combine(rule, params, _predict(encoder, unlabeled), ngram.predict(old, unlabeled),
+                             ngram.known(old, unlabeled))
+    pseudo = self_training.pseudo_labels(combined)
+    refit = self_training.refit_ngram(full_train.texts, label_ids(dataset, full_train), unlabeled, pseudo,
+                                      len(dataset.classes), resolved.settings.seed,
+                                      _class_ids(resolved, dataset.classes))
+    val = dataset.splits["validation"]
+    refit.validation = ngram.predict(refit.model, val.texts)
+    refit.validation_known = ngram.known(refit.model, val.texts)
+    chosen = ensemble(encoder_validation, refit, dataset, resolved, record)
+    y = dataset.label_ids("validation")
+    before = {"ensemble": _accuracy(val_probabilities, y), "ngram": _accuracy(ngram_fit.validation, y)}
+    after = {"ensemble": _accuracy(chosen[2], y), "ngram": _accuracy(refit.validation, y)}
+    kept = len(y) < ngram.MIN_CHOOSING_EXAMPLES or after["ensemble"] >= before["ensemble"]
+    logger.info("self-training: validation accuracy %.4f -> %.4f (the n-gram model alone %.4f -> %.4f) on %d "
+                "validation texts%s", before["ensemble"], after["ensemble"], before["ngram"], after["ngram"],
+                len(y), "" if kept else "; the model before self-training is kept")
+    if not kept:
+        chosen = ensemble(encoder_validation, ngram_fit, dataset, resolved, record)
+    record.add("self_training", unlabeled_texts=len(unlabeled), source=resolved.settings.unlabeled_data,
+               seconds=round(time.monotonic() - start, 1), kept=kept,
+               **self_training.summary(dataset.classes, pseudo, before, after))
+    return chosen
+
+
+def _accuracy(probabilities: np.ndarray, label_ids: np.ndarray) -> float:
+    return round(float(np.mean(np.asarray(probabilities).argmax(axis=1) == label_ids)), 4)
+
+
+def label_ids(dataset, split) -> np.ndarray:
+    """`split`'s (any `app.data.Split` of `dataset`'s classes) class indices."""
+    from app import data
+
+    return data.label_ids(split.labels, dataset.classes, dataset.multi_label)
 
 
 def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord):

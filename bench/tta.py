@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,12 +95,13 @@ def wrong_probe_cache(factor: float, scratch: Path) -> dict[str, str]:
 
 
 def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path,
-            probe_error: float = 1.0, name: str | None = None) -> dict:
+            probe_error: float = 1.0, name: str | None = None, flags: Sequence[str] = ()) -> dict:
+    """`python -m app.train --time-budget MINUTES` (and `flags`) on the CSVs, as a user runs it."""
     name = name or f"tta-{minutes:g}-{os.getpid()}"
     env = wrong_probe_cache(probe_error, scratch) if probe_error != 1.0 else None
     cmd = [sys.executable, "-m", "app.train", "--data", str(train_csv), "--test-data", str(heldout_csv),
            "--time-budget", str(minutes), "--model-name", name, "--output-dir", str(scratch / "models"),
-           "--run-dir", str(scratch / "runs" / name)]
+           "--run-dir", str(scratch / "runs" / name), *flags]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode:
@@ -115,7 +117,7 @@ def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path,
             "plan": {k: config["plan"].get(k) for k in ("why", "probe_seconds", "startup_seconds",
                                                          "expected_epochs", "options", "regime",
                                                          "contrastive_pairs")},
-            "contrastive": record.get("contrastive", {}),
+            "contrastive": record.get("contrastive", {}), "self_training": record.get("self_training", {}),
             "rates": {k: record["training"].get(k) for k in ("planned_examples_per_second",
                                                                "trained_examples_per_second")},
             "ece": report.get("ece"), "log_loss": report.get("log_loss"),

@@ -12,7 +12,8 @@ unlabelled texts. Contenders, each given `MINUTES`:
 * `tutorial`, `transformers`: the TensorFlow tutorial recipe (up to its 5 epochs) and Hugging
   Face Transformers (up to the Trainer's 3), by bench/common.py's rule.
 * `bertclf`: `python -m app.train --time-budget 10`, as a user runs it (its regime is its own
-  choice).
+  choice), with `--unlabeled-data unlabeled.csv --max-unlabeled-examples 5000` (self-training: the
+  budget may take fewer); `bertclf-labels-only`: the same without the unlabelled reviews.
 
 Writes bench/results/<date>-tta-small-<host>.json, a PNG of accuracy against labels beside it,
 and the table in bench/README.md (a full run only).
@@ -38,7 +39,8 @@ from tta import HELD_OUT, bertclf, save_plot, split_imdb, tfidf, update_readme  
 
 SIZES = (64, 200, 1000)
 SEEDS = (0, 1, 2)
-CONTENDERS = ("tfidf", "tutorial", "transformers", "bertclf")
+CONTENDERS = ("tfidf", "tutorial", "transformers", "bertclf", "bertclf-labels-only")
+UNLABELED = 5000  # the unlabelled reviews bertclf is given (the 200 labels + 5,000)
 MINUTES = 10
 RECIPE_EPOCHS = {"tutorial": 5, "transformers": 3}
 
@@ -147,7 +149,7 @@ def main() -> int:
     hub_style = None
     for size in args.sizes:
         for seed in args.seeds:
-            labelled, _unlabeled = sample(train_csv, size, seed, scratch / "tta-small")
+            labelled, unlabeled = sample(train_csv, size, seed, scratch / "tta-small")
             csvs = ["--train-csv", str(labelled), "--test-csv", str(heldout_csv), "--minutes", str(MINUTES)]
             for name in args.only or CONTENDERS:
                 print(f"[tta-small] {name}, {size} labels, seed {seed} ...", flush=True)
@@ -165,8 +167,10 @@ def main() -> int:
                                 "--epochs", str(RECIPE_EPOCHS["transformers"])], timeout=3600)
                 else:
                     ensure_offline_encoder()
-                    r = bertclf(labelled, heldout_csv, MINUTES, scratch,
-                                name=f"tta-small-{size}-s{seed}-{os.getpid()}")
+                    flags = (["--unlabeled-data", str(unlabeled), "--max-unlabeled-examples", str(UNLABELED)]
+                             if name == "bertclf" else [])
+                    r = bertclf(labelled, heldout_csv, MINUTES, scratch, flags=flags,
+                                name=f"tta-small-{size}-s{seed}-{name.removeprefix('bertclf')}{os.getpid()}")
                 results["runs"].append({"contender": name, "size": size, "seed": seed, **r})
                 print(f"[tta-small] {name}, {size}, {seed}: {json.dumps(r)[:200]}", flush=True)
                 results["summary"] = summary(results)

@@ -193,9 +193,15 @@ NEGATIVE = ["bad", "terrible", "awful", "boring", "hated", "worst", "dull", "mes
 FILLER = ["the", "film", "movie", "story", "acting", "was", "really", "very", "plot", "music"]
 
 
+# Words only the unlabelled reviews have, one a class: what self-training can teach the n-gram model.
+UNSUP_WORDS = {"pos": "splendid", "neg": "dismal"}
+
+
 def write_tiny_reviews(root: Path, train_per_class: int = 100, test_per_class: int = 10,
-                       seed: int = 0) -> Path:
-    """An aclImdb-layout dataset of short reviews built from the tiny vocabulary's words."""
+                       seed: int = 0, unsup_per_class: int = 0) -> Path:
+    """An aclImdb-layout dataset of short reviews built from the tiny vocabulary's words; with
+    `unsup_per_class`, `train/unsup/` holds that many unlabelled reviews of each class, each
+    with its class's word of `UNSUP_WORDS`, plus an empty file and a copy of a training review."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", train_per_class), ("test", test_per_class)):
         for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
@@ -205,12 +211,23 @@ def write_tiny_reviews(root: Path, train_per_class: int = 100, test_per_class: i
                 tokens = list(rng.choice(FILLER, size=6)) + list(rng.choice(words, size=2))
                 rng.shuffle(tokens)
                 (folder / f"{i}_5.txt").write_text(" ".join(tokens) + ".")
+    if unsup_per_class:
+        rng = np.random.default_rng(seed + 1)
+        folder = root / "train" / "unsup"
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            for i in range(unsup_per_class):
+                tokens = [*rng.choice(FILLER, size=5), *rng.choice(words, size=2), UNSUP_WORDS[label]]
+                rng.shuffle(tokens)
+                (folder / f"{label}{i}_0.txt").write_text(" ".join(tokens) + ".")
+        (folder / "empty_0.txt").write_text("  \n")
+        (folder / "copy_0.txt").write_text((root / "train" / "pos" / "0_5.txt").read_text())
     return root
 
 
 @pytest.fixture(scope="session")
 def tiny_reviews(tmp_path_factory) -> Path:
-    return write_tiny_reviews(tmp_path_factory.mktemp("reviews") / "aclImdb")
+    return write_tiny_reviews(tmp_path_factory.mktemp("reviews") / "aclImdb", unsup_per_class=100)
 
 
 PAIR_CLASSES = ["different", "same"]
@@ -345,8 +362,10 @@ def tiny_train_args(tiny_hub: Path, data: Path, tmp: Path, **flags) -> list[str]
 
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_hub, tiny_reviews, tmp_path_factory):
-    """One finished `app.train` run of the tiny encoder: (RunResult, config)."""
-    return shared_once(tmp_path_factory, "trained_tiny", lambda tmp: run_tiny(tiny_hub, tiny_reviews, tmp))
+    """One finished `app.train` run of the tiny encoder, self-training on the reviews of
+    `train/unsup/` (`--unlabeled-data` given the aclImdb folder): (RunResult, config)."""
+    return shared_once(tmp_path_factory, "trained_tiny",
+                       lambda tmp: run_tiny(tiny_hub, tiny_reviews, tmp, unlabeled_data=tiny_reviews))
 
 
 @pytest.fixture(scope="session")

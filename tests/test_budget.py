@@ -320,3 +320,37 @@ def test_the_contrastive_regime_takes_every_pair_it_asks_for_when_they_fit():
                              pairs_per_example=20)
     assert short.contrastive_pairs == max(o["pairs"] for o in short.options)
     assert short.seq_length == min(o["seq_length"] for o in short.options)
+
+
+def test_unlabelled_texts_get_at_most_their_share_and_the_training_what_is_left():
+    lengths = np.full(5000, 300)
+    alone = budget.make_plan(10 * 60, lengths, 20_000, 20, THROUGHPUT, 512, 32, None, seq_length=256)
+    plan = budget.make_plan(10 * 60, lengths, 20_000, 20, THROUGHPUT, 512, 32, None, seq_length=256,
+                            unlabeled_examples=50_000, ngram_seconds=20.0)
+    available = 10 * 60 - THROUGHPUT.startup
+    per_text = THROUGHPUT.predict_seconds(np.array([256])) + 20.0 / 20_000
+    # As many as the share holds, of the 50,000: labelling them and fitting the n-gram model again.
+    assert 0 < plan.unlabeled_examples < 50_000
+    assert plan.unlabeled_seconds <= budget.UNLABELED_SHARE * available + 1e-6
+    assert plan.unlabeled_seconds == pytest.approx(
+        plan.unlabeled_examples * per_text + THROUGHPUT.predict_startup + 20.0, abs=0.1)
+    assert (budget.UNLABELED_SHARE * available - plan.unlabeled_seconds) < per_text + 0.1  # the share is used
+    # The training gets the rest: fewer examples than without them, in proportion.
+    assert _fits(plan) == pytest.approx(_fits(alone) * (available - plan.unlabeled_seconds) / available,
+                                        rel=0.02)
+    assert f"then labels {plan.unlabeled_examples} of the 50000 unlabelled texts" in plan.why
+    # Few unlabelled texts: all of them; none: nothing reserved.
+    few = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None, unlabeled_examples=100)
+    assert few.unlabeled_seconds < budget.UNLABELED_SHARE * available
+    assert few.unlabeled_examples == 100 and few.unlabeled_seconds > 0
+    assert (alone.unlabeled_examples, alone.unlabeled_seconds) == (0, 0.0) and "unlabelled" not in alone.why
+
+
+def test_the_deadline_keeps_the_plans_time_for_the_unlabelled_texts():
+    plan = budget.make_plan(10 * 60, np.full(200, 300), 200, 20, THROUGHPUT, 512, 32, None,
+                            unlabeled_examples=5000)
+    record = {**plan.to_dict(), "throughput": THROUGHPUT.to_dict()}
+    deadline = budget.deadline(record, 10, 0.0, plan.epochs)
+    assert deadline.reserve() == pytest.approx(plan.unlabeled_seconds) and plan.unlabeled_seconds > 0
+    without = budget.deadline({**record, "unlabeled_seconds": 0.0}, 10, 0.0, plan.epochs)
+    assert without.reserve() == 0.0

@@ -48,6 +48,10 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     (["--mixed-precision", "fp16"], "--mixed-precision must be one of"),  # reached only the head: gone
     (["--model-name", "../escape"], "--model-name must be a folder name"),
     (["--max-seq-length", "4"], "--max-seq-length must be between 8"),
+    (["--unlabeled-data", "/no/such"], "--unlabeled-data no such file or directory, got '/no/such'"),
+    (["--unlabeled-data", ".", "--no-ngram-model"], "--unlabeled-data trains the n-gram model again"),
+    (["--unlabeled-data", ".", "--text-pair-column", "b"], "--unlabeled-data is for single texts"),
+    (["--max-unlabeled-examples", "0"], "--max-unlabeled-examples must be at least 1, got 0"),
 ])
 def test_bad_flags_are_refused(argv, message):
     with pytest.raises(ValueError) as info:
@@ -133,8 +137,8 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     assert resolved.versions["tensorflow"].startswith("2.21")
     # Nothing left to choose but the columns and the sequence length (chosen from the data), the
     # export version (at export) and what the user left unset on purpose (no test data, subsets,
-    # TPU, time budget, label names, multi-label columns, a decision threshold); the header and the
-    # task are detected from the data, the regime from its size.
+    # TPU, time budget, label names, multi-label columns, a decision threshold, unlabelled texts);
+    # the header and the task are detected from the data, the regime from its size.
     assert c.epochs == config.DEFAULT_EPOCHS
     assert _nulls_and_autos(c.to_dict()) == ["cpu_fusion", "decision_threshold", "format",
                                              "head_learning_rate_factor", "header", "label_column",
@@ -143,7 +147,7 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
                                              "max_seq_length", "max_train_examples", "regime", "task",
                                              "test_data",
                                              "text_column", "text_pair_column", "time_budget", "tpu",
-                                             "version"]
+                                             "unlabeled_data", "version"]
     assert resolved.requested == config.TrainConfig()  # what was asked for, kept beside it
     full = resolved.with_data({"text": "review", "label": "sentiment"}, ["neg", "pos"], steps_per_epoch=3)
     saved = json.loads(full.to_json())

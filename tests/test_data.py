@@ -486,3 +486,48 @@ def test_a_byte_order_mark_never_reaches_a_column_name_in_any_reader(tmp_path):
         assert list(chunks[0].rows.columns)[0] == "text" and chunks[0].texts == ["good", "bad"], name
     (tmp_path / "lines.txt").write_text(BOM + "first\nsecond\n", encoding="utf-8")
     assert next(data.stream_texts(str(tmp_path / "lines.txt"))).texts == ["first", "second"]
+
+
+# ----------------------------------------------------------------------------- --unlabeled-data
+
+
+def test_unlabeled_texts_come_from_a_folder_the_acl_folder_a_table_or_lines(acl_tree, tmp_path):
+    # The aclImdb folder (or its train/) stands for its unsup/; unsup/ itself is one text a file.
+    for given in (acl_tree, acl_tree / "train", acl_tree / "train" / "unsup"):
+        texts, notes = data.read_unlabeled(str(given))
+        assert (texts, notes) == (["no label here"], [])
+    table = tmp_path / "unlabeled.csv"
+    pd.DataFrame({"id": [1, 2, 3], "review": ["one", "two", "three"]}).to_csv(table, index=False)
+    assert data.read_unlabeled(str(table))[0] == ["one", "two", "three"]  # the text column, by name
+    assert data.read_unlabeled(str(table), data.TableFormat(text_column="id"))[0] == ["1", "2", "3"]
+    lines = tmp_path / "texts.txt"
+    lines.write_text("first text\n\nsecond text\n")
+    assert data.read_unlabeled(str(lines))[0] == ["first text", "second text"]
+
+
+def test_unlabeled_texts_leave_out_empty_repeated_and_labelled_ones_and_say_so(tmp_path):
+    folder = write_class_folders(tmp_path, {"unsup": ["a", "b", "b", "  ", "labelled", "c"]}) / "unsup"
+    texts, notes = data.read_unlabeled(str(folder), exclude={"labelled"})
+    assert texts == ["a", "b", "c"]
+    assert len(notes) == 3 and all(str(folder) in n for n in notes)
+    assert any("1 text(s) empty" in n for n in notes) and any("1 text(s) repeated" in n for n in notes)
+    assert any("1 text(s) also in the labelled data" in n for n in notes)
+    # Above the limit, a seeded sample in reading order.
+    many = write_class_folders(tmp_path / "many", {"unsup": [f"text {i}" for i in range(50)]}) / "unsup"
+    first, notes = data.read_unlabeled(str(many), limit=10, seed=1)
+    assert len(first) == 10 == len(set(first))
+    assert first == data.read_unlabeled(str(many), limit=10, seed=1)[0]
+    assert first != data.read_unlabeled(str(many), limit=10, seed=2)[0]
+    assert "a seeded sample of 10 of its 50 texts" in notes[-1]
+
+
+def test_unlabeled_data_that_cannot_be_used_is_refused_by_name(tmp_path):
+    with pytest.raises(DataError, match=r"--unlabeled-data .*missing: no such file"):
+        data.read_unlabeled(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"--unlabeled-data .*empty: no text files"):
+        data.read_unlabeled(str(tmp_path / "empty"))
+    only = tmp_path / "only.txt"
+    only.write_text("labelled\n")
+    with pytest.raises(DataError, match=r"only.txt: no texts left to use \(1 read\)"):
+        data.read_unlabeled(str(only), exclude=["labelled"])

@@ -73,6 +73,43 @@ def test_a_small_single_label_run_takes_the_contrastive_regime_and_records_it(tr
     assert "fewer than 50 validation texts" in chosen["why"] and "pooling" not in chosen
 
 
+def test_self_training_labels_the_unlabelled_reviews_and_teaches_the_ngram_model_their_words(trained_tiny):
+    """--unlabeled-data given the aclImdb folder: its train/unsup/ reviews (less an empty one and a
+    copy of a training review) labelled by the trained model; the n-gram model, fitted again with
+    them, reads the words only they have; the record and the report say so."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 (the export tokenizes)
+
+    from tests.conftest import UNSUP_WORDS
+
+    result, cfg = trained_tiny
+    record = json.loads((result.export_dir / "assets" / "record.json").read_text())
+    done = record["self_training"]
+    assert done["unlabeled_texts"] == 200 and done["source"] == cfg.unlabeled_data and done["kept"] is True
+    assert sum(done["pseudo_labels"].values()) == 200 and 80 <= done["pseudo_labels"]["pos"] <= 120
+    assert set(done["validation_accuracy"]) == {"before", "after"}
+    assert all(0 <= v <= 1 for part in done["validation_accuracy"].values() for v in part.values())
+    assert record["ngram"]["pseudo_labelled_examples"] == 200 and record["ngram"]["train_examples"] == 380
+    loaded = tf.saved_model.load(str(result.export_dir))
+    p = loaded.ngram_probabilities(tf.constant([UNSUP_WORDS["pos"], UNSUP_WORDS["neg"]])).numpy()
+    assert p[0, 1] > 0.6 and p[1, 1] < 0.4  # classes in order: neg, pos
+    md = (result.report_dir / "report.md").read_text()
+    assert "Self-training: 200 unlabelled texts" in md and "Validation accuracy" in md
+
+
+def test_unlabelled_texts_for_label_sets_are_refused_before_training(tiny_hub, tmp_path):
+    from tests.conftest import write_tiny_tags
+
+    table, names = write_tiny_tags(tmp_path)
+    lines = tmp_path / "unlabeled.txt"
+    lines.write_text("some text\n")
+    argv = tiny_train_args(tiny_hub, table, tmp_path, text_column="0", label_column="1", label_separator=",",
+                           label_names=names, unlabeled_data=lines)
+    with pytest.raises(ValueError, match="--unlabeled-data .*unlabeled.txt: self-training is for one label"):
+        train.run(_parse(argv))
+    assert not (tmp_path / "models").exists()
+
+
 # What the run left to be chosen and what was chosen for it (tiny_train_args gives batch size
 # and learning rate, so those are the user's).
 CHOSEN = {"mixed_precision": "none", "jit_compile": False, "length_buckets": True, "strategy": "cpu"}

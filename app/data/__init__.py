@@ -21,7 +21,7 @@ from app.data.examples import (
     label_ids,
     stratified_subset,
 )
-from app.data.sources import download_imdb, read_label_names, read_source
+from app.data.sources import download_imdb, read_label_names, read_source, read_unlabeled
 from app.data.splits import FEW_EXAMPLES, load_dataset, read_dataset
 from app.data.tables import (
     TEXT_JOINER,
@@ -38,6 +38,7 @@ __all__ = [
     "BUNDLED_SAMPLE",
     "FEW_EXAMPLES", "SPLIT_NAMES", "TEXT_JOINER", "Chunk", "DataError", "Dataset", "Split", "TableFormat",
     "build_parser", "class_order", "download_imdb", "input_kind", "inspect", "label_ids", "load_dataset",
-    "main", "read_dataset", "read_label_names", "read_source", "sniff_format", "stratified_subset",
+    "main", "read_dataset", "read_label_names", "read_source", "read_unlabeled", "sniff_format",
+    "stratified_subset",
     "stream_texts", "table_format", "table_kind",
 ]

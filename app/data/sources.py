@@ -1,16 +1,20 @@
 """Where examples come from, by what `--data` is: a folder in the aclImdb layout (`train/`,
 `test/`, optional `valid/`, one sub-folder of text files per class; `unsup/` and loose files
 ignored) or class folders directly; `imdb`, downloaded once; `tfds:NAME`; or a table
-(`app.data.tables`). Integer labels are named from a `--label-names` file here."""
+(`app.data.tables`). Integer labels are named from a `--label-names` file here.
+`read_unlabeled` reads `--unlabeled-data`: texts without labels."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
+import numpy as np
+
 from app.data.examples import SPLIT_NAMES, DataError, Notes, Split
-from app.data.tables import TableFormat, decode, read_table
+from app.data.tables import TableFormat, decode, read_table, stream_texts
 
 logger = logging.getLogger("app.data")
 
@@ -164,3 +168,55 @@ def name_labels(splits: dict[str, Split], names: list[str], path: str) -> tuple[
 
     named = {k: dataclasses.replace(v, labels=[name(label) for label in v.labels]) for k, v in splits.items()}
     return named, rule
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_unlabeled(source: str, table: TableFormat | None = None, exclude: Collection[str] = (),
+                   limit: int | None = None, seed: int = 42) -> tuple[list[str], list[str]]:
+    """(texts, notes) of `--unlabeled-data`: a folder of text files, one text a file (aclImdb's
+    `unsup/`; a folder with an `unsup/` or `train/unsup/` stands for it), a table's text column (as
+    `app.train` finds it: `table.text_column` or by name), or any other file one text a line.
+    Empty texts, repeats and texts in `exclude` (the labelled ones) are left out and counted in
+    the notes; above `limit` texts a seeded sample is kept."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"--unlabeled-data {source}: no such file or directory")
+    notes = Notes()
+    if path.is_dir():
+        folder = next((p for p in (path / "unsup", path / "train" / "unsup") if p.is_dir()), path)
+        if folder != path:  # (the aclImdb folder and its train/ hold other files too)
+            logger.info("--unlabeled-data %s: the texts of %s", source, folder)
+        files = _text_files(folder)
+        if not files:
+            raise DataError(f"--unlabeled-data {source}: no text files (one text a file, as in aclImdb's "
+                            "unsup/), nor an unsup/ folder")
+        raw = [decode(f.read_bytes(), str(f), notes) for f in files]
+    else:
+        if table is not None and table.text_pair_column is not None:
+            raise DataError(f"--unlabeled-data {source}: unlabelled texts are for single-text "
+                            f"classifiers, not text pairs (--text-pair-column {table.text_pair_column})")
+        raw = [t for chunk in stream_texts(str(path), table) for t in chunk.texts]
+    excluded, seen, texts, empty, repeated, labelled = set(exclude), set(), [], 0, 0, 0
+    for text in raw:
+        if not text.strip():
+            empty += 1
+        elif text in excluded:
+            labelled += 1
+        elif text in seen:
+            repeated += 1
+        else:
+            seen.add(text)
+            texts.append(text)
+    for n, what in ((empty, "empty"), (repeated, "repeated"), (labelled, "also in the labelled data")):
+        if n:
+            notes.add(f"--unlabeled-data {source}: left out {n} text(s) {what}")
+    if not texts:
+        raise DataError(f"--unlabeled-data {source}: no texts left to use ({len(raw)} read)")
+    if limit is not None and len(texts) > limit:
+        rng = np.random.default_rng(seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), limit, replace=False))]
+        notes.add(f"--unlabeled-data {source}: a seeded sample of {limit} of its {len(seen)} texts")
+    return texts, notes.messages

@@ -63,6 +63,9 @@ CONTRASTIVE_SHARE = 0.8
 # asks for, when fewer), else the one with the most pairs: SetFit's recipe asks for pairs before
 # length, and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
 CONTRASTIVE_MIN_PAIRS = 2000
+# `--unlabeled-data`: labelling the unlabelled texts (one pass of the encoder) and fitting the
+# n-gram model again takes at most this share of the time left; the rest trains.
+UNLABELED_SHARE = 0.25
 # A probe trains this many examples a step, at these lengths (or the candidates below them).
 PROBE_BATCH = 8
 PROBE_LENGTHS = (128, 256)
@@ -317,6 +320,8 @@ class Plan:
     options: list[dict]  # each length considered: examples, epochs, estimated seconds
     contrastive_pairs: int = 0  # the contrastive regime's pairs (0: fine-tuning alone)
     contrastive_seconds: float = 0.0  # the estimate of their training and the head's pass
+    unlabeled_examples: int = 0  # --unlabeled-data texts self-training labels (app.training.self_training)
+    unlabeled_seconds: float = 0.0  # the estimate of their pass and the n-gram model's refit
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -326,7 +331,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
               throughput: Throughput, limit: int, batch_size: int, bucket_width: Callable[[int], int] | None,
               spent_seconds: float = 0.0, seq_length: int | None = None, epochs: int | None = None,
               min_validation: int = 2, extra_validations: int = 0, ngram: bool = True,
-              pairs_per_example: int = 0) -> Plan:
+              pairs_per_example: int = 0, unlabeled_examples: int = 0, ngram_seconds: float = 0.0) -> Plan:
     """Choose the sequence length, examples and epochs that fit `budget_seconds`.
 
     Candidate lengths run up to the one that keeps 90 % of the texts whole (or are the user's
@@ -343,6 +348,9 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     of the training texts. `pairs_per_example` (the contrastive regime's) plans up to that many
     pairs a training example in at most `CONTRASTIVE_SHARE` of the training time, before
     training the head, at a length that fits `CONTRASTIVE_MIN_PAIRS` of them.
+    `unlabeled_examples` (`--unlabeled-data`'s) are labelled after training, as many as fit in
+    `UNLABELED_SHARE` of the time, and the n-gram model (fitted in `ngram_seconds` on the
+    `n_train` texts) is fitted again with them.
     """
     if budget_seconds <= 0:
         raise ValueError(f"--time-budget must be positive, got {budget_seconds / 60:g} minutes")
@@ -355,11 +363,13 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     else:
         candidates = sorted({c for c in CANDIDATE_LENGTHS if c <= need} | {need}, reverse=True)
     available = budget_seconds - spent_seconds - throughput.startup
-    train_time = available * (1 - VALIDATION_SHARE)
     options = []
     for length in candidates:
         width = bucket_width(length) if bucket_width else None
         per_example = throughput.train_seconds(padded_lengths(lengths, length, width)) / len(lengths)
+        unlabeled, unlabeled_seconds = _unlabeled(unlabeled_examples, available, n_train, ngram_seconds,
+                                                  throughput, padded_lengths(lengths, length, width))
+        train_time = (available - unlabeled_seconds) * (1 - VALIDATION_SHARE)
         # Pairs are padded to the full length (no buckets), two texts each, plus the head's pass.
         per_pair = 2 * throughput.train_seconds(np.array([length]))
         head = n_train * throughput.predict_seconds(np.array([length])) if pairs_per_example else 0.0
@@ -379,7 +389,9 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                         "seconds_per_example": per_example, "kept": round(kept, 3),
                         "estimate": round(expected_accuracy(kept, seen, ngram), 4),
                         **({"pairs": pairs, "pairs_seconds": round(pairs_seconds, 1)} if pairs_per_example
-                           else {})})
+                           else {}),
+                        **({"unlabeled": unlabeled, "unlabeled_seconds": round(unlabeled_seconds, 1)}
+                           if unlabeled_examples else {})})
     eligible = options
     if pairs_per_example:
         wanted = min(pairs_per_example * n_train, CONTRASTIVE_MIN_PAIRS)
@@ -404,7 +416,8 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     per_val = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
     validations = whole_epochs(expected_epochs)
     n_val = n_validation
-    validation_time = available * VALIDATION_SHARE - (1 + extra_validations) * throughput.predict_startup
+    validation_time = ((available - chosen.get("unlabeled_seconds", 0.0)) * VALIDATION_SHARE
+                       - (1 + extra_validations) * throughput.predict_startup)
     if per_val > 0:
         passes = validations + extra_validations
         n_val = int(min(n_validation, max(0.0, validation_time) / (passes * per_val)))
@@ -415,7 +428,10 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
            f"({chosen['seconds_per_example']:.3f} s an example) training fits about "
            + (f"{pairs} contrastive pairs ({chosen['pairs_seconds']:.0f} s) and " if pairs else "")
            + f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} "
-           f"planned, the deadline ends it), validating on {n_val}; 90 % of the texts are at most "
+           f"planned, the deadline ends it), validating on {n_val}"
+           + (f", then labels {chosen['unlabeled']} of the {unlabeled_examples} unlabelled texts "
+              f"({chosen['unlabeled_seconds']:.0f} s)" if unlabeled_examples else "")
+           + "; 90 % of the texts are at most "
            f"{quantile_length(lengths, NEED_QUANTILE)} word pieces. The accuracy model rates "
            + ", ".join(f"{o['seq_length']} word pieces {o['estimate']:.3f} ({o['train_examples']} examples "
                        f"x {o['epochs']:g}, {o['kept']:.0%} of the word pieces)" for o in ranked))
@@ -428,7 +444,23 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                 validation_pass_seconds=round(n_val * per_val, 2),
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
                 options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options],
-                contrastive_pairs=pairs, contrastive_seconds=chosen.get("pairs_seconds", 0.0))
+                contrastive_pairs=pairs, contrastive_seconds=chosen.get("pairs_seconds", 0.0),
+                unlabeled_examples=chosen.get("unlabeled", 0),
+                unlabeled_seconds=chosen.get("unlabeled_seconds", 0.0))
+
+
+def _unlabeled(wanted: int, available: float, n_train: int, ngram_seconds: float, throughput: Throughput,
+               padded: np.ndarray) -> tuple[int, float]:
+    """(texts, seconds): of `wanted` unlabelled texts, as many as `UNLABELED_SHARE` of the
+    `available` seconds labels (one pass each, at the mean cost of the `padded` lengths) and fits
+    the n-gram model again on (its fit on `n_train` texts took `ngram_seconds`)."""
+    if wanted <= 0:
+        return 0, 0.0
+    per_text = throughput.predict_seconds(padded) / len(padded) + ngram_seconds / max(n_train, 1)
+    fixed = throughput.predict_startup + ngram_seconds
+    left = max(0.0, UNLABELED_SHARE * available - fixed)
+    n = wanted if per_text <= 0 else min(wanted, int(left / per_text))
+    return n, (n * per_text + fixed if n else 0.0)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -439,14 +471,16 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
     """The `app.training.fit.Deadline` that keeps a run to its plan (`plan_record`, `Plan.to_dict` with the
     throughput it used). The budget counts from `started` (a `time.monotonic()` reading); the
     first validation traces its function, so it is expected to take one pass plus that;
-    `reserve_validations` passes are kept for work after fit; `clock` is the learning-rate
-    schedule's share of the budget used."""
+    `reserve_validations` passes are kept for work after fit, and the plan's estimate of
+    self-training's (`unlabeled_seconds`); `clock` is the learning-rate schedule's share of the
+    budget used."""
     from app.training.fit import Deadline  # TensorFlow: only when a budgeted run trains
 
     one_validation = plan_record["validation_pass_seconds"] + plan_record["throughput"]["predict_startup"]
     validations = whole_epochs(plan_record.get("expected_epochs", epochs))
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
-                    reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)))
+                    reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)),
+                    reserve_seconds=plan_record.get("unlabeled_seconds", 0.0))
 
 
 def learn_from_run(plan_record: dict, steps: int, batch_size: int, training_seconds: float) -> dict:

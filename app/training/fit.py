@@ -278,7 +278,8 @@ class Deadline(tf.keras.callbacks.Callback):
     checkpoint keeps the best validated weights); `validation_seconds` is the plan's estimate
     of one validation until one has been timed; the time of `reserve_validations` more (the
     slowest timed, which traced the model) is kept for work after fit (the n-gram weight's pass
-    over the validation split). It sets `clock`, the learning-rate schedule's
+    over the validation split), and `reserve_seconds` for the rest of it (self-training's pass over
+    the unlabelled texts). It sets `clock`, the learning-rate schedule's
     share of the training time used (`app.training.optimization.WarmupLinearDecay`), and adds the budget
     seconds used so far to each epoch's logs as `train_seconds` (history.csv), so a resumed run
     goes on counting. `validations`: how many validations the clock expects (the epochs the plan
@@ -287,8 +288,9 @@ class Deadline(tf.keras.callbacks.Callback):
 
     def __init__(self, budget_seconds: float, started: float, validation_seconds: float, epochs: int,
                  clock: tf.Variable | None = None, reserve_validations: int = 0,
-                 validations: int | None = None):
+                 validations: int | None = None, reserve_seconds: float = 0.0):
         super().__init__()
+        self.reserve_seconds = reserve_seconds
         self.validations = epochs if validations is None else validations
         self.budget = budget_seconds
         self.reserve_validations = reserve_validations
@@ -305,7 +307,8 @@ class Deadline(tf.keras.callbacks.Callback):
         self._step_start = self._validation_start = 0.0
 
     def reserve(self) -> float:
-        return self.reserve_validations * max(self.validation_seconds, self._validation_slowest)
+        return (self.reserve_validations * max(self.validation_seconds, self._validation_slowest)
+                + self.reserve_seconds)
 
     @property
     def validation_total(self) -> float:
