@@ -149,7 +149,7 @@ def _self_training_sentence(report: dict) -> str:
     labels = ", ".join(f"{c} {n}" for c, n in s["pseudo_labels"].items())
     return (f"Self-training: {s['unlabeled_texts']} unlabelled texts ({s['source']}), labelled by the "
             f"trained model ({labels}), trained the n-gram model again. Validation accuracy "
-            f"{before['ensemble']:.4f} "
+            f"({s.get('validation_examples', '?')} texts) {before['ensemble']:.4f} "
             f"before, {after['ensemble']:.4f} after (the n-gram model alone {before['ngram']:.4f}, "
             f"{after['ngram']:.4f})" + ("." if s.get("kept", True) else "; the model before it was kept."))
 

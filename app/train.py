@@ -634,6 +634,9 @@ def ensemble(encoder_probabilities, ngram_fit, dataset, resolved: config_mod.Run
                     f"+ bias)" if rule == "log-linear" else "")
     probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities, known)
     combination = {"pooling": params} if rule == "log-linear" else {"weight": weight}
+    if not dataset.multi_label:  # the served combination's (the weight search's best may not be served)
+        figures["validation_accuracy"] = {**figures["validation_accuracy"],
+                                          "ensemble": _accuracy(probabilities, label_ids)}
     record.add("ngram", **ngram_fit.record, **figures)
     return ngram_fit.model, combination, probabilities
 
@@ -675,7 +678,7 @@ def self_train(encoder, encoder_validation: np.ndarray, ngram_fit, combination: 
     if not kept:
         chosen = ensemble(encoder_validation, ngram_fit, dataset, resolved, record)
     record.add("self_training", unlabeled_texts=len(unlabeled), source=resolved.settings.unlabeled_data,
-               seconds=round(time.monotonic() - start, 1), kept=kept,
+               seconds=round(time.monotonic() - start, 1), kept=kept, validation_examples=int(len(y)),
                **self_training.summary(dataset.classes, pseudo, before, after))
     return chosen
 

@@ -71,6 +71,9 @@ def test_a_small_single_label_run_takes_the_contrastive_regime_and_records_it(tr
     assert chosen["validation_examples"] == 20 < ngram.MIN_CHOOSING_EXAMPLES
     assert (chosen["rule"], chosen["weight"]) == ("average", ngram.EVEN_WEIGHT)
     assert "fewer than 50 validation texts" in chosen["why"] and "pooling" not in chosen
+    # Its validation accuracy is the even average's, as served (not the best weight's of the search).
+    served = json.loads((result.export_dir / "assets" / "record.json").read_text())["self_training"]
+    assert chosen["validation_accuracy"]["ensemble"] == served["validation_accuracy"]["after"]["ensemble"]
 
 
 def test_self_training_labels_the_unlabelled_reviews_and_teaches_the_ngram_model_their_words(trained_tiny):
@@ -94,7 +97,7 @@ def test_self_training_labels_the_unlabelled_reviews_and_teaches_the_ngram_model
     p = loaded.ngram_probabilities(tf.constant([UNSUP_WORDS["pos"], UNSUP_WORDS["neg"]])).numpy()
     assert p[0, 1] > 0.6 and p[1, 1] < 0.4  # classes in order: neg, pos
     md = (result.report_dir / "report.md").read_text()
-    assert "Self-training: 200 unlabelled texts" in md and "Validation accuracy" in md
+    assert "Self-training: 200 unlabelled texts" in md and "Validation accuracy (20 texts)" in md
 
 
 def test_unlabelled_texts_for_label_sets_are_refused_before_training(tiny_hub, tmp_path):
