@@ -650,6 +650,7 @@ def self_train(encoder, encoder_validation: np.ndarray, ngram_fit, combination: 
     again on the training texts it had (`full_train`) and those, and the ensemble chosen anew.
     With at least `ngram.MIN_CHOOSING_EXAMPLES` validation texts, a model less accurate on them
     than before is not kept. The record's `self_training` says what the texts bought."""
+    from app import data
     from app.model import ngram
     from app.training import self_training
 
@@ -661,7 +662,8 @@ def self_train(encoder, encoder_validation: np.ndarray, ngram_fit, combination: 
     combined = ngram.combine(rule, params, _predict(encoder, unlabeled), ngram.predict(old, unlabeled),
                              ngram.known(old, unlabeled))
     pseudo = self_training.pseudo_labels(combined)
-    refit = self_training.refit_ngram(full_train.texts, label_ids(dataset, full_train), unlabeled, pseudo,
+    labelled = data.label_ids(full_train.labels, dataset.classes)
+    refit = self_training.refit_ngram(full_train.texts, labelled, unlabeled, pseudo,
                                       len(dataset.classes), resolved.settings.seed,
                                       _class_ids(resolved, dataset.classes))
     val = dataset.splits["validation"]
@@ -685,13 +687,6 @@ def self_train(encoder, encoder_validation: np.ndarray, ngram_fit, combination: 
 
 def _accuracy(probabilities: np.ndarray, label_ids: np.ndarray) -> float:
     return round(float(np.mean(np.asarray(probabilities).argmax(axis=1) == label_ids)), 4)
-
-
-def label_ids(dataset, split) -> np.ndarray:
-    """`split`'s (any `app.data.Split` of `dataset`'s classes) class indices."""
-    from app import data
-
-    return data.label_ids(split.labels, dataset.classes, dataset.multi_label)
 
 
 def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord):
