@@ -94,7 +94,8 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
                                dataset.multi_label, label_priors(dataset), resolved.schedule["warmup_steps"])
     if c.regime == "contrastive":
         if not fit.has_backup(run_dir):  # (a resumed run's backup holds what it trained)
-            record.add("contrastive", **pretrain_contrastive(model, tokenizer, strategy, dataset, resolved))
+            record.add("contrastive", **pretrain_contrastive(model, tokenizer, strategy, dataset, resolved,
+                                                             started))
         # Fine-tuning the whole encoder after its pairs undid part of what they taught (measured:
         # bench/results/2026-12-07-small-data-zen5.json); fit trains the head on the embedding.
         model.get_layer("encoder").trainable = False
@@ -522,27 +523,36 @@ def fit_ngram(resolved: config_mod.RunConfig, dataset):
                      class_weight=_class_ids(resolved, dataset.classes, dataset.multi_label))
 
 
-def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_mod.RunConfig) -> dict:
+def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_mod.RunConfig,
+                         started: float) -> dict:
     """The contrastive regime's first stage (app.training.contrastive): the encoder trained on
     pairs of training texts, then the head started at a logistic regression on their embeddings.
-    A budget's plan sizes the pairs; without one, `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
-    from app.training import contrastive
+    A budget's plan gives the pairs their time, up to what the rest of the run (estimated from
+    `started` on) needs; they are drawn for `HEADROOM` times the pairs it expects, so a machine
+    faster than its probe trains on. Without a budget: `PAIRS_PER_EXAMPLE` a text, at most
+    `MAX_PAIRS`."""
+    from app.training import budget, contrastive
 
     c = resolved.settings
     train = dataset.splits["train"]
     labels = dataset.label_ids("train")
+    timing = {}
     if c.time_budget:
-        # Stopped 20 % past the plan's estimate at the latest (fit's deadline keeps the budget).
-        pairs, seconds = resolved.plan["contrastive_pairs"], resolved.plan["contrastive_seconds"] * 1.2
+        plan, total = resolved.plan, c.time_budget * 60
+        expected = plan["contrastive_pairs"]
+        pairs = min(contrastive.PAIRS_PER_EXAMPLE * len(train), int(budget.HEADROOM * expected))
+        after = total - plan["startup_seconds"] - plan["contrastive_seconds"]
+        timing = {"seconds": total - (time.monotonic() - started) - after, "after_seconds": after,
+                  "pair_seconds": plan["contrastive_pair_seconds"], "expected_pairs": expected}
     else:
-        pairs, seconds = min(contrastive.PAIRS_PER_EXAMPLE * len(train), contrastive.MAX_PAIRS), None
+        pairs = min(contrastive.PAIRS_PER_EXAMPLE * len(train), contrastive.MAX_PAIRS)
     if pairs < 1:
         logger.info("contrastive regime: no time for pairs in the budget; fine-tuning alone")
         return {"pairs": 0}
     encoded = {k: v.numpy() for k, v in tokenizer(list(train.texts)).items()}
     with runtime.cpu_fusion(resolved.cpu_fusion):
-        done = contrastive.train_encoder(model, strategy, encoded, labels, pairs, c.seed, seconds,
-                                         weight_decay=c.weight_decay)
+        done = contrastive.train_encoder(model, strategy, encoded, labels, pairs, c.seed,
+                                         weight_decay=c.weight_decay, **timing)
         embeddings = contrastive.embedder(model).predict(encoded, batch_size=c.batch_size, verbose=0)
     return {**done, **contrastive.fit_head(model, embeddings, labels, c.seed)}
 

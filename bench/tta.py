@@ -79,8 +79,9 @@ def tfidf(train_csv: Path, heldout_csv: Path) -> dict:
 
 def wrong_probe_cache(factor: float, scratch: Path) -> dict[str, str]:
     """The environment of a run whose probe was `factor` times too slow (above 1: pessimistic, the
-    run goes faster than planned) or too fast: a copy of this machine's throughput cache with every
-    cost scaled. The cache must hold this machine's entries (run a budgeted run first)."""
+    run goes faster than planned) or too fast: a copy of this machine's throughput cache with the
+    costs of a training and a prediction step scaled. The cache must hold this machine's entries
+    (run a budgeted run first)."""
     sys.path.insert(0, str(ROOT))
     from app.training.budget import cache_file
 
@@ -88,6 +89,7 @@ def wrong_probe_cache(factor: float, scratch: Path) -> dict[str, str]:
     for entry in entries.values():
         if "train" in entry:
             entry["correction"] = entry.get("correction", 1.0) * factor
+            entry["predict"] = [factor * c for c in entry["predict"]]
     folder = scratch / f"cache-x{factor:g}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "throughput.json").write_text(json.dumps(entries))

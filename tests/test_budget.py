@@ -226,7 +226,8 @@ def _budget_args(tiny_hub, data, tmp, minutes: float, **flags) -> list[str]:
 
 
 def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_path):
-    # Room for three epochs even on a loaded machine; a run that needs less trains on, up to six.
+    # Room for the pairs and three epochs of the head even on a loaded machine (180 training
+    # reviews: the contrastive regime).
     budget_seconds = 90
     result = train.run(_parse(_budget_args(tiny_hub, tiny_reviews, tmp_path, budget_seconds / 60)))
     saved = json.loads((result.export_dir / "assets" / "config.json").read_text())
@@ -234,9 +235,10 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     plan, training = saved["plan"], record["training"]
     # The tiny reviews are short and few: the shortest length, every example, the most epochs.
     assert saved["settings"]["max_seq_length"] == plan["seq_length"] == 64
-    # The estimate counts three epochs; the plan allows twice that, for a run faster than its probe.
-    assert plan["expected_epochs"] == budget.MAX_EPOCHS
-    assert saved["settings"]["epochs"] == plan["epochs"] == budget.MAX_EPOCHS * budget.HEADROOM
+    # The head trains MAX_EPOCHS on the frozen encoder; the pairs had the time before it.
+    assert saved["settings"]["regime"] == "contrastive"
+    assert saved["settings"]["epochs"] == plan["epochs"] == plan["expected_epochs"] == budget.MAX_EPOCHS
+    assert 0 < record["contrastive"]["pairs"] <= 20 * 180 and plan["contrastive_seconds"] > 0
     assert plan["train_examples"] == record["data"]["examples"]["train"] == 180
     assert plan["probe_seconds"] > 0
     assert set(plan["throughput"]) == {"train", "predict", "startup", "correction", "predict_startup"}
@@ -292,20 +294,26 @@ def test_the_sequence_length_is_the_one_asked_for_else_autos():
     assert budget.sequence_length(lengths, 512, requested=200) == (200, "--max-seq-length 200")
 
 
-def test_the_contrastive_regime_plans_its_pairs_first_within_its_share():
+def test_the_contrastive_regime_gives_its_pairs_what_the_head_and_validations_leave():
     lengths = np.full(200, 600)
-    plan = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None, pairs_per_example=20)
-    train_time = (10 * 60 - 10) * (1 - budget.VALIDATION_SHARE)
+    plan = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None, pairs_per_example=20,
+                            extra_validations=1)
+    available = 10 * 60 - THROUGHPUT.startup
     per_pair = 2 * THROUGHPUT.train_seconds(np.array([plan.seq_length]))
-    assert 0 < plan.contrastive_pairs <= 20 * 200
-    assert plan.contrastive_seconds <= budget.CONTRASTIVE_SHARE * train_time + 1e-6
-    assert plan.contrastive_pairs * per_pair <= plan.contrastive_seconds
+    forward = THROUGHPUT.predict_seconds(np.array([plan.seq_length]))
+    assert plan.contrastive_pair_seconds == pytest.approx(per_pair, rel=1e-3)
+    # The head (an embedding pass and MAX_EPOCHS epochs on the frozen encoder) and the validations
+    # (one an epoch and the ensemble's) are paid for; the pairs get the rest, not a fixed share.
+    rest = (1 + budget.MAX_EPOCHS) * 200 * forward + (budget.MAX_EPOCHS + 1) * 20 * forward
+    assert plan.contrastive_seconds == pytest.approx(available - rest, abs=0.1)
+    assert plan.contrastive_pairs == min(20 * 200, int(plan.contrastive_seconds / per_pair))
+    assert (plan.train_examples, plan.epochs, plan.validation_examples) == (200, budget.MAX_EPOCHS, 20)
     # The longest length that fits CONTRASTIVE_MIN_PAIRS: a longer one would fit fewer.
     options = {o["seq_length"]: o for o in plan.options}
     assert plan.contrastive_pairs >= budget.CONTRASTIVE_MIN_PAIRS
     longer = [o for length, o in options.items() if length > plan.seq_length]
     assert longer and all(o["pairs"] < budget.CONTRASTIVE_MIN_PAIRS for o in longer)
-    assert str(plan.contrastive_pairs) in plan.why
+    assert str(plan.contrastive_pairs) in plan.why and "frozen encoder" in plan.why
     # Fine-tuning alone plans no pairs, and more examples in the same time.
     alone = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None)
     assert alone.contrastive_pairs == 0 and "pairs" not in alone.options[0]
@@ -315,11 +323,16 @@ def test_the_contrastive_regime_takes_every_pair_it_asks_for_when_they_fit():
     lengths = np.full(40, 100)
     plan = budget.make_plan(30 * 60, lengths, 40, 10, THROUGHPUT, 512, 8, None, pairs_per_example=20)
     assert plan.contrastive_pairs == 20 * 40  # fewer than CONTRASTIVE_MIN_PAIRS: all of them
+    # ... and may take all the time the rest leaves (StopAt ends them there at the latest).
+    assert plan.contrastive_seconds > plan.contrastive_pairs * plan.contrastive_pair_seconds
     # A budget too short for the minimum takes the length with the most pairs.
-    short = budget.make_plan(2 * 60, np.full(2000, 600), 2000, 100, THROUGHPUT, 512, 32, None,
+    short = budget.make_plan(5 * 60, np.full(2000, 600), 2000, 100, THROUGHPUT, 512, 32, None,
                              pairs_per_example=20)
     assert short.contrastive_pairs == max(o["pairs"] for o in short.options)
     assert short.seq_length == min(o["seq_length"] for o in short.options)
+    # Fewer training texts than a batch still plan (the head trains on them all).
+    few = budget.make_plan(10 * 60, np.full(12, 100), 12, 4, THROUGHPUT, 512, 32, None, pairs_per_example=20)
+    assert (few.train_examples, few.contrastive_pairs) == (12, 240)
 
 
 def test_unlabelled_texts_get_at_most_their_share_and_the_training_what_is_left():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,3 +112,21 @@ def test_a_stage_past_its_seconds_stops(tiny_hub):
     done = contrastive.train_encoder(model, tf.distribute.get_strategy(), encoded, y, pairs=400, seed=0,
                                      seconds=0.0)
     assert done["steps"] == 25 and done["steps_trained"] == 1
+
+
+@pytest.mark.parametrize("step, stops_after", [(1.0, 100.0), (0.5, 125.0), (2.0, 50.0)])
+def test_the_pairs_stop_at_their_time_moved_by_the_pace_of_their_steps(monkeypatch, step, stops_after):
+    # Planned: 100 s of pairs at 1 s a step, then 50 s of other work. Steps twice as fast leave
+    # half of that work's estimate to the pairs; twice as slow take it from them.
+    now = [0.0]
+    monkeypatch.setattr(contrastive.time, "monotonic", lambda: now[0])
+    clock = tf.Variable(0.0)
+    stop = contrastive.StopAt(100.0, after_seconds=50.0, step_seconds=1.0, clock=clock)
+    stop.set_model(types.SimpleNamespace(stop_training=False))
+    stop.on_train_begin()
+    while not stop.model.stop_training:
+        now[0] += step
+        stop.on_train_batch_end(stop.steps)
+    assert now[0] == pytest.approx(stops_after - step, abs=step + 1e-9)
+    assert stop.stopped_at_step == stop.steps
+    assert float(clock.numpy()) == pytest.approx(1.0, abs=2 * step / stops_after)

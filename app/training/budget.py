@@ -56,12 +56,12 @@ HEADROOM = 2.0
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
 VALIDATION_SHARE = 0.1
-# The contrastive regime (app.training.contrastive) spends at most this share of the training
-# time on its pairs (a pair costs two training examples), the rest training the head.
-CONTRASTIVE_SHARE = 0.8
-# ... and takes the best-rated length that still fits this many pairs (or every pair the regime
-# asks for, when fewer), else the one with the most pairs: SetFit's recipe asks for pairs before
-# length, and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
+# The contrastive regime (app.training.contrastive) trains its pairs (a pair costs two training
+# examples at the full length) until the time the head's training, the validations and what
+# follows them are estimated to need; it takes the best-rated length that still fits this many
+# pairs (or every pair the regime asks for, when fewer), else the one with the most pairs: SetFit's
+# recipe asks for pairs before length, and the accuracy model, fitted on fine-tuning runs, knows
+# nothing of pairs.
 CONTRASTIVE_MIN_PAIRS = 2000
 # `--unlabeled-data`: labelling the unlabelled texts (one pass of the encoder) and fitting the
 # n-gram model again takes at most this share of the time left; the rest trains.
@@ -319,7 +319,8 @@ class Plan:
     why: str
     options: list[dict]  # each length considered: examples, epochs, estimated seconds
     contrastive_pairs: int = 0  # the contrastive regime's pairs (0: fine-tuning alone)
-    contrastive_seconds: float = 0.0  # the estimate of their training and the head's pass
+    contrastive_seconds: float = 0.0  # the time their training may take (what the rest leaves)
+    contrastive_pair_seconds: float = 0.0  # the estimate of one pair's
     unlabeled_examples: int = 0  # --unlabeled-data texts self-training labels (app.training.self_training)
     unlabeled_seconds: float = 0.0  # the estimate of their pass and the n-gram model's refit
 
@@ -346,8 +347,9 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     what the budget already paid (the probe, the n-gram model); `extra_validations` passes over
     the validation split after training (the n-gram weight's). `token_lengths` may be a sample
     of the training texts. `pairs_per_example` (the contrastive regime's) plans up to that many
-    pairs a training example in at most `CONTRASTIVE_SHARE` of the training time, before
-    training the head, at a length that fits `CONTRASTIVE_MIN_PAIRS` of them.
+    pairs a training example, in the time the head's training and the validations leave
+    (`_contrastive`), at a length that fits `CONTRASTIVE_MIN_PAIRS` of them; the head then trains
+    `epochs` (else `MAX_EPOCHS`) epochs on every training example.
     `unlabeled_examples` (`--unlabeled-data`'s) are labelled after training, as many as fit in
     `UNLABELED_SHARE` of the time, and the n-gram model (fitted in `ngram_seconds` on the
     `n_train` texts) is fitted again with them.
@@ -369,27 +371,25 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
         per_example = throughput.train_seconds(padded_lengths(lengths, length, width)) / len(lengths)
         unlabeled, unlabeled_seconds = _unlabeled(unlabeled_examples, available, n_train, ngram_seconds,
                                                   throughput, padded_lengths(lengths, length, width))
-        train_time = (available - unlabeled_seconds) * (1 - VALIDATION_SHARE)
-        # Pairs are padded to the full length (no buckets), two texts each, plus the head's pass.
-        per_pair = 2 * throughput.train_seconds(np.array([length]))
-        head = n_train * throughput.predict_seconds(np.array([length])) if pairs_per_example else 0.0
-        pair_time = max(0.0, CONTRASTIVE_SHARE * train_time - head)
-        pairs = min(pairs_per_example * n_train, int(pair_time / per_pair)) if per_pair > 0 else 0
-        pairs_seconds = pairs * per_pair + head
-        left = train_time - pairs_seconds
-        passes = left / per_example if per_example > 0 else float(n_train * MAX_EPOCHS)
-        if epochs:
-            n, e = min(n_train, int(passes // epochs)), float(epochs)
+        if pairs_per_example:
+            option = _contrastive(available - unlabeled_seconds, lengths, length, width, n_train,
+                                  n_validation, throughput, pairs_per_example, extra_validations, epochs)
+            n, e = n_train, float(epochs or MAX_EPOCHS)
         else:
-            n = min(n_train, int(passes))
-            e = min(float(MAX_EPOCHS), passes / max(n, 1)) if n else 1.0
+            option = {}
+            train_time = (available - unlabeled_seconds) * (1 - VALIDATION_SHARE)
+            passes = train_time / per_example if per_example > 0 else float(n_train * MAX_EPOCHS)
+            if epochs:
+                n, e = min(n_train, int(passes // epochs)), float(epochs)
+            else:
+                n = min(n_train, int(passes))
+                e = min(float(MAX_EPOCHS), passes / max(n, 1)) if n else 1.0
         kept = coverage(lengths, length)
         seen = n * (1 + REPEAT_VALUE * (e - 1))
         options.append({"seq_length": length, "train_examples": n, "epochs": round(e, 2),
                         "seconds_per_example": per_example, "kept": round(kept, 3),
                         "estimate": round(expected_accuracy(kept, seen, ngram), 4),
-                        **({"pairs": pairs, "pairs_seconds": round(pairs_seconds, 1)} if pairs_per_example
-                           else {}),
+                        **option,
                         **({"unlabeled": unlabeled, "unlabeled_seconds": round(unlabeled_seconds, 1)}
                            if unlabeled_examples else {})})
     eligible = options
@@ -399,13 +399,16 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                     or [max(options, key=lambda o: (o["pairs"], o["estimate"]))])
     chosen = max(eligible, key=lambda o: o["estimate"])  # ties: the longer length, listed first
     length, fits, fitted_epochs = chosen["seq_length"], chosen["train_examples"], chosen["epochs"]
-    if fits < batch_size:
+    if fits < min(batch_size, n_train):
         minimum = (throughput.startup + spent_seconds
                    + batch_size * 4 * chosen["seconds_per_example"] / (1 - VALIDATION_SHARE))
         raise ValueError(f"--time-budget {budget_seconds / 60:g} minutes trains only {fits} examples at "
                          f"{length} word pieces on this machine, fewer than one batch of {batch_size}; "
                          f"give at least {math.ceil(minimum / 60)} minutes")
-    if epochs:  # one given epoch over more examples than the estimate: the deadline ends it
+    if pairs_per_example:  # the head's epochs, on the frozen encoder: cheap, and no headroom
+        n, e = n_train, int(fitted_epochs)
+        expected_epochs = float(e)
+    elif epochs:  # one given epoch over more examples than the estimate: the deadline ends it
         n, e = (min(n_train, int(fits * HEADROOM)) if epochs == 1 else fits), epochs
         expected_epochs = float(epochs) * fits / n
     else:
@@ -418,7 +421,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     n_val = n_validation
     validation_time = ((available - chosen.get("unlabeled_seconds", 0.0)) * VALIDATION_SHARE
                        - (1 + extra_validations) * throughput.predict_startup)
-    if per_val > 0:
+    if per_val > 0 and not pairs_per_example:  # (the contrastive option paid for every validation)
         passes = validations + extra_validations
         n_val = int(min(n_validation, max(0.0, validation_time) / (passes * per_val)))
     n_val = min(n_validation, max(n_val, min_validation))
@@ -426,9 +429,11 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     pairs = chosen.get("pairs", 0)
     why = (f"{budget_seconds / 60:g} minutes on this machine: at {length} word pieces "
            f"({chosen['seconds_per_example']:.3f} s an example) training fits about "
-           + (f"{pairs} contrastive pairs ({chosen['pairs_seconds']:.0f} s) and " if pairs else "")
-           + f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} "
-           f"planned, the deadline ends it), validating on {n_val}"
+           + (f"{pairs} contrastive pairs (in at most {chosen['pairs_seconds']:.0f} s), then the head "
+              f"{e} epoch(s) of {n} on the frozen encoder" if pairs_per_example else
+              f"{fits * fitted_epochs:.0f} examples ({expected_epochs:.2f} epoch(s) of {n}; up to {e} "
+              "planned, the deadline ends it)")
+           + f", validating on {n_val}"
            + (f", then labels {chosen['unlabeled']} of the {unlabeled_examples} unlabelled texts "
               f"({chosen['unlabeled_seconds']:.0f} s)" if unlabeled_examples else "")
            + "; 90 % of the texts are at most "
@@ -445,8 +450,28 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                 startup_seconds=round(throughput.startup + spent_seconds, 1), why=why,
                 options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options],
                 contrastive_pairs=pairs, contrastive_seconds=chosen.get("pairs_seconds", 0.0),
+                contrastive_pair_seconds=chosen.get("pair_seconds", 0.0),
                 unlabeled_examples=chosen.get("unlabeled", 0),
                 unlabeled_seconds=chosen.get("unlabeled_seconds", 0.0))
+
+
+def _contrastive(available: float, lengths: np.ndarray, length: int, width: int | None, n_train: int,
+                 n_validation: int, throughput: Throughput, pairs_per_example: int, extra_validations: int,
+                 epochs: int | None) -> dict:
+    """The contrastive regime's option at `length`: its pairs (padded to the full length, two texts
+    each) get the `available` seconds that the rest leaves: the head's training on the frozen
+    encoder (a forward pass an example and epoch, one more for the logistic head's embeddings) and
+    the validations. At most `pairs_per_example` a training example; `pairs_seconds` is the time
+    they may take (app.training.contrastive.StopAt ends them there), `pair_seconds` one pair's."""
+    forward = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
+    head_epochs = epochs or MAX_EPOCHS
+    rest = ((1 + head_epochs) * n_train * forward + (head_epochs + extra_validations) * n_validation * forward
+            + (2 + extra_validations) * throughput.predict_startup)
+    per_pair = 2 * throughput.train_seconds(np.array([length]))
+    slot = max(0.0, available - rest)
+    fit = int(slot / per_pair) if per_pair > 0 else pairs_per_example * n_train
+    pairs = min(pairs_per_example * n_train, fit)
+    return {"pairs": pairs, "pairs_seconds": round(slot, 1), "pair_seconds": round(per_pair, 5)}
 
 
 def _unlabeled(wanted: int, available: float, n_train: int, ngram_seconds: float, throughput: Throughput,

@@ -90,20 +90,46 @@ def siamese(embedding: tf.keras.Model) -> tf.keras.Model:
 
 
 class StopAt(tf.keras.callbacks.Callback):
-    """Stop training once `seconds` have passed since training began (the budget's share)."""
+    """Ends the pairs' training at its time: `seconds` after it began, moved by how fast its steps
+    run against the plan's `step_seconds`. The `after_seconds` that the work after the pairs was
+    estimated to need scale the same way: on a machine faster than its probe that work needs less,
+    and the pairs get the difference; on a slower one they give it up. Sets `clock`, the learning-rate
+    schedule's share of the time used, so the schedule decays to its end at the stop."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, after_seconds: float = 0.0, step_seconds: float | None = None,
+                 clock: tf.Variable | None = None):
         super().__init__()
         self.seconds = seconds
+        self.after_seconds = after_seconds
+        self.step_seconds = step_seconds
+        self.clock = clock
         self.stopped_at_step: int | None = None
+        self.steps = 0
 
     def on_train_begin(self, logs=None):
         self._start = time.monotonic()
+        self._first = None
+        self.steps = 0
+
+    def limit(self) -> float:
+        """The seconds from the start that the pairs may train, by the steps timed so far (the first,
+        which traces the step, left out)."""
+        if not self.step_seconds or self._first is None or self.steps < 3:
+            return self.seconds
+        ratio = (time.monotonic() - self._first) / ((self.steps - 1) * self.step_seconds)
+        return max(0.0, self.seconds + (1.0 - min(2.0, max(0.5, ratio))) * self.after_seconds)
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self._start >= self.seconds and not self.model.stop_training:
+        self.steps += 1
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        used, limit = now - self._start, self.limit()
+        if self.clock is not None:
+            self.clock.assign(min(1.0, used / max(limit, 1e-3)))
+        if used + used / self.steps >= limit and not self.model.stop_training:
             self.model.stop_training = True
-            self.stopped_at_step = batch + 1
+            self.stopped_at_step = self.steps
 
 
 def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.ndarray, same: np.ndarray,
@@ -122,19 +148,27 @@ def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.n
 
 def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.ndarray], label_ids: np.ndarray,
                   pairs: int, seed: int, seconds: float | None = None, learning_rate: float = LEARNING_RATE,
-                  batch_size: int = BATCH_SIZE, weight_decay: float = 0.01) -> dict:
+                  batch_size: int = BATCH_SIZE, weight_decay: float = 0.01, after_seconds: float = 0.0,
+                  pair_seconds: float | None = None, expected_pairs: int | None = None) -> dict:
     """Train the classifier's encoder on `pairs` contrastive pairs of the training texts (their
-    `encoded` encoder inputs), one pass, the cosine's squared error to same (1) or not (0); at
-    most `seconds` when given. Returns what it did, for the run record."""
+    `encoded` encoder inputs), one pass, the cosine's squared error to same (1) or not (0). With
+    `seconds` (a time budget's), `StopAt` ends it then, moved by how the steps' pace compares with
+    `pair_seconds` (the plan's, a pair) times the `after_seconds` the rest of the run needs, and the
+    learning rate decays by that clock; the warm-up is a tenth of the `expected_pairs`' steps.
+    Returns what it did, for the run record."""
     from app.training.optimization import create_optimizer
 
     first, second, same = make_pairs(label_ids, pairs, seed)
     steps = -(-len(first) // batch_size)
+    warmup = int(round(0.1 * -(-(expected_pairs or len(first)) // batch_size)))
     with strategy.scope():
+        clock = None if seconds is None else tf.Variable(0.0, trainable=False, name="pairs_clock")
         model = siamese(embedder(classifier))
-        model.compile(optimizer=create_optimizer(learning_rate, steps, 0.1, weight_decay),
+        model.compile(optimizer=create_optimizer(learning_rate, steps, weight_decay=weight_decay, clock=clock,
+                                                 warmup_steps=min(warmup, steps)),
                       loss=tf.keras.losses.MeanSquaredError())
-    stop = StopAt(seconds if seconds is not None else float("inf"))
+    stop = StopAt(seconds if seconds is not None else float("inf"), after_seconds,
+                  pair_seconds * batch_size if pair_seconds else None, clock)
     start = time.monotonic()
     logger.info("contrastive pairs: %d (%d steps of %d)%s", len(first), steps, batch_size,
                 f", at most {seconds:.0f} s" if seconds is not None else "")
