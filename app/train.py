@@ -396,7 +396,7 @@ def plan(resolved: config_mod.RunConfig, strategy, dataset, lengths: np.ndarray,
         c.batch_size, width, spent_seconds=spent, seq_length=c.max_seq_length, epochs=c.epochs,
         min_validation=min(len(dataset.splits["validation"]), 2 * len(dataset.classes)),
         extra_validations=1 if ngram is not None else 0, ngram=ngram is not None,
-        pairs_per_example=contrastive.PAIRS_PER_EXAMPLE if c.regime == "contrastive" else 0,
+        pairs_per_example=contrastive.MAX_PAIRS_PER_EXAMPLE if c.regime == "contrastive" else 0,
         unlabeled_examples=unlabeled, ngram_seconds=ngram.record["seconds"] if ngram is not None else 0.0)
     logger.info("time budget: %s", the_plan.why)
     splits, sources = dict(dataset.splits), dict(dataset.sources)
@@ -528,9 +528,9 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     """The contrastive regime's first stage (app.training.contrastive): the encoder trained on
     pairs of training texts, then the head started at a logistic regression on their embeddings.
     A budget's plan gives the pairs their time, up to what the rest of the run (estimated from
-    `started` on) needs; they are drawn for `HEADROOM` times the pairs it expects, so a machine
-    faster than its probe trains on. Without a budget: `PAIRS_PER_EXAMPLE` a text, at most
-    `MAX_PAIRS`."""
+    `started` on) needs, up to `MAX_PAIRS_PER_EXAMPLE` a text; they are drawn for `HEADROOM` times
+    the pairs it expects, so a machine faster than its probe trains on. Without a budget:
+    `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
     from app.training import budget, contrastive
 
     c = resolved.settings
@@ -540,7 +540,7 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     if c.time_budget:
         plan, total = resolved.plan, c.time_budget * 60
         expected = plan["contrastive_pairs"]
-        pairs = min(contrastive.PAIRS_PER_EXAMPLE * len(train), int(budget.HEADROOM * expected))
+        pairs = min(contrastive.MAX_PAIRS_PER_EXAMPLE * len(train), int(budget.HEADROOM * expected))
         after = total - plan["startup_seconds"] - plan["contrastive_seconds"]
         timing = {"seconds": total - (time.monotonic() - started) - after, "after_seconds": after,
                   "pair_seconds": plan["contrastive_pair_seconds"], "expected_pairs": expected}

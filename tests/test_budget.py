@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from app import config, train
-from app.training import budget, optimization
+from app.training import budget, contrastive, optimization
 from tests.conftest import tiny_train_args
 
 # 1 ms per example per word piece plus a quadratic term: 128 tokens cost 0.128 + 0.016 s.
@@ -238,7 +238,8 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     # The head trains MAX_EPOCHS on the frozen encoder; the pairs had the time before it.
     assert saved["settings"]["regime"] == "contrastive"
     assert saved["settings"]["epochs"] == plan["epochs"] == plan["expected_epochs"] == budget.MAX_EPOCHS
-    assert 0 < record["contrastive"]["pairs"] <= 20 * 180 and plan["contrastive_seconds"] > 0
+    assert 0 < record["contrastive"]["pairs"] <= contrastive.MAX_PAIRS_PER_EXAMPLE * 180
+    assert plan["contrastive_seconds"] > 0
     assert plan["train_examples"] == record["data"]["examples"]["train"] == 180
     assert plan["probe_seconds"] > 0
     assert set(plan["throughput"]) == {"train", "predict", "startup", "correction", "predict_startup"}

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # and fine-tuning at 1,000; the bound sits between.
 SMALL_DATA = 500
 PAIRS_PER_EXAMPLE = 20  # SetFit's R: pairs formed with each training text (half same class)
+# With a time budget, as many pairs as its time allows, up to this many a text: on 64 IMDb reviews
+# (bench/results/2026-12-07-pairs-per-text-zen5.json) 40 and 60 a text still gained on 20, and
+# more pairs at 256 word pieces beat 20 a text at 512 in the same time.
+MAX_PAIRS_PER_EXAMPLE = 60
 MAX_PAIRS = 4000  # without a time budget: the pairs of 200 texts, at most
 LEARNING_RATE = 2e-5  # SetFit's rate for the encoder body
 BATCH_SIZE = 16  # pairs a step
