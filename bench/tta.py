@@ -106,6 +106,8 @@ def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path,
            "--run-dir", str(scratch / "runs" / name), *flags]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    (scratch / "runs" / name).mkdir(parents=True, exist_ok=True)
+    (scratch / "runs" / name / "train.log").write_text(proc.stderr)  # the run's log, to read afterwards
     if proc.returncode:
         return {"error": proc.stderr[-3000:]}
     report = json.loads((scratch / "runs" / name / "report" / "report.json").read_text())
