@@ -300,7 +300,7 @@ def test_the_contrastive_regime_gives_its_pairs_what_the_head_and_validations_le
     plan = budget.make_plan(10 * 60, lengths, 200, 20, THROUGHPUT, 512, 32, None, pairs_per_example=20,
                             extra_validations=1)
     available = 10 * 60 - THROUGHPUT.startup
-    per_pair = 2 * THROUGHPUT.train_seconds(np.array([plan.seq_length]))
+    per_pair = budget.PAIR_COST * THROUGHPUT.train_seconds(np.array([plan.seq_length]))
     forward = THROUGHPUT.predict_seconds(np.array([plan.seq_length]))
     assert plan.contrastive_pair_seconds == pytest.approx(per_pair, rel=1e-3)
     # The head (an embedding pass and MAX_EPOCHS epochs on the frozen encoder) and the validations

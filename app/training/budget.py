@@ -56,13 +56,19 @@ HEADROOM = 2.0
 MAX_EPOCHS = 3
 # Share of the budget (after the probe and start-up) spent validating, over all epochs.
 VALIDATION_SHARE = 0.1
-# The contrastive regime (app.training.contrastive) trains its pairs (a pair costs two training
-# examples at the full length) until the time the head's training, the validations and what
+# The contrastive regime (app.training.contrastive) trains its pairs (two texts at the full length,
+# `PAIR_COST` training examples' time) until the time the head's training, the validations and what
 # follows them are estimated to need; it takes the best-rated length that still fits this many
 # pairs (or every pair the regime asks for, when fewer), else the one with the most pairs: SetFit's
-# recipe asks for pairs before length, and the accuracy model, fitted on fine-tuning runs, knows
-# nothing of pairs.
-CONTRASTIVE_MIN_PAIRS = 2000
+# recipe asks for pairs before length (on 64 IMDb reviews 40 pairs a text at 256 word pieces beat
+# 20 at 512), and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
+CONTRASTIVE_MIN_PAIRS = 2700
+# A pair's two texts take less than two training examples' time (one optimizer update for 32
+# texts, no softmax head): 1.39 to 1.55 measured in five budgeted IMDb runs at 256 and 384 word
+# pieces (bench/results/2026-12-07-tta-small-vm-7.json and -vm-3.json, Zen 5). At 2 the plan gave
+# the pairs too little time, and `StopAt`, reading their pace as a fast machine's, gave them the
+# rest of the run's estimate too.
+PAIR_COST = 1.5
 # `--unlabeled-data`: labelling the unlabelled texts (one pass of the encoder) and fitting the
 # n-gram model again takes at most this share of the time left; the rest trains.
 UNLABELED_SHARE = 0.25
@@ -458,16 +464,17 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
 def _contrastive(available: float, lengths: np.ndarray, length: int, width: int | None, n_train: int,
                  n_validation: int, throughput: Throughput, pairs_per_example: int, extra_validations: int,
                  epochs: int | None) -> dict:
-    """The contrastive regime's option at `length`: its pairs (padded to the full length, two texts
-    each) get the `available` seconds that the rest leaves: the head's training on the frozen
-    encoder (a forward pass an example and epoch, one more for the logistic head's embeddings) and
-    the validations. At most `pairs_per_example` a training example; `pairs_seconds` is the time
-    they may take (app.training.contrastive.StopAt ends them there), `pair_seconds` one pair's."""
+    """The contrastive regime's option at `length`: its pairs (padded to the full length,
+    `PAIR_COST` training examples each) get the `available` seconds that the rest leaves: the
+    head's training on the frozen encoder (a forward pass an example and epoch, one more for the
+    logistic head's embeddings) and the validations. At most `pairs_per_example` a training
+    example; `pairs_seconds` is the time they may take (app.training.contrastive.StopAt ends them
+    there), `pair_seconds` one pair's."""
     forward = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
     head_epochs = epochs or MAX_EPOCHS
     rest = ((1 + head_epochs) * n_train * forward + (head_epochs + extra_validations) * n_validation * forward
             + (2 + extra_validations) * throughput.predict_startup)
-    per_pair = 2 * throughput.train_seconds(np.array([length]))
+    per_pair = PAIR_COST * throughput.train_seconds(np.array([length]))
     slot = max(0.0, available - rest)
     fit = int(slot / per_pair) if per_pair > 0 else pairs_per_example * n_train
     pairs = min(pairs_per_example * n_train, fit)
