@@ -64,8 +64,8 @@ VALIDATION_SHARE = 0.1
 # 20 at 512), and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
 CONTRASTIVE_MIN_PAIRS = 2700
 # A pair's two texts take less than two training examples' time (one optimizer update for 32
-# texts, no softmax head): 1.39 to 1.55 measured in five budgeted IMDb runs at 256 and 384 word
-# pieces (bench/results/2026-12-07-tta-small-vm-7.json and -vm-3.json, Zen 5). At 2 the plan gave
+# texts, no softmax head): 1.39 to 1.55 measured in budgeted IMDb runs at 256 and 384 word pieces
+# (bench/results/2026-12-07-tta-small-vm-3.json, -vm-7.json, -vm-8.json, Zen 5). At 2 the plan gave
 # the pairs too little time, and `StopAt`, reading their pace as a fast machine's, gave them the
 # rest of the run's estimate too.
 PAIR_COST = 1.5
