@@ -371,6 +371,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
     else:
         candidates = sorted({c for c in CANDIDATE_LENGTHS if c <= need} | {need}, reverse=True)
     available = budget_seconds - spent_seconds - throughput.startup
+    head_epochs = epochs or MAX_EPOCHS  # the contrastive regime's head, on the frozen encoder
     options = []
     for length in candidates:
         width = bucket_width(length) if bucket_width else None
@@ -379,8 +380,8 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                                                   throughput, padded_lengths(lengths, length, width))
         if pairs_per_example:
             option = _contrastive(available - unlabeled_seconds, lengths, length, width, n_train,
-                                  n_validation, throughput, pairs_per_example, extra_validations, epochs)
-            n, e = n_train, float(epochs or MAX_EPOCHS)
+                                  n_validation, throughput, pairs_per_example, extra_validations, head_epochs)
+            n, e = n_train, float(head_epochs)
         else:
             option = {}
             train_time = (available - unlabeled_seconds) * (1 - VALIDATION_SHARE)
@@ -412,7 +413,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                          f"{length} word pieces on this machine, fewer than one batch of {batch_size}; "
                          f"give at least {math.ceil(minimum / 60)} minutes")
     if pairs_per_example:  # the head's epochs, on the frozen encoder: cheap, and no headroom
-        n, e = n_train, int(fitted_epochs)
+        n, e = n_train, head_epochs
         expected_epochs = float(e)
     elif epochs:  # one given epoch over more examples than the estimate: the deadline ends it
         n, e = (min(n_train, int(fits * HEADROOM)) if epochs == 1 else fits), epochs
@@ -463,15 +464,14 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
 
 def _contrastive(available: float, lengths: np.ndarray, length: int, width: int | None, n_train: int,
                  n_validation: int, throughput: Throughput, pairs_per_example: int, extra_validations: int,
-                 epochs: int | None) -> dict:
+                 head_epochs: int) -> dict:
     """The contrastive regime's option at `length`: its pairs (padded to the full length,
     `PAIR_COST` training examples each) get the `available` seconds that the rest leaves: the
-    head's training on the frozen encoder (a forward pass an example and epoch, one more for the
+    head's `head_epochs` on the frozen encoder (a forward pass an example and epoch, one more for the
     logistic head's embeddings) and the validations. At most `pairs_per_example` a training
     example; `pairs_seconds` is the time they may take (app.training.contrastive.StopAt ends them
     there), `pair_seconds` one pair's."""
     forward = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
-    head_epochs = epochs or MAX_EPOCHS
     rest = ((1 + head_epochs) * n_train * forward + (head_epochs + extra_validations) * n_validation * forward
             + (2 + extra_validations) * throughput.predict_startup)
     per_pair = PAIR_COST * throughput.train_seconds(np.array([length]))
