@@ -14,6 +14,10 @@ something to report:
   "un" decides nothing and the model has to read the whole word;
 - most reviews are mixed: a remark disagrees with the review's verdict a quarter of the time, some
   are negated ("never dull"), some concede a point before the verdict;
+- every word of a bank is dealt as evenly in the positive reviews as in the negative ones (`Decks`),
+  so each one leans its side by the design's odds; drawn independently, a word met some forty
+  times can land nearly even by chance ("unforgettable" did: 21 positive reviews, 18 negative)
+  and teach nothing;
 - some reviews give no verdict at all, and a few are lukewarm, rated either side of the middle by
   a reviewer's whim, as real reviews are: no model gets those all right, so the test split has
   mistakes and the probabilities something to be calibrated on.
@@ -152,18 +156,37 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def remark(rng: random.Random, positive: bool) -> str:
-    """One sentence about one aspect, on the given side."""
+class Decks:
+    """Words dealt from shuffled decks, one per (bank, review side), each reshuffled when used up:
+    every word of a bank comes up equally often in each side's reviews."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.decks = rng, {}
+
+    def deal(self, bank: list[str], side: bool, avoid: str | None = None) -> str:
+        deck = self.decks.setdefault((id(bank), side), [])
+        if not deck or deck == [avoid]:
+            fresh = list(bank)
+            self.rng.shuffle(fresh)
+            deck[:0] = fresh  # dealt from the end: what is left of the old deck goes first
+        i = next(i for i in range(len(deck) - 1, -1, -1) if deck[i] != avoid)
+        return deck.pop(i)
+
+
+def remark(rng: random.Random, decks: Decks, positive: bool, side: bool) -> str:
+    """One sentence about one aspect, on the given side, in a review on `side`."""
     aspect, aspect2 = rng.sample(ASPECTS, 2)
     if rng.random() < 0.15:
-        return rng.choice(NEGATED).format(aspect=aspect, adj=rng.choice(NEG_ADJ if positive else POS_ADJ))
+        other = NEG_ADJ if positive else POS_ADJ
+        return rng.choice(NEGATED).format(aspect=aspect, adj=decks.deal(other, side))
     if rng.random() < 0.25:
         return rng.choice(POS_LINES if positive else NEG_LINES)
     if rng.random() < 0.2:
         return rng.choice(FEELINGS).format(verb=rng.choice(POS_VERBS if positive else NEG_VERBS),
                                            what=rng.choice(WHATS))
     adjectives = POS_ADJ if positive else NEG_ADJ
-    adj, adj2 = rng.sample(adjectives, 2)
+    adj = decks.deal(adjectives, side)
+    adj2 = decks.deal(adjectives, side, avoid=adj)
     adv = rng.choice(ADVERBS)
     text = rng.choice(REMARKS).format(aspect=aspect, aspect2=aspect2, adv=adv, adj=adj, Adj=adj.capitalize(),
                                       adj2=adj2, whole=rng.choice(WHOLE), a=article(adj),
@@ -171,7 +194,7 @@ def remark(rng: random.Random, positive: bool) -> str:
     return text[0].upper() + text[1:]
 
 
-def review(rng: random.Random, positive: bool) -> str:
+def review(rng: random.Random, decks: Decks, positive: bool) -> str:
     """A review on the given side, or (now and then) a lukewarm one that could have been on either."""
     verdicts = POS_VERDICTS if positive else NEG_VERDICTS
     if rng.random() < P_SHORT:
@@ -180,12 +203,13 @@ def review(rng: random.Random, positive: bool) -> str:
     genre = rng.choice(GENRES)
     sentences = [rng.choice(OPENERS).format(title=title, genre=genre, a=article(genre))]
     if rng.random() < P_LUKEWARM:
-        sentences += [remark(rng, True), remark(rng, False)]
+        sentences += [remark(rng, decks, True, positive), remark(rng, decks, False, positive)]
         rng.shuffle(sentences)
         sentences.append(rng.choice(LUKEWARM))
     else:
         for _ in range(rng.randint(1, 4)):
-            sentences.append(remark(rng, positive if rng.random() < P_AGREE else not positive))
+            agrees = rng.random() < P_AGREE
+            sentences.append(remark(rng, decks, positive if agrees else not positive, positive))
         if rng.random() >= P_NO_VERDICT:
             verdict = rng.choice(verdicts)
             if rng.random() < 0.25:
@@ -194,7 +218,7 @@ def review(rng: random.Random, positive: bool) -> str:
                 verdict = f"{concession} {lowered}"
             sentences.append(verdict)
         else:  # no verdict: the remarks decide, so make sure they lean the review's way
-            sentences.append(remark(rng, positive))
+            sentences.append(remark(rng, decks, positive, positive))
     text = " ".join(s for s in sentences if s)
     if rng.random() < 0.15:  # some reviews carry the HTML line breaks real reviews have
         text = text.replace(". ", ".<br /><br />", 1)
@@ -210,6 +234,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261202)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    decks = Decks(rng)
     out = Path(args.output)
     shutil.rmtree(out, ignore_errors=True)
     seen: set[str] = set()  # no review twice, across the splits too
@@ -219,7 +244,7 @@ def main() -> int:
             folder.mkdir(parents=True)
             i = 0
             while i < n:
-                text = review(rng, positive)
+                text = review(rng, decks, positive)
                 if text in seen:
                     continue
                 seen.add(text)
