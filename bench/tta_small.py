@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,8 @@ def main() -> int:
     p.add_argument("--no-readme", action="store_true", help="leave bench/README.md as it is")
     p.add_argument("--probe-error", type=float, default=1.0,
                    help="bertclf's probe this many times too slow (above 1: pessimistic) or too fast")
+    p.add_argument("--bertclf-flags", default="",
+                   help='more app.train flags for the bertclf contenders, e.g. "--regime contrastive"')
     args = p.parse_args()
     scratch = Path(args.scratch)
     folder, description = bench_data(scratch)
@@ -139,7 +142,8 @@ def main() -> int:
 
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                "cpu": _cpu_name(), "cores": os.cpu_count(), "held_out": args.held_out, "sizes": args.sizes,
-               "seeds": args.seeds, "minutes": MINUTES, "probe_error": args.probe_error, "runs": []}
+               "seeds": args.seeds, "minutes": MINUTES, "probe_error": args.probe_error,
+               "bertclf_flags": args.bertclf_flags, "runs": []}
     out_dir = HERE / "results"
     stem = f"{datetime.date.today().isoformat()}-tta-small-{platform.node()}"
     n = 1
@@ -170,7 +174,7 @@ def main() -> int:
                 else:
                     ensure_offline_encoder()
                     flags = (["--unlabeled-data", str(unlabeled), "--max-unlabeled-examples", str(UNLABELED)]
-                             if name == "bertclf" else [])
+                             if name == "bertclf" else []) + shlex.split(args.bertclf_flags)
                     r = bertclf(labelled, heldout_csv, MINUTES, scratch, flags=flags,
                                 probe_error=args.probe_error,
                                 name=f"tta-small-{size}-s{seed}-{name.removeprefix('bertclf')}{os.getpid()}")
@@ -183,7 +187,7 @@ def main() -> int:
     text = table(results)
     print(text)
     full = (not args.only and sorted(args.sizes) == sorted(SIZES) and sorted(args.seeds) == sorted(SEEDS)
-            and args.held_out == HELD_OUT and args.probe_error == 1.0)
+            and args.held_out == HELD_OUT and args.probe_error == 1.0 and not args.bertclf_flags)
     if full and not args.no_readme:
         update_readme(text, "tta-small", "Small data")
     return 0
