@@ -34,6 +34,7 @@ from app.options import (
     MIXED_PRECISION,
     POOLINGS,
     REGIMES,
+    SMALL_DATA,
     STRATEGIES,
     TABLE_FORMATS,
     TASKS,
@@ -194,7 +195,7 @@ class TrainConfig:
                          "(SetFit: pairs of training texts, same class or not, train the encoder's "
                          "mean-pooled embedding, a logistic regression starts the head, then fit trains the "
                          "head; app.training.contrastive); auto: contrastive for single-label texts with at "
-                         "most 500 training examples (logged)")
+                         f"most {SMALL_DATA:,} training examples (logged)")
     time_budget: float | None = _field(None, "optimisation",
                                        "minutes for training and validation: plans the sequence length, "
                                        "training examples and epochs for this machine and stops in time "

@@ -22,6 +22,8 @@ TRUNCATIONS = ("head", "tail", "head+tail")
 POOLINGS = ("cls", "mean")
 # optimisation
 REGIMES = ("auto", "fine-tune", "contrastive")
+# Training examples up to which `--regime auto` is contrastive (app.training.contrastive says why).
+SMALL_DATA = 2000
 # hardware
 STRATEGIES = ("auto", "tpu", "multi-worker", "mirrored", "gpu", "cpu")
 MIXED_PRECISION = ("auto", "none", "bf16")

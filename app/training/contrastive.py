@@ -12,7 +12,11 @@ since fine-tuning it after its pairs lowered accuracy) and the export serves is 
 this stage only changes where its weights start.
 
 `--regime auto` takes this regime for single-label texts (not pairs) with at most `SMALL_DATA`
-training examples (`choose_regime`); fine-tuning won from 1,000 on.
+training examples (`choose_regime`). With 10-minute budgets on IMDb the pairs beat fine-tuning at
+64, 200 and 1,000 labelled reviews, and on the demo's 1,440 short reviews they answered plain
+sentences right that fine-tuning got wrong (bench/results/2026-12-07-tta-small-vm-10.json and
+-demo-sample-decks-zen5.json); past a few thousand texts a budget's pairs come to one or two a
+text, and fine-tuning has the steps it needs.
 """
 
 from __future__ import annotations
@@ -25,13 +29,10 @@ import tensorflow as tf
 
 from app.model.bert import INPUT_NAMES
 from app.model.classifier import HEAD_LAYER
+from app.options import SMALL_DATA
 
 logger = logging.getLogger(__name__)
 
-# Training examples up to which `--regime auto` is contrastive: on IMDb (bench/results/
-# 2026-12-07-small-data-zen5.json, 10-minute budgets) the pairs won at 64 and 200 labelled reviews
-# and fine-tuning at 1,000; the bound sits between.
-SMALL_DATA = 500
 PAIRS_PER_EXAMPLE = 20  # SetFit's R: pairs formed with each training text (half same class)
 # With a time budget, as many pairs as its time allows, up to this many a text: on 64 IMDb reviews
 # (bench/results/2026-12-07-pairs-per-text-zen5.json) 40 and 60 a text still gained on 20, and
@@ -50,9 +51,9 @@ def choose_regime(requested: str, train_examples: int, multi_label: bool, pairs:
     if multi_label or pairs:
         return "fine-tune", ("multi-label data" if multi_label else "text pairs") + ": fine-tuning"
     if train_examples <= SMALL_DATA:
-        return "contrastive", (f"{train_examples} training examples (at most {SMALL_DATA}): contrastive "
+        return "contrastive", (f"{train_examples} training examples (at most {SMALL_DATA:,}): contrastive "
                                "pairs train the encoder, then the head is trained on it")
-    return "fine-tune", f"{train_examples} training examples (more than {SMALL_DATA}): fine-tuning"
+    return "fine-tune", f"{train_examples} training examples (more than {SMALL_DATA:,}): fine-tuning"
 
 
 def make_pairs(label_ids: np.ndarray, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
