@@ -528,8 +528,10 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     """The contrastive regime's first stage (app.training.contrastive): the encoder trained on
     pairs of training texts, then the head started at a logistic regression on their embeddings.
     A budget's plan gives the pairs their time, up to what the rest of the run (estimated from
-    `started` on) needs, up to `MAX_PAIRS_PER_EXAMPLE` a text; they are drawn for `HEADROOM` times
-    the pairs it expects, so a machine faster than its probe trains on. Without a budget:
+    `started` on) needs, planning up to `MAX_PAIRS_PER_EXAMPLE` a text; `HEADROOM` times that many
+    are drawn and `StopAt` ends them at their time, so a machine faster than its probe trains on
+    until the time is up (a probe 1.7x pessimistic had planned a short length whose pairs, drawn for
+    twice the plan's, ran out at three quarters of the budget). Without a budget:
     `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
     from app.training import budget, contrastive
 
@@ -540,7 +542,7 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     if c.time_budget:
         plan, total = resolved.plan, c.time_budget * 60
         expected = plan["contrastive_pairs"]
-        pairs = min(contrastive.MAX_PAIRS_PER_EXAMPLE * len(train), int(budget.HEADROOM * expected))
+        pairs = int(budget.HEADROOM * contrastive.MAX_PAIRS_PER_EXAMPLE * len(train)) if expected else 0
         after = total - plan["startup_seconds"] - plan["contrastive_seconds"]
         timing = {"seconds": total - (time.monotonic() - started) - after, "after_seconds": after,
                   "pair_seconds": plan["contrastive_pair_seconds"], "expected_pairs": expected}

@@ -62,7 +62,8 @@ def test_a_small_single_label_run_takes_the_contrastive_regime_and_records_it(tr
     assert (saved["settings"]["regime"], saved["settings"]["pooling"]) == ("contrastive", "mean")
     assert saved["requested"]["regime"] == "auto" and "180 training examples" in saved["plan"]["regime"]
     done = json.loads((result.export_dir / "assets" / "record.json").read_text())["contrastive"]
-    assert done["pairs"] == contrastive.PAIRS_PER_EXAMPLE * 180 and done["steps_trained"] == done["steps"]
+    assert done["pairs"] == done["pairs_trained"] == contrastive.PAIRS_PER_EXAMPLE * 180
+    assert done["steps_trained"] == done["steps"]
     assert done["head_train_accuracy"] >= 0.9  # the tiny task's sentiment words separate it
     # 20 validation reviews are too few to choose an ensemble on: the even average, and why.
     from app.model import ngram

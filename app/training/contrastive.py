@@ -183,7 +183,8 @@ def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.nd
     trained = stop.stopped_at_step or steps
     losses = history.history.get("loss", [float("nan")])
     logger.info("contrastive training: %d of %d steps in %.0f s, loss %.4f", trained, steps, took, losses[-1])
-    return {"pairs": int(len(first)), "steps": int(steps), "steps_trained": int(trained),
+    return {"pairs": int(len(first)), "pairs_trained": int(min(len(first), trained * batch_size)),
+            "steps": int(steps), "steps_trained": int(trained),
             "seconds": round(took, 1), "loss": round(float(losses[-1]), 5),
             "learning_rate": learning_rate, "batch_size": batch_size}
 
