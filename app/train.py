@@ -529,9 +529,8 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     pairs of training texts, then the head started at a logistic regression on their embeddings.
     A budget's plan gives the pairs their time, up to what the rest of the run (estimated from
     `started` on) needs, planning up to `MAX_PAIRS_PER_EXAMPLE` a text; `HEADROOM` times that many
-    are drawn and `StopAt` ends them at their time, so a machine faster than its probe trains on
-    until the time is up (a probe 1.7x pessimistic had planned a short length whose pairs, drawn for
-    twice the plan's, ran out at three quarters of the budget). Without a budget:
+    are drawn and `StopAt`, not their count, ends them at their time, so a machine faster than its
+    probe trains on until the budget is spent. Without a budget:
     `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
     from app.training import budget, contrastive
 

@@ -164,7 +164,7 @@ class Decks:
         self.rng, self.decks = rng, {}
 
     def deal(self, bank: list[str], side: bool, avoid: str | None = None) -> str:
-        deck = self.decks.setdefault((id(bank), side), [])
+        deck = self.decks.setdefault((tuple(bank), side), [])
         if not deck or deck == [avoid]:
             fresh = list(bank)
             self.rng.shuffle(fresh)
