@@ -171,3 +171,25 @@ def test_the_small_data_summary_averages_each_recipes_seeds_and_skips_failures(t
     assert "| tfidf | 70.00 % |" in text and "| bertclf | 90.00 % |" in text
     small.plot(results, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_ensemble_bench_counts_sure_encoder_answers_a_rule_dilutes_and_fits_rules_apart():
+    import numpy as np
+
+    ensembles = _load("ensembles")
+    y = np.array([1, 1, 0, 0])
+    encoder = np.array([[0.05, 0.95], [0.05, 0.95], [0.6, 0.4], [0.95, 0.05]])
+    combined = np.array([[0.3, 0.7], [0.1, 0.9], [0.2, 0.8], [0.9, 0.1]])
+    # Sure and right: texts 0, 1, 3. Only text 0 comes back below 0.75; text 2 was never sure.
+    assert ensembles.diluted(encoder, combined, y) == 1
+    assert ensembles.diluted(encoder, encoder, y) == 0
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    right = np.where(rng.random(200) < 0.8, labels, 1 - labels)  # each model 80 % right, apart
+    sure = np.eye(2)[right] * 0.8 + 0.1
+    grams = np.eye(2)[np.where(rng.random(200) < 0.8, labels, 1 - labels)] * 0.4 + 0.3
+    figures = ensembles.cross_fitted({"encoder": sure, "ngram": grams, "known": np.ones(200, bool)}, labels)
+    assert set(figures) == {"average", "log-linear"}
+    for rule in figures.values():
+        assert 0.7 <= rule["accuracy"] <= 1.0 and rule["sure_encoder_diluted"] >= 0
