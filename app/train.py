@@ -70,7 +70,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
 def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> RunResult:
     from app import distribute
     from app.model import ngram
-    from app.training import backup, budget, fit
+    from app.training import backup, budget, contrastive, fit
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
@@ -130,11 +130,14 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
     val_probabilities = calibrate(resolved, dataset, val_probabilities, record)
     decide(resolved, dataset, val_probabilities, record)
     record.add("training", **training_record(started, deadline, history), **backups)
-    # (A contrastive run's pairs and frozen-encoder steps cost otherwise than the fine-tuning steps
-    # the probe's correction is about.)
+    # The probe's correction is learnt from what trained the encoder: the fine-tuning steps, or a
+    # contrastive run's pairs (its frozen-encoder steps cost otherwise).
     if deadline is not None and c.regime != "contrastive":
         record.add("training", **budget.learn_from_run(resolved.plan, deadline.steps, c.batch_size,
                                                        fit_seconds))
+    elif deadline is not None:
+        record.add("training", **budget.learn_from_pairs(
+            resolved.plan, record.contrastive.get("step_seconds"), contrastive.BATCH_SIZE))
     export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved, record)

@@ -208,6 +208,21 @@ def test_a_finished_run_records_its_rate_and_corrects_the_cache(tmp_path, monkey
     assert budget.learn_from_run(plan, steps=0, batch_size=8, training_seconds=170.0) == {}
 
 
+def test_a_contrastive_run_corrects_the_cache_by_its_pairs_pace(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTCLF_CACHE_DIR", str(tmp_path / "cache"))
+    key = budget.machine_key(encoder="tiny")
+    plan = {"contrastive_pair_seconds": 0.1, "throughput": THROUGHPUT.to_dict(), "throughput_key": key}
+    # Planned 1.6 s a step of 16 pairs; they trained at 0.4 s (a probe 4x pessimistic).
+    rates = budget.learn_from_pairs(plan, step_seconds=0.4, batch_size=16)
+    assert rates == {"planned_pairs_per_second": 10.0, "trained_pairs_per_second": 40.0}
+    assert budget.cached_throughput(key).correction == pytest.approx(0.5)  # halfway, geometrically
+    one = np.array([128])
+    plan["throughput"] = budget.cached_throughput(key).to_dict()
+    assert budget.learn_from_pairs(plan, step_seconds=None, batch_size=16) == {}  # no pace: unchanged
+    halved = 0.5 * THROUGHPUT.train_seconds(one)
+    assert budget.cached_throughput(key).train_seconds(one) == pytest.approx(halved)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -248,9 +263,13 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     report = json.loads((result.report_dir / "report.json").read_text())
     assert report["record"]["training"] == training and report["training"] == training
     assert report["config"] == saved and json.loads((result.run_dir / "config.json").read_text()) == saved
-    # The next run on this machine reads the probe from the cache (corrected by this run).
+    # The next run on this machine reads the probe from the cache, corrected halfway (geometrically)
+    # toward the pace its pairs trained at.
     cached = budget.cached_throughput(plan["throughput_key"])
     assert cached is not None and cached.train == tuple(plan["throughput"]["train"])
+    planned, trained = training["planned_pairs_per_second"], training["trained_pairs_per_second"]
+    moved = plan["throughput"]["correction"] * (planned / trained) ** 0.5
+    assert cached.correction == pytest.approx(min(max(moved, 0.25), 4.0), rel=0.02)
 
 
 @pytest.mark.slow

@@ -130,3 +130,4 @@ def test_the_pairs_stop_at_their_time_moved_by_the_pace_of_their_steps(monkeypat
     assert now[0] == pytest.approx(stops_after - step, abs=step + 1e-9)
     assert stop.stopped_at_step == stop.steps
     assert float(clock.numpy()) == pytest.approx(1.0, abs=2 * step / stops_after)
+    assert stop.pace() == pytest.approx(step)  # what the run's throughput is corrected by

@@ -4,11 +4,12 @@
 `make_plan` chooses the sequence length, the number of training and validation examples and the
 epochs from those lengths and from how fast this machine trains the encoder (`Throughput`,
 probed once per machine and encoder and cached, then corrected by what each budgeted run
-measured: `learn_from_run`). `deadline` builds the `app.training.fit.Deadline` callback that keeps
-`model.fit` to the budget whatever the probe said: it stops training in time for the last
-validation, and it drives the learning-rate schedule's clock, so the schedule decays to its end
-at the deadline even when the steps run slower than planned. `app.train` calls this module at
-three points: `plan`, the deadline, and `learn_from_run` after fit.
+measured: `learn_from_run` after fine-tuning, `learn_from_pairs` after the contrastive regime's
+pairs). `deadline` builds the `app.training.fit.Deadline` callback that keeps `model.fit` to the
+budget whatever the probe said: it stops training in time for the last validation, and it drives
+the learning-rate schedule's clock, so the schedule decays to its end at the deadline even when
+the steps run slower than planned. `app.train` calls this module at three points: `plan`, the
+deadline, and learning from the run after training.
 
 No TensorFlow at import: the planner is plain arithmetic, tested without a model.
 """
@@ -513,6 +514,23 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
                     reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)),
                     reserve_seconds=plan_record.get("unlabeled_seconds", 0.0))
+
+
+def learn_from_pairs(plan_record: dict, step_seconds: float | None, batch_size: int) -> dict:
+    """After a budgeted contrastive run: correct this machine's cached throughput as
+    `learn_from_run` does, by the pairs' measured pace (`step_seconds` a step of `batch_size`
+    pairs; the plan's pair is `PAIR_COST` training examples). The pairs are the run's encoder
+    training, so without this a probe's error would stay in every plan of a machine whose runs
+    are contrastive. Returns the planned and the trained rate, for the run record."""
+    planned = plan_record.get("contrastive_pair_seconds", 0.0) * batch_size
+    if not step_seconds or step_seconds <= 0 or planned <= 0:
+        return {}
+    throughput = Throughput.from_dict(plan_record["throughput"])
+    save_throughput(plan_record["throughput_key"], corrected(throughput, planned, step_seconds))
+    logger.info("time budget: the plan expected %.2f contrastive pairs/s, they trained at %.2f (%.2fx)",
+                batch_size / planned, batch_size / step_seconds, planned / step_seconds)
+    return {"planned_pairs_per_second": round(batch_size / planned, 2),
+            "trained_pairs_per_second": round(batch_size / step_seconds, 2)}
 
 
 def learn_from_run(plan_record: dict, steps: int, batch_size: int, training_seconds: float) -> dict:

@@ -113,7 +113,7 @@ class StopAt(tf.keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._start = time.monotonic()
-        self._first = None
+        self._first = self._last = None
         self.steps = 0
 
     def limit(self) -> float:
@@ -124,9 +124,15 @@ class StopAt(tf.keras.callbacks.Callback):
         ratio = (time.monotonic() - self._first) / ((self.steps - 1) * self.step_seconds)
         return max(0.0, self.seconds + (1.0 - min(2.0, max(0.5, ratio))) * self.after_seconds)
 
+    def pace(self) -> float | None:
+        """Seconds a step after the first (which traces it), or None before three steps."""
+        if self._first is None or self.steps < 3:
+            return None
+        return (self._last - self._first) / (self.steps - 1)
+
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        now = time.monotonic()
+        now = self._last = time.monotonic()
         if self._first is None:
             self._first = now
         used, limit = now - self._start, self.limit()
@@ -160,7 +166,8 @@ def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.nd
     `seconds` (a time budget's), `StopAt` ends it then, moved by how the steps' pace compares with
     `pair_seconds` (the plan's, a pair) times the `after_seconds` the rest of the run needs, and the
     learning rate decays by that clock; the warm-up is a tenth of the `expected_pairs`' steps.
-    Returns what it did, for the run record."""
+    Returns what it did, for the run record; `step_seconds` is a step's measured pace (the first,
+    which traces it, left out), which a budgeted run's throughput is corrected by."""
     from app.training.optimization import create_optimizer
 
     first, second, same = make_pairs(label_ids, pairs, seed)
@@ -183,9 +190,11 @@ def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.nd
     trained = stop.stopped_at_step or steps
     losses = history.history.get("loss", [float("nan")])
     logger.info("contrastive training: %d of %d steps in %.0f s, loss %.4f", trained, steps, took, losses[-1])
+    pace = stop.pace()
     return {"pairs": int(len(first)), "pairs_trained": int(min(len(first), trained * batch_size)),
             "steps": int(steps), "steps_trained": int(trained),
             "seconds": round(took, 1), "loss": round(float(losses[-1]), 5),
+            **({"step_seconds": round(pace, 5)} if pace is not None else {}),
             "learning_rate": learning_rate, "batch_size": batch_size}
 
 
