@@ -101,11 +101,18 @@ def _fmt(value) -> str:
 
 
 def _training_sentence(report: dict) -> str:
-    """How long the model trained (and against which budget), when the report knows."""
+    """How long the model trained (and against which budget), and how: its epochs, or for the
+    contrastive regime its pairs and then the head's epochs, when the report knows."""
     t = report.get("training") or {}
     if not t.get("wall_seconds"):
         return ""
-    text = f" Trained in {t['wall_seconds'] / 60:.1f} min ({t.get('epochs_run', '?')} epoch(s)"
+    epochs = f"{t.get('epochs_run', '?')} epoch(s)"
+    regime = ((report.get("config") or {}).get("settings") or {}).get("regime")
+    pairs = ((report.get("record") or {}).get("contrastive") or {})
+    pairs = pairs.get("pairs_trained", pairs.get("pairs"))
+    if regime == "contrastive" and pairs:
+        epochs = f"the contrastive regime: {pairs:,} pairs of training texts, then the head {epochs}"
+    text = f" Trained in {t['wall_seconds'] / 60:.1f} min ({epochs}"
     if t.get("budget_seconds"):
         text += f", budget {t['budget_seconds'] / 60:g} min"
         if t.get("stopped_by_budget"):

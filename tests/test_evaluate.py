@@ -47,6 +47,22 @@ def test_report_files_and_accuracy_from_csv(tmp_path):
     assert "Most confident mistakes" in md and "id2" in md  # 0.62 wrong "pos" is quoted
 
 
+def test_the_report_says_how_the_model_trained(tmp_path):
+    training = {"wall_seconds": 594.0, "epochs_run": 3, "budget_seconds": 600.0, "stopped_by_budget": True}
+    contrastive = write_report(_predictions(BINARY_TRUE, binary_probs()), ["neg", "pos"], tmp_path / "c",
+                               model="m/1", data="d", config={"settings": {"regime": "contrastive"}},
+                               record={"training": training, "contrastive": {"pairs": 21600,
+                                                                             "pairs_trained": 15136}})
+    md = (tmp_path / "c" / "report.md").read_text()
+    assert ("Trained in 9.9 min (the contrastive regime: 15,136 pairs of training texts, then the head "
+            "3 epoch(s), budget 10 min, stopped by it).") in md
+    assert contrastive["training"] == training
+    write_report(_predictions(BINARY_TRUE, binary_probs()), ["neg", "pos"], tmp_path / "f", model="m/1",
+                 data="d", config={"settings": {"regime": "fine-tune"}}, record={"training": training})
+    fine_tuned = (tmp_path / "f" / "report.md").read_text()
+    assert "Trained in 9.9 min (3 epoch(s), budget 10 min, stopped by it)." in fine_tuned
+
+
 def test_single_predicted_class_and_missing_class_still_report(tmp_path):
     probs = np.array([[0.8, 0.1, 0.1]] * 4)
     report = write_report(_predictions([0, 1, 0, 1], probs), ["a", "b", "c"], tmp_path, model="m", data="d")
