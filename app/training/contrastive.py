@@ -119,9 +119,10 @@ class StopAt(tf.keras.callbacks.Callback):
     def limit(self) -> float:
         """The seconds from the start that the pairs may train, by the steps timed so far (the first,
         which traces the step, left out)."""
-        if not self.step_seconds or self._first is None or self.steps < 3:
+        pace = self.pace()
+        if not self.step_seconds or pace is None:
             return self.seconds
-        ratio = (time.monotonic() - self._first) / ((self.steps - 1) * self.step_seconds)
+        ratio = pace / self.step_seconds
         return max(0.0, self.seconds + (1.0 - min(2.0, max(0.5, ratio))) * self.after_seconds)
 
     def pace(self) -> float | None:
