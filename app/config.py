@@ -44,6 +44,10 @@ from app.options import (
 
 GROUPS = ("data", "model", "optimisation", "hardware", "outputs")
 DEFAULT_EPOCHS = 3
+# Without a budget, training stops after this many epochs without a better validation score. With
+# one, the deadline ends training and the best epoch is kept either way: stopping early would leave
+# time the user gave unspent, and a learning rate decaying by the clock still has epochs to give.
+DEFAULT_PATIENCE = 2
 # Multi-label heads (one sigmoid a label, most labels rare) learn slowly at the encoder's rate
 # and in three epochs: on the emotion-shaped bench (bench/multilabel.py) a head rate 30 times the
 # encoder's and six epochs each raised micro F1 in every seed, and together macro F1 too.
@@ -218,8 +222,9 @@ class TrainConfig:
                                "number of training examples; multi-label: each label's positive examples "
                                "by its negatives over its positives, at most 10) or a JSON file "
                                "{class name: weight}")
-    patience: int = _field(2, "optimisation", "stop after this many epochs without a better validation "
-                           "accuracy")
+    patience: int | None = _field(None, "optimisation", "stop after this many epochs without a better "
+                                  "validation accuracy (the best epoch is kept in any case)",
+                                  f"{DEFAULT_PATIENCE}; with --time-budget, none: the deadline ends training")
     seed: int = _field(42, "optimisation", "seed for splits, shuffling, initialisation and dropout")
     # hardware
     strategy: str = _field("auto", "hardware",
@@ -324,7 +329,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = getattr(cfg, flag)
         if value is not None and value < 2:
             bad(flag.replace("_", "-"), value, "must be at least 2")
-    if cfg.patience < 0:
+    if cfg.patience is not None and cfg.patience < 0:
         bad("patience", cfg.patience, "must be 0 or more")
     if cfg.seed < 0:
         bad("seed", cfg.seed, "must be 0 or more")
@@ -612,6 +617,8 @@ def resolve(cfg: TrainConfig, hardware: Hardware, find_encoder) -> RunConfig:
         cfg,
         # With a budget the planner chooses the epochs (app.training.budget), unless they were given.
         epochs=cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS),
+        # With a budget the deadline ends training, unless a patience was given (DEFAULT_PATIENCE).
+        patience=cfg.patience if cfg.patience is not None else None if cfg.time_budget else DEFAULT_PATIENCE,
         batch_size=batch_size,
         learning_rate=cfg.learning_rate or lr_default,
         mixed_precision="bf16" if spec.compute_dtype == "bfloat16" else "none",

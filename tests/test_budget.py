@@ -233,9 +233,10 @@ def _parse(argv):
 
 
 def _budget_args(tiny_hub, data, tmp, minutes: float, **flags) -> list[str]:
-    """tiny_train_args without the epochs and length, which the budget plans."""
+    """tiny_train_args without the epochs and length, which the budget plans, and the patience
+    (a budget's deadline ends training)."""
     args = tiny_train_args(tiny_hub, data, tmp, time_budget=minutes, **flags)
-    drop = {"--epochs", "--max-seq-length"} - {f"--{k.replace('_', '-')}" for k in flags}
+    drop = {"--epochs", "--max-seq-length", "--patience"} - {f"--{k.replace('_', '-')}" for k in flags}
     pairs = list(zip(args[::2], args[1::2], strict=True))
     return [x for k, v in pairs if k not in drop for x in (k, v)]
 
@@ -258,6 +259,7 @@ def test_a_time_budget_plans_the_run_and_records_it(tiny_hub, tiny_reviews, tmp_
     assert plan["train_examples"] == record["data"]["examples"]["train"] == 180
     assert plan["probe_seconds"] > 0
     assert set(plan["throughput"]) == {"train", "predict", "startup", "correction", "predict_startup"}
+    assert saved["settings"]["patience"] is None  # the deadline, not a patience, ends training
     assert training["budget_seconds"] == budget_seconds and 3 <= training["epochs_run"] <= plan["epochs"]
     assert 0 < training["wall_seconds"] <= budget_seconds * 1.05
     report = json.loads((result.report_dir / "report.json").read_text())

@@ -168,6 +168,16 @@ def test_resolve_chooses_every_default_for_the_encoder_and_the_hardware():
     assert (asked.head_learning_rate_factor, asked.epochs) == (2.0, 2)
 
 
+def test_a_budget_leaves_stopping_to_its_deadline_unless_a_patience_is_given():
+    find = fake_encoders()[0]
+    assert config.resolve(config.TrainConfig(), CPU, find).settings.patience == config.DEFAULT_PATIENCE
+    assert config.resolve(config.TrainConfig(time_budget=10), CPU, find).settings.patience is None
+    given = config.TrainConfig(time_budget=10, patience=1)
+    assert config.resolve(given, CPU, find).settings.patience == 1
+    with pytest.raises(ValueError, match="--patience.*-1"):
+        config.validate(config.TrainConfig(patience=-1))
+
+
 def test_the_settled_regime_keeps_why_beside_the_plan_and_reads_the_mean_when_contrastive():
     resolved = config.resolve(config.TrainConfig(), CPU, fake_encoders()[0])
     assert resolved.settings.regime == "auto" and resolved.settings.pooling == "cls"

@@ -52,7 +52,7 @@ def best_checkpoint(run_dir: Path) -> str | None:
 
 
 def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], steps_per_epoch: int,
-        val_ds: tf.data.Dataset, run_dir: Path, epochs: int, patience: int, cpu_fusion: bool,
+        val_ds: tf.data.Dataset, run_dir: Path, epochs: int, patience: int | None, cpu_fusion: bool,
         callbacks: list | None = None, deadline: Deadline | None = None,
         class_weight: dict[int, float] | None = None, monitor: str = MONITOR,
         backup_every: backup.Every | None = None, interrupt: backup.Interrupt | None = None,
@@ -63,8 +63,9 @@ def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], st
     `train_epoch(e)` is epoch e's training data, `steps_per_epoch` batches, the same whenever it
     is built. `callbacks` are Keras callbacks added after the run's own (before the backup);
     a `deadline` stops training in time (`--time-budget`), and a resumed run counts the seconds
-    its earlier processes spent. `class_weight` (class index -> weight) weights each example's loss by its
-    class. The best checkpoint and early stopping follow `monitor`. An `interrupt`
+    its earlier processes spent. `patience` epochs without a better `monitor` stop it early (None:
+    never; a budget's deadline ends it). `class_weight` (class index -> weight) weights each
+    example's loss by its class. The best checkpoint and early stopping follow `monitor`. An `interrupt`
     (`backup.interrupts`) raises `backup.Interrupted` after a backup. `worker` is a non-chief
     worker's sub-folder for its own checkpoints.
     """
@@ -83,7 +84,8 @@ def fit(model: tf.keras.Model, train_epoch: Callable[[int], tf.data.Dataset], st
                     start_step + 1, steps_per_epoch, record.get("saved", "?"))
         if deadline is not None:
             deadline.spent = float(record.get("train_seconds", 0.0))
-    stopping = ResumableEarlyStopping(finished_values, monitor=monitor, mode="max", patience=patience)
+    stopping = ResumableEarlyStopping(finished_values, monitor=monitor, mode="max",
+                                      patience=epochs + 1 if patience is None else patience)
     all_callbacks = [
         *([deadline] if deadline is not None else []),  # before the loggers: it adds train_seconds
         BestCheckpoint(best, monitor, max(finished_values) if finished_values else None),
