@@ -642,8 +642,10 @@ def ensemble(encoder_probabilities, ngram_fit, dataset, resolved: config_mod.Run
                                                      resolved.settings.seed, known)
         figures = {**figures, "rule": rule, **({"pooling": params} if rule == "log-linear" else {}),
                    "rules": chosen["rules"], "folds": chosen["folds"]}
-        scores = ", ".join(f"{r} {f['cross_validated_accuracy']:.4f}" for r, f in chosen["rules"].items())
-        logger.info("ensemble: %s, by cross-validated accuracy on the validation split (%s)%s", rule, scores,
+        scores = ", ".join(f"{r} {f['cross_validated_accuracy']:.4f} / {f['cross_validated_log_loss']:.4f}"
+                           for r, f in chosen["rules"].items())
+        logger.info("ensemble: %s, by cross-validated accuracy, then log loss, on the validation split "
+                    "(%s)%s", rule, scores,
                     f": softmax({params['encoder']:.3f} log p_encoder + {params['ngram']:.3f} log p_ngram "
                     f"+ bias)" if rule == "log-linear" else "")
     probabilities = ngram.combine(rule, params, encoder_probabilities, ngram_probabilities, known)

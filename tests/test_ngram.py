@@ -128,6 +128,21 @@ def test_log_linear_pooling_lets_an_uninformed_model_count_for_little_and_is_cho
         ngram.combine("median", params, encoder, grams)
 
 
+def test_a_rule_more_accurate_beyond_noise_wins_and_otherwise_the_lower_log_loss():
+    right = np.ones(100, bool)
+    one_wrong, twenty_wrong = right.copy(), right.copy()
+    one_wrong[0] = False
+    twenty_wrong[:20] = False
+    losses = {"average": 0.30, "log-linear": 0.20}
+    # One text in a hundred: within one standard error (sqrt(1) / 100), so the log loss decides.
+    assert ngram.choose_rule({"average": right, "log-linear": one_wrong}, losses) == "log-linear"
+    # Twenty: far beyond sqrt(20) / 100, so the more accurate rule wins whatever its log loss.
+    assert ngram.choose_rule({"average": right, "log-linear": twenty_wrong}, losses) == "average"
+    # Alike in both: the first rule, the average.
+    assert ngram.choose_rule({"average": right, "log-linear": right}, {"average": 0.2, "log-linear": 0.2}
+                             ) == "average"
+
+
 def test_a_text_the_ngrams_know_nothing_of_is_the_encoders_alone():
     """`known` says whether the model has any n-gram of a text; where it has none, every rule
     answers with the encoder's probabilities, and the rules are fitted on the known texts."""
