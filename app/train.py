@@ -70,7 +70,7 @@ def run(cfg: config_mod.TrainConfig, callbacks: list | None = None) -> RunResult
 def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> RunResult:
     from app import distribute
     from app.model import ngram
-    from app.training import backup, budget, contrastive, fit
+    from app.training import backup, budget, fit
 
     run_dir = prepare_run_dir(resolved)
     dataset = read_data(resolved)
@@ -136,8 +136,9 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
         record.add("training", **budget.learn_from_run(resolved.plan, deadline.steps, c.batch_size,
                                                        fit_seconds))
     elif deadline is not None:
-        record.add("training", **budget.learn_from_pairs(
-            resolved.plan, record.contrastive.get("step_seconds"), contrastive.BATCH_SIZE))
+        pairs = record.contrastive
+        record.add("training", **budget.learn_from_pairs(resolved.plan, pairs.get("step_seconds"),
+                                                         pairs.get("batch_size", 0)))
     export_dir = export(model, tokenizer, resolved, record, ngram_model, combination)
     if export_dir is None:  # a worker of a cluster other than the chief
         return RunResult(run_dir, None, None, None, resolved, record)

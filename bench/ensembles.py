@@ -35,25 +35,26 @@ SURE, DILUTED = 0.9, 0.75  # the issue's bounds: an encoder this sure must not c
 
 
 def parts(export: Path, texts: list[str]) -> dict[str, np.ndarray]:
-    """The export's served probabilities and class ids, and its encoder's and n-gram model's parts."""
+    """The export's served probabilities and class ids (batched as app.evaluate batches them), and
+    its encoder's and n-gram model's parts."""
     from app import runtime
 
     runtime.setup()
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the export tokenizes)
 
+    from app.serving import inference
+
     loaded = tf.saved_model.load(str(export))
-    serve = loaded.signatures["serving_default"]
-    out: dict[str, list] = {"served": [], "class_id": [], "encoder": [], "ngram": [], "known": []}
+    served, _ = inference.predict_outputs(loaded.signatures["serving_default"], texts, BATCH)
+    out: dict[str, list] = {"encoder": [], "ngram": [], "known": []}
     for i in range(0, len(texts), BATCH):
         batch = tf.constant(texts[i:i + BATCH])
-        answer = serve(text=batch)
-        out["served"].append(answer["probabilities"].numpy())
-        out["class_id"].append(answer["class_id"].numpy())
         out["encoder"].append(loaded.encoder_part(batch).numpy())
         out["ngram"].append(loaded.ngram_probabilities(batch).numpy())
         out["known"].append(loaded.ngram_known(batch).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
+    return {"served": served["probabilities"], "class_id": served["class_id"],
+            **{k: np.concatenate(v) for k, v in out.items()}}
 
 
 def diluted(encoder: np.ndarray, combined: np.ndarray, y: np.ndarray) -> int:
