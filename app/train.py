@@ -120,7 +120,9 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
             backup_every=backup.parse_every(c.backup_every), interrupt=interrupt,
             worker=distribute.worker_folder())
     fit_seconds = deadline.elapsed() - deadline.validation_total if deadline is not None else None
+    fitted = time.monotonic()
     encoder_validation = validation_probabilities(encoder, dataset)
+    passed = time.monotonic()
     ngram_model, combination, val_probabilities = ensemble(encoder_validation, ngram_fit, dataset, resolved,
                                                            record)
     if unlabeled:
@@ -129,7 +131,8 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
             dataset, resolved, record)
     val_probabilities = calibrate(resolved, dataset, val_probabilities, record)
     decide(resolved, dataset, val_probabilities, record)
-    record.add("training", **training_record(started, deadline, history), **backups)
+    record.add("training", **training_record(started, deadline, history), **backups,
+               **after_fit_record(encoder_validation, fitted, passed))
     # The probe's correction is learnt from what trained the encoder: the fine-tuning steps, or a
     # contrastive run's pairs (its frozen-encoder steps cost otherwise).
     if deadline is not None and c.regime != "contrastive":
@@ -511,6 +514,18 @@ def training_record(started: float, deadline, history) -> dict:
         record.update(budget_seconds=deadline.budget, stopped_by_budget=deadline.stopped_early,
                       steps=deadline.steps)
     return record
+
+
+def after_fit_record(encoder_validation: np.ndarray | None, fitted: float, passed: float) -> dict:
+    """What the work after fit took (a budget reserves one validation pass for it): the encoder's
+    pass over the validation split, then the ensemble, calibration and thresholds."""
+    if encoder_validation is None:
+        return {}
+    now = time.monotonic()
+    logger.info("after fit: the encoder on %d validation texts in %.1f s, then the ensemble, calibration "
+                "and thresholds in %.1f s", len(encoder_validation), passed - fitted, now - passed)
+    return {"validation_pass_seconds": round(passed - fitted, 1),
+            "after_pass_seconds": round(now - passed, 1)}
 
 
 def fit_ngram(resolved: config_mod.RunConfig, dataset):

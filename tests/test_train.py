@@ -40,6 +40,10 @@ def test_run_writes_run_folder_export_and_report(trained_tiny):
     assert baseline["n_examples"] == 20 and baseline["train_examples"] == 180
     assert baseline["accuracy"] >= 0.8
     assert 0 <= baseline["seconds"] < result.record.training["wall_seconds"]  # seconds, against minutes
+    # The pass over the validation split after fit is timed (a budget reserves time for it).
+    training = result.record.training
+    after_fit = training["validation_pass_seconds"] + training["after_pass_seconds"]
+    assert 0 <= after_fit < training["wall_seconds"]
     md = (result.report_dir / "report.md").read_text()
     assert "Against the classic baseline" in md and "| TF-IDF (word 1-2-grams) + logistic regression |" in md
     # Two classes: the operating points, and what the export decides by.
