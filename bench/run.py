@@ -427,5 +427,18 @@ def _cpu_name() -> str:
     return cpu_name()
 
 
+def code_commit() -> str | None:
+    """The commit the benchmark's code is at (with "+changes" when the tree differs from it), so
+    that a result names the code it measured; None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+changes" if dirty else head
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

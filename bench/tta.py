@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import PLAIN_TF, _cpu_name, bench_data, worker  # noqa: E402
+from run import PLAIN_TF, _cpu_name, bench_data, code_commit, worker  # noqa: E402
 
 HELD_OUT = 5000
 SEED = 0
@@ -211,7 +211,7 @@ def main() -> int:
     checkpoint = str(minilm_checkpoint())
     started = time.perf_counter()
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-               "cpu": _cpu_name(), "cores": os.cpu_count(), "held_out": HELD_OUT,
+               "cpu": _cpu_name(), "commit": code_commit(), "cores": os.cpu_count(), "held_out": HELD_OUT,
                "train_examples": 25000 - HELD_OUT, "contenders": {}}
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)

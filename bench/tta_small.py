@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import PLAIN_TF, _cpu_name, bench_data, worker  # noqa: E402
+from run import PLAIN_TF, _cpu_name, bench_data, code_commit, worker  # noqa: E402
 from tta import HELD_OUT, bertclf, save_plot, split_imdb, tfidf, update_readme  # noqa: E402
 
 SIZES = (64, 200, 1000)
@@ -73,6 +73,64 @@ def summary(results: dict) -> dict:
             for name, sizes in out.items()}
 
 
+def merge(paths: list[Path]) -> dict:
+    """One result of several partial runs (`--only`, `--sizes`, `--seeds` each measure a part):
+    their runs, each with the file it came from (`source`); a contender's run at a size and seed
+    measured twice is taken from the later file, and bertclf runs told more than a user's
+    (`--bertclf-flags`, `--probe-error`) are a contender of their own, named with what they were
+    told. The files must share the held-out set and the contenders' minutes; each file's date,
+    machine and commit are kept under `merged_from`."""
+    if not paths:
+        raise ValueError("--merge needs at least one result file")
+    parts = [(Path(p), json.loads(Path(p).read_text())) for p in paths]
+    for path, part in parts:
+        for key, expected in (("held_out", parts[0][1].get("held_out")), ("minutes", MINUTES)):
+            if part.get(key) != expected:
+                raise ValueError(f"{path}: {key} is {part.get(key)!r}, not {expected!r} like the others: "
+                                 "its runs are not comparable")
+    runs: dict = {}
+    for path, part in parts:
+        told = [part.get("bertclf_flags") or ""]
+        if part.get("probe_error", 1.0) != 1.0:
+            told.append(f"probe x{part['probe_error']:g}")
+        told = ", ".join(t for t in told if t)
+        for run in part["runs"]:
+            name = run["contender"]
+            if told and name.startswith("bertclf"):  # told more than a user's run: a row of its own
+                name = f"{name} ({told})"
+            runs[(name, run["size"], run["seed"])] = {**run, "contender": name, "source": path.name}
+    first = parts[0][1]
+    results = {"date": max(part["date"] for _, part in parts), "host": first.get("host"), "cpu": first["cpu"],
+               "cores": first["cores"], "held_out": first["held_out"], "minutes": MINUTES,
+               "sizes": sorted({size for _, size, _ in runs}), "seeds": sorted({seed for _, _, seed in runs}),
+               "merged_from": [{"file": path.name, "date": part["date"], "cpu": part["cpu"],
+                                "cores": part["cores"], "commit": part.get("commit")}
+                               for path, part in parts],
+               "runs": [runs[k] for k in sorted(runs)]}
+    results["summary"] = summary(results)
+    return results
+
+
+def write_merged(results: dict, no_readme: bool = False, out_dir: Path = HERE / "results") -> int:
+    """Write `merge`'s result as `<date>-tta-small-merged[-N].json` with its plot; the README's
+    table too when the merge holds every size and seed of tfidf, tutorial, transformers and bertclf."""
+    stem = f"{datetime.date.today().isoformat()}-tta-small-merged"
+    n = 1
+    while (out_dir / f"{stem}.json").exists():
+        n += 1
+        stem = f"{datetime.date.today().isoformat()}-tta-small-merged-{n}"
+    results["plot"] = f"bench/results/{stem}.png"
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    plot(results, out_dir / f"{stem}.png")
+    text = table(results)
+    print(text)
+    complete = all(len(results["summary"].get(name, {}).get(str(size), {}).get("seeds", [])) == len(SEEDS)
+                   for name in ("tfidf", "tutorial", "transformers", "bertclf") for size in SIZES)
+    if complete and not no_readme:
+        update_readme(text, "tta-small", "Small data")
+    return 0
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -95,9 +153,12 @@ def plot(results: dict, path: Path) -> None:
 
 def table(results: dict) -> str:
     sizes = sorted({int(s) for v in results["summary"].values() for s in v})
+    merged = results.get("merged_from")
+    files = ", ".join(f"`{m['file']}`" for m in merged or [])
+    source = f" Merged from {files}." if merged else ""
     lines = [f"Measured {results['date']} on {results['cpu']} ({results['cores']} cores): mean held-out "
              f"accuracy over seeds {results['seeds']} ({results['held_out']:,} IMDb reviews), each recipe "
-             f"given {MINUTES} minutes. Plot: `{results['plot']}`.", "",
+             f"given {MINUTES} minutes. Plot: `{results['plot']}`.{source}", "",
              "| contender | " + " | ".join(f"{s} labels" for s in sizes) + " |",
              "| --- |" + " --- |" * len(sizes)]
     for name, by_size in results["summary"].items():
@@ -120,7 +181,12 @@ def main() -> int:
                    help="bertclf's probe this many times too slow (above 1: pessimistic) or too fast")
     p.add_argument("--bertclf-flags", default="",
                    help='more app.train flags for the bertclf contenders, e.g. "--regime contrastive"')
+    p.add_argument("--merge", nargs="+", type=Path, metavar="RESULT",
+                   help="run nothing: merge these result files (partial runs) into one, with its plot and "
+                        "table (the README's too when every contender, size and seed is there)")
     args = p.parse_args()
+    if args.merge:
+        return write_merged(merge(args.merge), no_readme=args.no_readme)
     scratch = Path(args.scratch)
     folder, description = bench_data(scratch)
     if "IMDb" not in description:
@@ -141,7 +207,8 @@ def main() -> int:
     from app.model.encoders import ensure_offline_encoder, minilm_checkpoint
 
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-               "cpu": _cpu_name(), "cores": os.cpu_count(), "held_out": args.held_out, "sizes": args.sizes,
+               "cpu": _cpu_name(), "commit": code_commit(), "cores": os.cpu_count(),
+               "held_out": args.held_out, "sizes": args.sizes,
                "seeds": args.seeds, "minutes": MINUTES, "probe_error": args.probe_error,
                "bertclf_flags": args.bertclf_flags, "runs": []}
     out_dir = HERE / "results"

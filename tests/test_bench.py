@@ -7,6 +7,7 @@ checked here is what the harness makes of their results, on made-up figures.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,38 @@ def test_the_small_data_summary_averages_each_recipes_seeds_and_skips_failures(t
     assert "| tfidf | 70.00 % |" in text and "| bertclf | 90.00 % |" in text
     small.plot(results, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_small_data_bench_merges_partial_runs_and_keeps_runs_told_more_apart(tmp_path):
+    small = _load("tta_small")
+
+    def part(name, runs, **extra):
+        body = {"date": "2026-12-07T10:00:00", "cpu": "test CPU", "cores": 2, "held_out": 5000, "minutes": 10,
+                "commit": "abc1234", "runs": runs, **extra}
+        (tmp_path / name).write_text(json.dumps(body))
+        return tmp_path / name
+
+    first = part("a.json", [{"contender": "tfidf", "size": 64, "seed": 0, "accuracy": 0.6},
+                            {"contender": "tutorial", "size": 64, "seed": 0, "accuracy": 0.5}])
+    second = part("b.json", [{"contender": "tfidf", "size": 64, "seed": 0, "accuracy": 0.7},
+                             {"contender": "bertclf", "size": 64, "seed": 0, "accuracy": 0.8}])
+    told = part("c.json", [{"contender": "bertclf", "size": 1000, "seed": 0, "accuracy": 0.9}],
+                bertclf_flags="--regime contrastive")
+    merged = small.merge([first, second, told])
+    assert merged["summary"]["tfidf"]["64"]["seeds"] == [0.7]  # measured twice: the later file's
+    assert merged["summary"]["tutorial"]["64"]["seeds"] == [0.5]
+    assert merged["summary"]["bertclf"] == {"64": {"mean": 0.8, "seeds": [0.8]}}
+    assert merged["summary"]["bertclf (--regime contrastive)"]["1000"]["seeds"] == [0.9]
+    assert {r["source"] for r in merged["runs"]} == {"a.json", "b.json", "c.json"}
+    assert [m["commit"] for m in merged["merged_from"]] == ["abc1234"] * 3
+    small.write_merged(merged, no_readme=True, out_dir=tmp_path)
+    written = json.loads(next(tmp_path.glob("*-tta-small-merged.json")).read_text())
+    assert written["summary"] == merged["summary"] and next(tmp_path.glob("*-tta-small-merged.png"))
+    assert "Merged from `a.json`, `b.json`, `c.json`." in small.table(merged)
+
+    other = part("d.json", [], held_out=1000)
+    with pytest.raises(ValueError, match="d.json: held_out is 1000"):
+        small.merge([first, other])
 
 
 def test_the_ensemble_bench_counts_sure_encoder_answers_a_rule_dilutes_and_fits_rules_apart():
