@@ -131,8 +131,9 @@ def _calibration_figures(pred: Predictions, classes: Sequence[str], record: dict
         m = compute_metrics(pred.true, p, classes)
         return {"log_loss": m["log_loss"], "ece": m["ece"]}
 
+    why = {"why": record["why"]} if record.get("why") else {}
     return {"temperature": record.get("temperature"), "fitted_on": record.get("validation_examples"),
-            "before": figures(pred.raw_probabilities), "after": figures(pred.probabilities)}
+            "before": figures(pred.raw_probabilities), "after": figures(pred.probabilities), **why}
 
 
 def _calibration_sentence(report: dict) -> str:
@@ -141,6 +142,11 @@ def _calibration_sentence(report: dict) -> str:
         return ""
     parts = [f"{k.replace('_', ' ')} {c['before'][k]:.4f} before, {c['after'][k]:.4f} after"
              for k in ("ece", "log_loss") if k in c["before"]]
+    if c.get("why"):  # too few validation texts: T = 1
+        figures = ", ".join(f"{k.replace('_', ' ')} {c['after'][k]:.4f}" for k in ("ece", "log_loss")
+                            if k in c["after"])
+        return (f"Probabilities not calibrated ({c['why']}: {c['fitted_on']}; a larger --validation-split "
+                f"fits one): {figures}.")
     t = c["temperature"]
     shown = f"{t:.3g}" if isinstance(t, float | int) else "one a label"
     return (f"Probabilities calibrated by temperature scaling (T = {shown}, fitted on "

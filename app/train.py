@@ -724,20 +724,31 @@ def _accuracy(probabilities: np.ndarray, label_ids: np.ndarray) -> float:
 def calibrate(resolved: config_mod.RunConfig, dataset, probabilities, record: RunRecord):
     """The calibrated validation probabilities: the temperature (one a label for multi-label)
     with the lowest validation log loss (app.training.calibration), recorded (`calibration`) and applied by
-    the export; unchanged with `--calibration none`."""
+    the export; unchanged with `--calibration none`, or with fewer than `calibration.MIN_EXAMPLES`
+    validation texts (T = 1, and the record says why)."""
     from app.training import calibration
 
     if resolved.settings.calibration == "none":
         return probabilities
     true = dataset.label_ids("validation")
     multi = dataset.multi_label
-    # Rounded as recorded, so that the export applies what the thresholds were chosen with.
-    temperature = np.round(calibration.fit_temperature(probabilities, true, multi), 4)
+    few = len(true) < calibration.MIN_EXAMPLES
+    if few:  # T = 1: the probabilities as they are
+        temperature = np.ones(len(dataset.classes), np.float32) if multi else np.float32(1.0)
+    else:  # rounded as recorded, so that the export applies what the thresholds were chosen with
+        temperature = np.round(calibration.fit_temperature(probabilities, true, multi), 4)
     calibrated = calibration.apply_temperature(probabilities, temperature, multi)
     shown = ({c: float(t) for c, t in zip(dataset.classes, temperature, strict=True)} if multi
              else float(temperature))
-    record.add("calibration", method="temperature", validation_examples=int(len(true)), temperature=shown)
-    logger.info("calibration: temperature %s (fitted on %d validation examples)", shown, len(true))
+    why = ({"why": f"fewer than {calibration.MIN_EXAMPLES} validation texts to fit a temperature on"}
+           if few else {})
+    record.add("calibration", method="temperature", validation_examples=int(len(true)), temperature=shown,
+               **why)
+    if few:
+        logger.info("calibration: none (temperature 1): %d validation examples are too few to fit one on "
+                    "(at least %d)", len(true), calibration.MIN_EXAMPLES)
+    else:
+        logger.info("calibration: temperature %s (fitted on %d validation examples)", shown, len(true))
     return calibrated
 
 

@@ -51,3 +51,30 @@ def test_a_validation_split_without_mistakes_never_sharpens():
     assert calibration.fit_temperature(probabilities, np.array([0, 1, 0])) == 1.0
     multi = calibration.fit_temperature(np.array([[0.8], [0.3]]), np.array([[1], [0]]), multi_label=True)
     assert multi[0] == 1.0
+
+
+def test_a_run_with_too_few_validation_texts_keeps_its_probabilities_and_says_why():
+    from types import SimpleNamespace
+
+    from app import train
+    from app.record import RunRecord
+
+    rng = np.random.default_rng(0)
+    sure = np.eye(2)[rng.integers(0, 2, 200)] * 0.98 + 0.01  # overconfident: half of them wrong
+    labels = rng.integers(0, 2, 200)
+    resolved = SimpleNamespace(settings=SimpleNamespace(calibration="temperature"))
+
+    def run(n):
+        dataset = SimpleNamespace(classes=["neg", "pos"], multi_label=False,
+                                  label_ids=lambda split: labels[:n])
+        record = RunRecord()
+        return train.calibrate(resolved, dataset, sure[:n], record), record.calibration
+
+    few = calibration.MIN_EXAMPLES - 1
+    kept, why = run(few)
+    np.testing.assert_allclose(kept, sure[:few], atol=1e-6)
+    assert why["temperature"] == 1.0 and why["validation_examples"] == few
+    assert why["why"] == f"fewer than {calibration.MIN_EXAMPLES} validation texts to fit a temperature on"
+    cooled, fitted = run(200)
+    assert fitted["temperature"] > 2 and "why" not in fitted  # fitted: the model is cooled
+    assert cooled.max() < 0.9

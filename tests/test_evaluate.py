@@ -63,6 +63,21 @@ def test_the_report_says_how_the_model_trained(tmp_path):
     assert "Trained in 9.9 min (3 epoch(s), budget 10 min, stopped by it)." in fine_tuned
 
 
+def test_the_report_says_when_the_probabilities_were_not_calibrated_and_why():
+    from app.evaluate import _calibration_sentence
+
+    figures = {"ece": 0.031, "log_loss": 0.3}
+    unfitted = {"temperature": 1.0, "fitted_on": 20, "before": figures, "after": figures,
+                "why": "fewer than 50 validation texts to fit a temperature on"}
+    assert _calibration_sentence({"calibration": unfitted}) == (
+        "Probabilities not calibrated (fewer than 50 validation texts to fit a temperature on: 20; a larger "
+        "--validation-split fits one): ece 0.0310, log loss 0.3000.")
+    fitted = {**unfitted, "temperature": 1.5, "fitted_on": 200, "after": {"ece": 0.01, "log_loss": 0.25}}
+    del fitted["why"]
+    assert _calibration_sentence({"calibration": fitted}).startswith(
+        "Probabilities calibrated by temperature scaling (T = 1.5, fitted on 200 validation examples)")
+
+
 def test_single_predicted_class_and_missing_class_still_report(tmp_path):
     probs = np.array([[0.8, 0.1, 0.1]] * 4)
     report = write_report(_predictions([0, 1, 0, 1], probs), ["a", "b", "c"], tmp_path, model="m", data="d")

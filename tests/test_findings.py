@@ -51,6 +51,12 @@ def test_each_rule_names_its_number():
     worse = findings(_report(calibration={"temperature": 0.6, "fitted_on": 160, "before": {"ece": 0.026,
                      "log_loss": 0.108}, "after": {"ece": 0.028, "log_loss": 0.115}}))
     assert "It did not help here: fitted on 160 validation examples" in worse[0]
+    unfitted = findings(_report(calibration={"temperature": 1.0, "fitted_on": 20, "why": "fewer than 50",
+                                             "before": {"ece": 0.03, "log_loss": 0.3},
+                                             "after": {"ece": 0.03, "log_loss": 0.3}}))
+    assert unfitted == ["The probabilities are not calibrated: 20 validation examples are too few to fit a "
+                        "temperature on (expected calibration error 0.0300); a larger validation split "
+                        "(--validation-split) fits one."]
     assert "most surprising, t:7, is labelled pos and the model says neg (loss 4.20)" in text
     tie = findings(_report(baseline={"accuracy": 0.9, "seconds": 3, "name": "b"}))
     assert tie[0].startswith("The model ties the TF-IDF baseline (accuracy 0.9000")

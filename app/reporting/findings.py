@@ -104,7 +104,11 @@ def findings(report: dict, history=None) -> list[str]:
                    f"{top['label']} and the model says {top['model']} (loss {top['loss']:.2f}); the "
                    f"{len(surprising)} with the highest loss are quoted below: check their labels for noise.")
     c = report.get("calibration")
-    if c and "ece" in c["before"]:
+    if c and c.get("why") and "ece" in c["after"]:
+        out.append(f"The probabilities are not calibrated: {c['fitted_on']} validation examples are too few "
+                   f"to fit a temperature on (expected calibration error {c['after']['ece']:.4f}); a larger "
+                   "validation split (--validation-split) fits one.")
+    elif c and "ece" in c["before"]:
         worse = c["after"]["log_loss"] > c["before"]["log_loss"]
         advice = (f" It did not help here: fitted on {c.get('fitted_on', '?')} validation examples, the "
                   "temperature is uncertain; a larger validation split (--validation-split 0.2) fits it "
