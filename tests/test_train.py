@@ -183,12 +183,11 @@ def test_a_tables_columns_and_the_schedule_are_resolved_from_the_data(tiny_hub, 
     assert resolved.classes == ["neg", "pos"] and values.task == "single-label"
     assert resolved.schedule == {"steps_per_epoch": 5, "total_steps": 10, "warmup_steps": 1}
     data = train.data_record(resolved, dataset, lengths)
-    # 4 validation texts are too few to choose on (train.MIN_HELD_OUT): they are trained on too.
-    assert data["examples"] == {"train": 40, "validation": 4} and data["validation_trained"]
+    assert data["examples"] == {"train": 36, "validation": 4}
     assert data["over_seq_length"] == 0.0  # four words fit in 32 word pieces
-    assert dataset.sources == {"train": f"{tmp_path / 'reviews.csv'}, the validation split included",
+    assert dataset.sources == {"train": f"{tmp_path / 'reviews.csv'}, less the validation split",
                                "validation": f"4 examples of {tmp_path / 'reviews.csv'} held out "
-                                             "(stratified, seed 42), trained on too (fewer than 50)"}
+                                             "(stratified, seed 42)"}
 
 
 def test_seq_length_above_encoder_limit(tiny_hub, tiny_reviews, tmp_path):
