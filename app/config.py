@@ -149,8 +149,7 @@ class TrainConfig:
     label_columns: str | None = _field(None, "data", "multi-label: one 0/1 column per label, comma-"
                                        "separated (names, or indices without a header)", "none")
     validation_split: float = _field(0.1, "data", "share of the training data held out for validation "
-                                     "when the data has no validation split (stratified, seeded; for one "
-                                     "label a text, fewer than 50 texts are trained on too)")
+                                     "when the data has no validation split (stratified, seeded)")
     max_train_examples: int | None = _field(None, "data", "train on a stratified, seeded subset this large",
                                             "all")
     max_eval_examples: int | None = _field(None, "data", "validate and test on subsets this large", "all")

@@ -41,10 +41,6 @@ logger = logging.getLogger("app.train")
 
 # Token lengths for `--max-seq-length auto` and the budget planner come from this many texts.
 LENGTH_SAMPLE = 5000
-# A validation split of fewer texts than this, held out of the training data, is trained on too: the run
-# chooses neither the ensemble's rule nor a temperature on so few (app.model.ngram, app.training.calibration),
-# and 20 of 200 labels are worth more to the pairs, the head and the n-gram model than to the best epoch.
-MIN_HELD_OUT = 50
 
 
 @dataclasses.dataclass
@@ -248,13 +244,9 @@ def read_data(resolved: config_mod.RunConfig):
     table = data.TableFormat(c.text_column, c.label_column, c.header, c.label_names, c.text_pair_column,
                              c.task, c.label_separator, c.label_columns, c.format)
     dataset = data.load_dataset(c.data, c.test_data, table, c.validation_split, c.max_train_examples,
-                                c.max_eval_examples, c.seed, min_held_out=MIN_HELD_OUT)
+                                c.max_eval_examples, c.seed)
     for warning in dataset.warnings:
         logger.warning("data: %s", warning)
-    if dataset.validation_trained:
-        logger.info("validation: %d texts are too few to choose the ensemble or a temperature on (at "
-                    "least %d): they are trained on too, and validation figures are on texts the model saw",
-                    len(dataset.splits["validation"]), MIN_HELD_OUT)
     return dataset
 
 
@@ -509,9 +501,8 @@ def data_record(resolved: config_mod.RunConfig, dataset, lengths: np.ndarray) ->
     over = float(np.mean(np.asarray(lengths) + 2 > c.max_seq_length)) if len(lengths) else 0.0
     logger.info("at %d word pieces, %.0f %% of the training %s are cut (--truncation %s)", c.max_seq_length,
                 100 * over, "pairs" if dataset.splits["train"].pairs is not None else "texts", c.truncation)
-    trained_on = {"validation_trained": True} if dataset.validation_trained else {}
     return {"examples": {name: len(split) for name, split in dataset.splits.items()},
-            "over_seq_length": round(over, 4), **trained_on}
+            "over_seq_length": round(over, 4)}
 
 
 def training_record(started: float, deadline, history) -> dict:

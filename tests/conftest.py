@@ -292,12 +292,10 @@ def run_tiny(tiny_hub: Path, data: Path, tmp: Path, **flags):
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     cfg = config.build_config(parser.parse_args(tiny_train_args(tiny_hub, data, tmp, **flags)))
-    # A tiny run validates on about 20 texts, too few to hold out (train.MIN_HELD_OUT) or to fit a
-    # temperature on (calibration.MIN_EXAMPLES): it does both all the same, so that the tests see a
-    # validation split apart from training and the export apply a temperature.
+    # A tiny run validates on about 20 texts, too few for a temperature (calibration.MIN_EXAMPLES):
+    # it fits one all the same, so that the tests see the export apply one.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("app.training.calibration.MIN_EXAMPLES", 10)
-        patch.setattr("app.train.MIN_HELD_OUT", 0)
         return train.run(cfg), cfg
 
 

@@ -70,24 +70,6 @@ def test_validation_split_is_stratified_and_seeded(acl_tree):
     assert not set(a.splits["validation"].ids) & set(a.splits["train"].ids)
 
 
-def test_a_validation_split_too_small_to_choose_on_is_trained_on_too(acl_tree, tmp_path):
-    held = data.load_dataset(str(acl_tree), validation_split=0.25, seed=1)
-    both = data.load_dataset(str(acl_tree), validation_split=0.25, seed=1, min_held_out=7)
-    assert not held.validation_trained and both.validation_trained
-    assert both.splits["validation"].ids == held.splits["validation"].ids  # the same 6 texts
-    every = held.splits["train"].ids + held.splits["validation"].ids
-    assert sorted(both.splits["train"].ids) == sorted(every)
-    assert both.sources["validation"].endswith(", trained on too (fewer than 7)")
-    assert both.sources["train"].endswith(", the validation split included")
-    kept = data.load_dataset(str(acl_tree), validation_split=0.25, seed=1, min_held_out=6)  # 6 are enough
-    assert not kept.validation_trained and len(kept.splits["train"]) == 18
-    # Label sets keep it apart: their thresholds are chosen on validation, whatever its size.
-    rows = [{"text": f"text {i}", "labels": [["a"], ["b"]][i % 2]} for i in range(40)]
-    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tags = data.load_dataset(str(tmp_path / "t.jsonl"), validation_split=0.25, min_held_out=50)
-    assert not tags.validation_trained and len(tags.splits["train"]) == 30
-
-
 def test_max_examples_take_stratified_subsets(acl_tree):
     ds = data.load_dataset(str(acl_tree), validation_split=0.2, max_train_examples=10,
                            max_eval_examples=4)

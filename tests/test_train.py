@@ -357,14 +357,3 @@ def test_single_label_flags_are_refused_for_multi_label_data(tiny_hub, tmp_path,
                                                     label_column="1", label_separator=",", **dict([flag])))
     assert_clear_failure(proc, message)
     assert not (tmp_path / "models").exists()
-
-
-def test_a_validation_split_trained_on_is_one_the_run_chooses_nothing_on():
-    from app import train
-    from app.model import ngram
-    from app.training import calibration
-
-    # Below MIN_HELD_OUT validation texts are trained on too; that is sound only where neither the
-    # ensemble's rule nor a temperature would be chosen on them.
-    assert 0 < train.MIN_HELD_OUT <= min(ngram.MIN_CHOOSING_EXAMPLES, calibration.MIN_EXAMPLES)
-

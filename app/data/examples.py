@@ -66,8 +66,6 @@ class Dataset:
     multi_label: bool = False  # each example has a set of labels (any number, none included)
     # Where each split came from, as a person would say it ("heldout.csv", "10 % of ... held out").
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
-    # The validation split's texts are in train too (`load_dataset`'s `min_held_out`).
-    validation_trained: bool = False
 
     def label_ids(self, split: str) -> np.ndarray:
         """Class indices `[n]` (int32), or for multi-label data a 0/1 matrix `[n, classes]`

@@ -76,21 +76,17 @@ def load_dataset(
     max_train_examples: int | None = None,
     max_eval_examples: int | None = None,
     seed: int = 42,
-    min_held_out: int = 0,
 ) -> Dataset:
     """`read_dataset`, then the splits a run uses: train, validation and (if any) test.
 
     Without a validation split in the data, a stratified, seeded `validation_split` of train is
-    held out; for one label a text, one of fewer than `min_held_out` texts is trained on too (a
-    run chooses nothing on so few: its labels are worth more to training), and the sources say so.
-    `max_*_examples` take stratified, seeded subsets for quick runs.
+    held out. `max_*_examples` take stratified, seeded subsets for quick runs.
     """
     dataset = read_dataset(data, test_data, table)
     splits, classes, sources = dict(dataset.splits), dataset.classes, dict(dataset.sources)
     notes = Notes()
     notes.messages = list(dataset.warnings)
     train = splits["train"]
-    trained_on = False
     if max_train_examples and max_train_examples < len(train):
         train, _ = stratified_subset(train, max_train_examples, seed)
         sources["train"] += f", a stratified sample of {len(train)}"
@@ -102,16 +98,10 @@ def load_dataset(
         if n_val >= len(train):
             raise DataError(f"--data {data}: {len(train)} training examples are too few to hold out "
                             f"a validation split")
-        val, rest = stratified_subset(train, n_val, seed)
+        val, train = stratified_subset(train, n_val, seed)
         splits["validation"] = val
         sources["validation"] = f"{n_val} examples of {sources['train']} held out (stratified, seed {seed})"
-        if n_val < min_held_out and not dataset.multi_label:
-            trained_on = True
-            sources["validation"] += f", trained on too (fewer than {min_held_out})"
-            sources["train"] += ", the validation split included"
-        else:
-            train = rest
-            sources["train"] += ", less the validation split"
+        sources["train"] += ", less the validation split"
     splits["train"] = train
     if max_eval_examples:
         for name in ("validation", "test"):
@@ -125,4 +115,4 @@ def load_dataset(
     ordered = {k: splits[k] for k in ("train", "validation", "test") if k in splits}
     logger.info("classes %s; examples %s", classes, {k: len(v) for k, v in ordered.items()})
     return Dataset(classes, ordered, notes.messages, dataset.columns, dataset.multi_label,
-                   {k: sources[k] for k in ordered}, validation_trained=trained_on)
+                   {k: sources[k] for k in ordered})
