@@ -518,12 +518,13 @@ def training_record(started: float, deadline, history) -> dict:
 
 def after_fit_record(encoder_validation: np.ndarray | None, fitted: float, passed: float) -> dict:
     """What the work after fit took (a budget reserves one validation pass for it): the encoder's
-    pass over the validation split, then the ensemble, calibration and thresholds."""
+    pass over the validation split, then the ensemble (and self-training), calibration and thresholds."""
     if encoder_validation is None:
         return {}
     now = time.monotonic()
-    logger.info("after fit: the encoder on %d validation texts in %.1f s, then the ensemble, calibration "
-                "and thresholds in %.1f s", len(encoder_validation), passed - fitted, now - passed)
+    logger.info("after fit: the encoder on %d validation texts in %.1f s, then the ensemble (and "
+                "self-training), calibration and thresholds in %.1f s", len(encoder_validation),
+                passed - fitted, now - passed)
     return {"validation_pass_seconds": round(passed - fitted, 1),
             "after_pass_seconds": round(now - passed, 1)}
 
