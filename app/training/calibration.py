@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 BOUNDS = (0.05, 20.0)  # a temperature outside is a sign of too few validation examples
-# Below this many validation texts no temperature is fitted (T = 1): fitted on 20 IMDb reviews it
-# made the held-out ECE worse in two seeds of three (0.026 to 0.128, 0.017 to 0.073), where on 100
-# it brought 0.17 down to 0.02 (bench/results/2026-12-07-tta-small-vm-8.json, -vm-10.json).
+# Below this many validation texts no temperature is fitted (T = 1): one fitted on a few dozen
+# follows those texts, and left held-out probabilities less calibrated than none
+# (bench/results/2026-12-07-tta-small-vm-8.json against -vm-10.json's 100 texts, where it helped).
 MIN_EXAMPLES = 50
 _EPS = 1e-7
 
