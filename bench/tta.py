@@ -133,6 +133,17 @@ def bertclf(train_csv: Path, heldout_csv: Path, minutes: float, scratch: Path,
             "command_seconds": time.perf_counter() - start}
 
 
+def free_stem(out_dir: Path, name: str) -> str:
+    """`<date>-NAME`, or `<date>-NAME-N` with the first N whose JSON is not yet in `out_dir`: a
+    result file per run, none overwritten."""
+    first = stem = f"{datetime.date.today().isoformat()}-{name}"
+    n = 1
+    while (out_dir / f"{stem}.json").exists():
+        n += 1
+        stem = f"{first}-{n}"
+    return stem
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -215,11 +226,7 @@ def main() -> int:
                "train_examples": 25000 - HELD_OUT, "contenders": {}}
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}"
-    n = 1
-    while (out_dir / f"{stem}.json").exists():
-        n += 1
-        stem = f"{datetime.date.today().isoformat()}-tta-{platform.node()}-{n}"
+    stem = free_stem(out_dir, f"tta-{platform.node()}")
     results["plot"] = f"bench/results/{stem}.png"
     tf_worker = [sys.executable, str(HERE / "tf_worker.py")]
     csvs = ["--train-csv", str(train_csv), "--test-csv", str(heldout_csv),

@@ -36,7 +36,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from run import PLAIN_TF, _cpu_name, bench_data, code_commit, worker  # noqa: E402
-from tta import HELD_OUT, bertclf, save_plot, split_imdb, tfidf, update_readme  # noqa: E402
+from tta import HELD_OUT, bertclf, free_stem, save_plot, split_imdb, tfidf, update_readme  # noqa: E402
 
 SIZES = (64, 200, 1000)
 SEEDS = (0, 1, 2)
@@ -114,11 +114,7 @@ def merge(paths: list[Path]) -> dict:
 def write_merged(results: dict, no_readme: bool = False, out_dir: Path = HERE / "results") -> int:
     """Write `merge`'s result as `<date>-tta-small-merged[-N].json` with its plot; the README's
     table too when the merge holds every size and seed of tfidf, tutorial, transformers and bertclf."""
-    stem = f"{datetime.date.today().isoformat()}-tta-small-merged"
-    n = 1
-    while (out_dir / f"{stem}.json").exists():
-        n += 1
-        stem = f"{datetime.date.today().isoformat()}-tta-small-merged-{n}"
+    stem = free_stem(out_dir, "tta-small-merged")
     results["plot"] = f"bench/results/{stem}.png"
     (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
     plot(results, out_dir / f"{stem}.png")
@@ -212,11 +208,7 @@ def main() -> int:
                "seeds": args.seeds, "minutes": MINUTES, "probe_error": args.probe_error,
                "bertclf_flags": args.bertclf_flags, "runs": []}
     out_dir = HERE / "results"
-    stem = f"{datetime.date.today().isoformat()}-tta-small-{platform.node()}"
-    n = 1
-    while (out_dir / f"{stem}.json").exists():
-        n += 1
-        stem = f"{datetime.date.today().isoformat()}-tta-small-{platform.node()}-{n}"
+    stem = free_stem(out_dir, f"tta-small-{platform.node()}")
     results["plot"] = f"bench/results/{stem}.png"
     started = time.perf_counter()
     hub_style = None
