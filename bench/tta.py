@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -176,7 +177,9 @@ def save_plot(fig, ax, path: Path) -> None:
 def table(results: dict) -> str:
     lines = [f"Measured {results['date']} on {results['cpu']} ({results['cores']} cores): "
              f"{results['train_examples']:,} IMDb train reviews to train on, {HELD_OUT:,} held out "
-             f"(seeded, stratified). Plot: `{results['plot']}`.", "",
+             f"(seeded, stratified)"
+             + (f"; bertclf told `{results['bertclf_flags']}`" if results.get("bertclf_flags") else "")
+             + f". Plot: `{results['plot']}`.", "",
              "| contender | held-out accuracy | training minutes | trained on |", "| --- | --- | --- | --- |"]
     for name, r in results["contenders"].items():
         if "accuracy" not in r:
@@ -210,6 +213,9 @@ def main() -> int:
     p.add_argument("--no-readme", action="store_true", help="leave bench/README.md as it is")
     p.add_argument("--probe-error", type=float, default=1.0,
                    help="bertclf plans with its cached probe's cost times this (1.7: a pessimistic probe)")
+    p.add_argument("--bertclf-flags", default="",
+                   help="more app.train flags for bertclf's runs (a lever measured at equal time), e.g. "
+                        "'--learning-rate 5e-5'")
     args = p.parse_args()
     scratch = Path(args.scratch)
     folder, description = bench_data(scratch)
@@ -223,6 +229,7 @@ def main() -> int:
     started = time.perf_counter()
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
                "cpu": _cpu_name(), "commit": code_commit(), "cores": os.cpu_count(), "held_out": HELD_OUT,
+               "bertclf_flags": args.bertclf_flags,
                "train_examples": 25000 - HELD_OUT, "contenders": {}}
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
@@ -245,7 +252,8 @@ def main() -> int:
                         "--data", str(train_csv.parent), *csvs], timeout=3600)
         else:
             ensure_offline_encoder()
-            r = bertclf(train_csv, heldout_csv, float(name.split("-")[1]), scratch, args.probe_error)
+            r = bertclf(train_csv, heldout_csv, float(name.split("-")[1]), scratch, args.probe_error,
+                        flags=shlex.split(args.bertclf_flags))
         results["contenders"][name] = r
         print(f"[tta] {name}: {json.dumps(r)[:300]}", flush=True)
         # After each contender, so that an interrupted run keeps what it measured.
@@ -255,7 +263,7 @@ def main() -> int:
     (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2))
     text = table(results)
     print(text)
-    if not args.no_readme and not args.only and args.probe_error == 1.0:
+    if not args.no_readme and not args.only and args.probe_error == 1.0 and not args.bertclf_flags:
         update_readme(text)
     return 0
 
