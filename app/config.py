@@ -213,6 +213,9 @@ class TrainConfig:
                                                      "the classifier head's learning rate is the peak rate "
                                                      "times this (the encoder's stays at --learning-rate)",
                                                      f"1; {MULTI_LABEL_HEAD_FACTOR:g} for multi-label data")
+    layer_decay: float = _field(1.0, "optimisation",
+                                "layer-wise learning-rate decay: encoder layer i of L trains at the rate "
+                                "times this ** (L - 1 - i), the embeddings at this ** L; 1 turns it off")
     warmup_fraction: float = _field(0.1, "optimisation", "share of the steps warming the learning rate up "
                                     "from 0; then it decays linearly to 0")
     weight_decay: float = _field(0.01, "optimisation", "AdamW weight decay (not on layer norms and biases)")
@@ -283,6 +286,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad("learning-rate", cfg.learning_rate, "must be in (0, 1)")
     if cfg.head_learning_rate_factor is not None and not 0 < cfg.head_learning_rate_factor <= 1000:
         bad("head-learning-rate-factor", cfg.head_learning_rate_factor, "must be in (0, 1000]")
+    if not 0 < cfg.layer_decay <= 1:
+        bad("layer-decay", cfg.layer_decay, "must be in (0, 1]")
     if not 0 <= cfg.warmup_fraction < 1:
         bad("warmup-fraction", cfg.warmup_fraction, "must be in [0, 1)")
     if not 0 <= cfg.weight_decay < 1:

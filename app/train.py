@@ -192,10 +192,11 @@ def resolve(cfg: config_mod.TrainConfig):
     logger.info("strategy %s with %d replica(s): %s", hardware.strategy, hardware.replicas, why)
     resolved = config_mod.resolve(cfg, hardware, encoders.resolve)
     c = resolved.settings
-    logger.info("encoder %s (%s, %s); batch %d, learning rate %g, seq length %s, precision %s, "
+    logger.info("encoder %s (%s, %s); batch %d, learning rate %g%s, seq length %s, precision %s, "
                 "jit_compile %s, CPU fusion %s, length buckets %s", resolved.encoder.name,
                 resolved.encoder.implementation or "TF Hub", resolved.encoder.compute_dtype, c.batch_size,
-                c.learning_rate, c.max_seq_length or "auto", c.mixed_precision, c.jit_compile,
+                c.learning_rate, f" (layer decay {c.layer_decay:g})" if c.layer_decay != 1 else "",
+                c.max_seq_length or "auto", c.mixed_precision, c.jit_compile,
                 c.cpu_fusion if resolved.cpu_fusion else "off", c.length_buckets)
     logger.info("resolved config:\n%s", resolved.to_json())
     tf.keras.utils.set_random_seed(c.seed)
@@ -573,7 +574,7 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     encoded = {k: v.numpy() for k, v in tokenizer(list(train.texts)).items()}
     with runtime.cpu_fusion(resolved.cpu_fusion):
         done = contrastive.train_encoder(model, strategy, encoded, labels, pairs, c.seed,
-                                         weight_decay=c.weight_decay, **timing)
+                                         weight_decay=c.weight_decay, layer_decay=c.layer_decay, **timing)
         embeddings = contrastive.embedder(model).predict(encoded, batch_size=c.batch_size, verbose=0)
     return {**done, **contrastive.fit_head(model, embeddings, labels, c.seed)}
 
@@ -817,7 +818,7 @@ def compile_model(model, resolved: config_mod.RunConfig, strategy, total_steps: 
         head_factor = c.head_learning_rate_factor or 1.0  # (a probe's model, before the task is known: 1)
         factors = {f"{HEAD_LAYER}/": head_factor} if head_factor != 1 else None
         optimizer = create_optimizer(c.learning_rate, total_steps, c.warmup_fraction, c.weight_decay,
-                                     c.clip_norm, clock, factors, warmup_steps)
+                                     c.clip_norm, clock, factors, warmup_steps, c.layer_decay)
         if multi_label:
             weights = [resolved.class_weights.get(name, 1.0) for name in resolved.classes]
             loss = (LabelWeightedBinaryCrossentropy(weights) if any(w != 1.0 for w in weights)

@@ -41,6 +41,7 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--learning-rate", "2"], "--learning-rate must be in (0, 1)"),
     (["--head-learning-rate-factor", "0"], "--head-learning-rate-factor must be in (0, 1000], got 0.0"),
+    (["--layer-decay", "1.5"], "--layer-decay must be in (0, 1], got 1.5"),
     (["--truncation", "middle"], "--truncation must be one of"),
     (["--validation-split", "1.5"], "--validation-split must be in (0, 1)"),
     (["--strategy", "gpu-cluster"], "--strategy must be one of"),

@@ -72,3 +72,34 @@ def test_learning_rate_factors_scale_the_step_of_the_named_variables_only():
     np.testing.assert_allclose(1.0 - head.numpy(), 0.05, rtol=1e-3)
     np.testing.assert_allclose(1.0 - encoder.numpy(), 0.01, rtol=1e-3)
     assert opt.get_config()["learning_rate_factors"] == {"classifier/": 5.0}
+
+
+def test_layer_decay_slows_the_lower_layers_and_the_embeddings_only():
+    from app.training.optimization import create_optimizer, layer_factor
+
+    names = ["bert_encoder/embeddings/word", "bert_encoder/layer_0/query/kernel",
+             "bert_encoder/layer_1/query/kernel", "bert_encoder/pooler/kernel", "classifier/kernel"]
+    variables = [tf.Variable([1.0, 1.0], name=n) for n in names]
+    opt = create_optimizer(0.01, total_steps=10, warmup_fraction=0.0, weight_decay=0.0, layer_decay=0.5)
+    opt.apply_gradients([(tf.ones(2), v) for v in variables])
+    # Two layers: the top one at the full rate, the one under it at half, the embeddings at a quarter.
+    np.testing.assert_allclose([1.0 - v.numpy()[0] for v in variables],
+                               [0.0025, 0.005, 0.01, 0.01, 0.01], rtol=1e-3)
+    assert opt.get_config()["layer_decay"] == 0.5
+    # TF-Hub's BERT encoders name their layers transformer/layer_N and their tables *_embeddings.
+    assert layer_factor("transformer/layer_10/intermediate/kernel:0", 12, 0.9) == pytest.approx(0.9)
+    assert layer_factor("word_embeddings/embeddings:0", 12, 0.9) == pytest.approx(0.9 ** 12)
+    assert layer_factor("transformer/layer_0/intermediate/kernel:0", 12, 1.0) == 1.0
+
+
+def test_layer_decay_finds_the_layers_of_the_hub_encoder_inside_the_classifier(tiny_hub):
+    from app.training.optimization import create_optimizer, layer_factor
+    from tests.conftest import tiny_classifier
+
+    model, _ = tiny_classifier(tiny_hub)
+    opt = create_optimizer(0.01, total_steps=10, layer_decay=0.8)
+    opt.build(model.trainable_variables)
+    assert opt._layers == 2  # the tiny encoder's
+    factors = {v.name: layer_factor(v.name, opt._layers, 0.8) for v in model.trainable_variables}
+    assert sorted(set(factors.values())) == pytest.approx([0.64, 0.8, 1.0])
+    assert all(f == pytest.approx(0.64) for n, f in factors.items() if "embedding" in n)

@@ -161,7 +161,8 @@ def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.n
 def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.ndarray], label_ids: np.ndarray,
                   pairs: int, seed: int, seconds: float | None = None, learning_rate: float = LEARNING_RATE,
                   batch_size: int = BATCH_SIZE, weight_decay: float = 0.01, after_seconds: float = 0.0,
-                  pair_seconds: float | None = None, expected_pairs: int | None = None) -> dict:
+                  pair_seconds: float | None = None, expected_pairs: int | None = None,
+                  layer_decay: float = 1.0) -> dict:
     """Train the classifier's encoder on `pairs` contrastive pairs of the training texts (their
     `encoded` encoder inputs), one pass, the cosine's squared error to same (1) or not (0). With
     `seconds` (a time budget's), `StopAt` ends it then, moved by how the steps' pace compares with
@@ -178,7 +179,7 @@ def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.nd
         clock = None if seconds is None else tf.Variable(0.0, trainable=False, name="pairs_clock")
         model = siamese(embedder(classifier))
         model.compile(optimizer=create_optimizer(learning_rate, steps, weight_decay=weight_decay, clock=clock,
-                                                 warmup_steps=min(warmup, steps)),
+                                                 warmup_steps=min(warmup, steps), layer_decay=layer_decay),
                       loss=tf.keras.losses.MeanSquaredError())
     stop = StopAt(seconds if seconds is not None else float("inf"), after_seconds,
                   pair_seconds * batch_size if pair_seconds else None, clock)

@@ -6,6 +6,8 @@ Written on `tf_keras.optimizers.AdamW` because tf-models-official (which has thi
 
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 
 # Layer norms and biases are not decayed (Loshchilov & Hutter; the original BERT recipe).
@@ -63,19 +65,30 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
 
     `learning_rate_factors` ({variable-name prefix: factor}) scale the rate of the variables whose
     names start with a prefix: a freshly initialised head can learn faster than the pre-trained
-    encoder under it.
+    encoder under it. `layer_decay` below 1 is layer-wise learning-rate decay (Howard & Ruder 2018;
+    ELECTRA): the lower layers, which hold the most general features, move less (`layer_factor`).
     """
 
-    def __init__(self, *args, learning_rate_factors: dict[str, float] | None = None, **kwargs):
+    def __init__(self, *args, learning_rate_factors: dict[str, float] | None = None, layer_decay: float = 1.0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.learning_rate_factors = {str(k): float(v) for k, v in (learning_rate_factors or {}).items()}
+        self.layer_decay = float(layer_decay)
+        self._layers = 0
+
+    def build(self, var_list):
+        super().build(var_list)
+        indices = [layer_index(v.name) for v in var_list]
+        self._layers = 1 + max((i for i in indices if i is not None), default=-1)
 
     def _factor(self, variable) -> float:
         name = variable.name
-        return next((f for prefix, f in self.learning_rate_factors.items() if name.startswith(prefix)), 1.0)
+        factor = next((f for prefix, f in self.learning_rate_factors.items() if name.startswith(prefix)), 1.0)
+        return factor * layer_factor(name, self._layers, self.layer_decay)
 
     def get_config(self):
-        return {**super().get_config(), "learning_rate_factors": self.learning_rate_factors}
+        return {**super().get_config(), "learning_rate_factors": self.learning_rate_factors,
+                "layer_decay": self.layer_decay}
 
     def update_step(self, gradient, variable):
         if isinstance(gradient, tf.IndexedSlices):
@@ -94,6 +107,28 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
             epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
 
 
+_LAYER = re.compile(r"(?:^|/)layer_(\d+)/")
+
+
+def layer_index(name: str) -> int | None:
+    """The transformer layer a variable belongs to (`.../layer_3/...`, as in TF-Hub's BERT
+    encoders and the offline one), else None."""
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def layer_factor(name: str, layers: int, decay: float) -> float:
+    """The learning-rate factor of variable `name` in an encoder of `layers` layers: decay ** (layers
+    - 1 - i) in layer i (the top layer trains at the full rate), decay ** layers for the embeddings,
+    1 for what is above the layers (pooler, head)."""
+    if decay == 1.0 or not layers:
+        return 1.0
+    index = layer_index(name)
+    if index is not None:
+        return decay ** max(0, layers - 1 - index)
+    return decay ** layers if "embedding" in name else 1.0
+
+
 def create_optimizer(
     learning_rate: float,
     total_steps: int,
@@ -103,9 +138,11 @@ def create_optimizer(
     clock: tf.Variable | None = None,
     learning_rate_factors: dict[str, float] | None = None,
     warmup_steps: int | None = None,
+    layer_decay: float = 1.0,
 ) -> tf.keras.optimizers.Optimizer:
-    """Build inside `strategy.scope()`, like the model. `learning_rate_factors`: `FusedAdamW`'s;
-    `warmup_steps` (default: `warmup_fraction` of the steps) when fewer steps are expected than planned.
+    """Build inside `strategy.scope()`, like the model. `learning_rate_factors` and `layer_decay`:
+    `FusedAdamW`'s; `warmup_steps` (default: `warmup_fraction` of the steps) when fewer steps are
+    expected than planned.
 
     Keras compiles the AdamW updates with XLA itself when it sees a GPU; on CPUs compiling them
     bought nothing, so each variable's step runs as one fused TensorFlow kernel (`FusedAdamW`).
@@ -121,6 +158,7 @@ def create_optimizer(
         epsilon=1e-6,
         global_clipnorm=clip_norm,
         learning_rate_factors=learning_rate_factors,
+        layer_decay=layer_decay,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
