@@ -99,7 +99,7 @@ def test_layer_decay_finds_the_layers_of_the_hub_encoder_inside_the_classifier(t
     model, _ = tiny_classifier(tiny_hub)
     opt = create_optimizer(0.01, total_steps=10, layer_decay=0.8)
     opt.build(model.trainable_variables)
-    assert opt._layers == 2  # the tiny encoder's
-    factors = {v.name: layer_factor(v.name, opt._layers, 0.8) for v in model.trainable_variables}
+    assert opt.encoder_layers == 2  # the tiny encoder's
+    factors = {v.name: layer_factor(v.name, opt.encoder_layers, 0.8) for v in model.trainable_variables}
     assert sorted(set(factors.values())) == pytest.approx([0.64, 0.8, 1.0])
     assert all(f == pytest.approx(0.64) for n, f in factors.items() if "embedding" in n)

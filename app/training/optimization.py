@@ -74,17 +74,17 @@ class FusedAdamW(tf.keras.optimizers.AdamW):
         super().__init__(*args, **kwargs)
         self.learning_rate_factors = {str(k): float(v) for k, v in (learning_rate_factors or {}).items()}
         self.layer_decay = float(layer_decay)
-        self._layers = 0
+        self.encoder_layers = 0  # found in `build`, from the variables' names
 
     def build(self, var_list):
         super().build(var_list)
         indices = [layer_index(v.name) for v in var_list]
-        self._layers = 1 + max((i for i in indices if i is not None), default=-1)
+        self.encoder_layers = 1 + max((i for i in indices if i is not None), default=-1)
 
     def _factor(self, variable) -> float:
         name = variable.name
         factor = next((f for prefix, f in self.learning_rate_factors.items() if name.startswith(prefix)), 1.0)
-        return factor * layer_factor(name, self._layers, self.layer_decay)
+        return factor * layer_factor(name, self.encoder_layers, self.layer_decay)
 
     def get_config(self):
         return {**super().get_config(), "learning_rate_factors": self.learning_rate_factors,
