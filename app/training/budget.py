@@ -62,7 +62,9 @@ VALIDATION_SHARE = 0.1
 # follows them are estimated to need; it takes the best-rated length that still fits this many
 # pairs (or every pair the regime asks for, when fewer), else the one with the most pairs: SetFit's
 # recipe asks for pairs before length (on 64 IMDb reviews 40 pairs a text at 256 word pieces beat
-# 20 at 512), and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs.
+# 20 at 512), and the accuracy model, fitted on fine-tuning runs, knows nothing of pairs. On 200
+# reviews the length it took (256 on a Xeon) beat both 128 (more pairs) and 384 (longer texts):
+# docs/time-budget.md, "Levers measured and not adopted".
 CONTRASTIVE_MIN_PAIRS = 2700
 # A pair's two texts take less than two training examples' time (one optimizer update for 32
 # texts, no softmax head): 1.39 to 1.55 measured in budgeted IMDb runs at 256 and 384 word pieces
