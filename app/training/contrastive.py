@@ -39,7 +39,7 @@ PAIRS_PER_EXAMPLE = 20  # SetFit's R: pairs formed with each training text (half
 # more pairs at 256 word pieces beat 20 a text at 512 in the same time.
 MAX_PAIRS_PER_EXAMPLE = 60
 MAX_PAIRS = 4000  # without a time budget: the pairs of 200 texts, at most
-LEARNING_RATE = 2e-5  # SetFit's rate for the encoder body
+LEARNING_RATE = 2e-5  # SetFit's rate for the encoder body; twice it was no better (docs/time-budget.md)
 BATCH_SIZE = 16  # pairs a step
 HEAD_C = 1.0  # the logistic head's inverse L2 strength (on unit-length embeddings)
 
