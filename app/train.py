@@ -92,6 +92,10 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
         ngram_fit.validation_known = ngram.known(ngram_fit.model, dataset.splits["validation"].texts)
     model, clock = build_model(resolved, strategy, len(resolved.classes), resolved.schedule["total_steps"],
                                dataset.multi_label, label_priors(dataset), resolved.schedule["warmup_steps"])
+    # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass (and
+    # before the contrastive pairs, which get the time left).
+    after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
+    encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
     if c.regime == "contrastive":
         if not fit.has_backup(run_dir):  # (a resumed run's backup holds what it trained)
             record.add("contrastive", **pretrain_contrastive(model, tokenizer, strategy, dataset, resolved,
@@ -101,9 +105,6 @@ def _run(strategy, resolved: config_mod.RunConfig, callbacks: list | None) -> Ru
         model.get_layer("encoder").trainable = False
         clock = compile_model(model, resolved, strategy, resolved.schedule["total_steps"],
                               dataset.multi_label, resolved.schedule["warmup_steps"])
-    # Traced and run once now, inside the budget's clock, so the pass after fit costs one pass.
-    after_fit = ngram_fit is not None or dataset.multi_label or c.calibration != "none"
-    encoder = validation_encoder(model, tokenizer, dataset) if after_fit else None
     deadline = None
     if c.time_budget:  # after fit, one pass over the validation split for the weight, temperature, thresholds
         deadline = budget.deadline(resolved.plan, c.time_budget, started, c.epochs, clock,
@@ -549,9 +550,10 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     """The contrastive regime's first stage (app.training.contrastive): the encoder trained on
     pairs of training texts, then the head started at a logistic regression on their embeddings.
     A budget's plan gives the pairs their time, up to what the rest of the run (estimated from
-    `started` on) needs, planning up to `MAX_PAIRS_PER_EXAMPLE` a text; `HEADROOM` times that many
-    are drawn and `StopAt`, not their count, ends them at their time, so a machine faster than its
-    probe trains on until the budget is spent. Without a budget:
+    `started` on, and the start-ups after them as their own first step measures them) needs,
+    planning up to `MAX_PAIRS_PER_EXAMPLE` a text; `HEADROOM` times that many are drawn and
+    `StopAt`, not their count, ends them at their time, so a machine faster than its probe trains
+    on until the budget is spent. Without a budget:
     `PAIRS_PER_EXAMPLE` a text, at most `MAX_PAIRS`."""
     from app.training import budget, contrastive
 
@@ -560,12 +562,9 @@ def pretrain_contrastive(model, tokenizer, strategy, dataset, resolved: config_m
     labels = dataset.label_ids("train")
     timing = {}
     if c.time_budget:
-        plan, total = resolved.plan, c.time_budget * 60
-        expected = plan["contrastive_pairs"]
-        pairs = int(budget.HEADROOM * contrastive.MAX_PAIRS_PER_EXAMPLE * len(train)) if expected else 0
-        after = total - plan["startup_seconds"] - plan["contrastive_seconds"]
-        timing = {"seconds": total - (time.monotonic() - started) - after, "after_seconds": after,
-                  "pair_seconds": plan["contrastive_pair_seconds"], "expected_pairs": expected}
+        timing = budget.pairs_timing(resolved.plan, c.time_budget, started)
+        pairs = (int(budget.HEADROOM * contrastive.MAX_PAIRS_PER_EXAMPLE * len(train))
+                 if timing["expected_pairs"] else 0)
     else:
         pairs = min(contrastive.PAIRS_PER_EXAMPLE * len(train), contrastive.MAX_PAIRS)
     if pairs < 1:

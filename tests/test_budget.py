@@ -328,8 +328,17 @@ def test_the_contrastive_regime_gives_its_pairs_what_the_head_and_validations_le
     assert plan.contrastive_pair_seconds == pytest.approx(per_pair, rel=1e-3)
     # The head (an embedding pass and MAX_EPOCHS epochs on the frozen encoder) and the validations
     # (one an epoch and the ensemble's) are paid for; the pairs get the rest, not a fixed share.
-    rest = (1 + budget.MAX_EPOCHS) * 200 * forward + (budget.MAX_EPOCHS + 1) * 20 * forward
+    # So are the start-ups between the pairs and the head (which do not scale with the pairs' pace).
+    passes = (1 + budget.MAX_EPOCHS) * 200 * forward + (budget.MAX_EPOCHS + 1) * 20 * forward
+    rest = passes + budget.AFTER_PAIRS_STARTUPS * THROUGHPUT.startup
     assert plan.contrastive_seconds == pytest.approx(available - rest, abs=0.1)
+    assert plan.contrastive_after_seconds == pytest.approx(passes, abs=0.1)
+    # The pairs stop at the budget's end less those passes; StopAt keeps the start-ups it measures.
+    timing = budget.pairs_timing(plan.to_dict(), 10, started=1000.0)
+    assert timing == {"until": pytest.approx(1000.0 + 600 - passes, abs=0.1),
+                      "after_seconds": pytest.approx(passes, abs=0.1),
+                      "startups": budget.AFTER_PAIRS_STARTUPS, "pair_seconds": plan.contrastive_pair_seconds,
+                      "expected_pairs": plan.contrastive_pairs}
     assert plan.contrastive_pairs == min(20 * 200, int(plan.contrastive_seconds / per_pair))
     assert (plan.train_examples, plan.epochs, plan.validation_examples) == (200, budget.MAX_EPOCHS, 20)
     # The longest length that fits CONTRASTIVE_MIN_PAIRS: a longer one would fit fewer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import types
 
 import numpy as np
@@ -110,8 +111,9 @@ def test_a_stage_past_its_seconds_stops(tiny_hub):
     texts, y = _tiny_texts(20)
     encoded = {k: v.numpy() for k, v in tokenizer(tf.constant(texts)).items()}
     done = contrastive.train_encoder(model, tf.distribute.get_strategy(), encoded, y, pairs=400, seed=0,
-                                     seconds=0.0)
+                                     until=time.monotonic())
     assert done["steps"] == 25 and done["steps_trained"] == 1
+    assert done["startup_seconds"] > 0  # the first step traced the pairs' training
 
 
 @pytest.mark.parametrize("step, stops_after", [(1.0, 100.0), (0.5, 125.0), (2.0, 50.0)])
@@ -131,3 +133,21 @@ def test_the_pairs_stop_at_their_time_moved_by_the_pace_of_their_steps(monkeypat
     assert stop.stopped_at_step == stop.steps
     assert float(clock.numpy()) == pytest.approx(1.0, abs=2 * step / stops_after)
     assert stop.pace() == pytest.approx(step)  # what the run's throughput is corrected by
+
+
+@pytest.mark.parametrize("startups, stops_after", [(0.0, 100.0), (1.0, 95.0), (3.0, 85.0)])
+def test_the_pairs_keep_free_what_starting_the_head_costs_as_their_own_start_measured_it(
+        monkeypatch, startups, stops_after):
+    # The first step took 6 s where the others take 1: 5 s of start-up (tracing, compiling), which
+    # the work after the pairs pays `startups` times over, whatever the probe said.
+    now = [0.0]
+    monkeypatch.setattr(contrastive.time, "monotonic", lambda: now[0])
+    stop = contrastive.StopAt(100.0, after_seconds=50.0, step_seconds=1.0, startups=startups)
+    stop.set_model(types.SimpleNamespace(stop_training=False))
+    stop.on_train_begin()
+    while not stop.model.stop_training:
+        now[0] += 6.0 if stop.steps == 0 else 1.0
+        stop.on_train_batch_end(stop.steps)
+    assert stop.startup() == pytest.approx(5.0)
+    assert now[0] == pytest.approx(stops_after - 1.0, abs=1.0 + 1e-9)
+

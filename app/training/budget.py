@@ -72,6 +72,13 @@ CONTRASTIVE_MIN_PAIRS = 2700
 # the pairs too little time, and `StopAt`, reading their pace as a fast machine's, gave them the
 # rest of the run's estimate too.
 PAIR_COST = 1.5
+# What runs between the pairs' stop and the head's training (the embeddings' pass, compiling the
+# classifier, the head fit's input pipeline and first traces) is a fixed cost that does not scale
+# with the pairs' pace: about two of the pairs' own start-ups (their first step's time beyond their
+# pace), which `StopAt` measures as they begin, under the load the machine has then. It keeps this
+# many free, the third for the head's per-step and validation overheads, which its forward
+# passes' estimate leaves out; the plan counts as many of the probe's (docs/time-budget.md).
+AFTER_PAIRS_STARTUPS = 3
 # `--unlabeled-data`: labelling the unlabelled texts (one pass of the encoder) and fitting the
 # n-gram model again takes at most this share of the time left; the rest trains.
 UNLABELED_SHARE = 0.25
@@ -329,6 +336,7 @@ class Plan:
     options: list[dict]  # each length considered: examples, epochs, estimated seconds
     contrastive_pairs: int = 0  # the contrastive regime's pairs (0: fine-tuning alone)
     contrastive_seconds: float = 0.0  # the time their training may take (what the rest leaves)
+    contrastive_after_seconds: float = 0.0  # of the rest, the passes that scale with the pairs' pace
     contrastive_pair_seconds: float = 0.0  # the estimate of one pair's
     unlabeled_examples: int = 0  # --unlabeled-data texts self-training labels (app.training.self_training)
     unlabeled_seconds: float = 0.0  # the estimate of their pass and the n-gram model's refit
@@ -461,6 +469,7 @@ def make_plan(budget_seconds: float, token_lengths: Sequence[int], n_train: int,
                 options=[{**o, "seconds_per_example": round(o["seconds_per_example"], 4)} for o in options],
                 contrastive_pairs=pairs, contrastive_seconds=chosen.get("pairs_seconds", 0.0),
                 contrastive_pair_seconds=chosen.get("pair_seconds", 0.0),
+                contrastive_after_seconds=chosen.get("after_seconds", 0.0),
                 unlabeled_examples=chosen.get("unlabeled", 0),
                 unlabeled_seconds=chosen.get("unlabeled_seconds", 0.0))
 
@@ -471,17 +480,20 @@ def _contrastive(available: float, lengths: np.ndarray, length: int, width: int 
     """The contrastive regime's option at `length`: its pairs (padded to the full length,
     `PAIR_COST` training examples each) get the `available` seconds that the rest leaves: the
     head's `head_epochs` on the frozen encoder (a forward pass an example and epoch, one more for the
-    logistic head's embeddings) and the validations. At most `pairs_per_example` a training
-    example; `pairs_seconds` is the time they may take (app.training.contrastive.StopAt ends them
-    there), `pair_seconds` one pair's."""
+    logistic head's embeddings), the validations, and the start-ups between the pairs and the
+    head (`AFTER_PAIRS_STARTUPS`). At most `pairs_per_example` a training example; `pairs_seconds`
+    is the time they may take (app.training.contrastive.StopAt ends them there), `pair_seconds` one
+    pair's, `after_seconds` the passes after them (which scale with their pace; the start-ups do not)."""
     forward = throughput.predict_seconds(padded_lengths(lengths, length, width)) / len(lengths)
-    rest = ((1 + head_epochs) * n_train * forward + (head_epochs + extra_validations) * n_validation * forward
-            + (2 + extra_validations) * throughput.predict_startup)
+    passes = ((1 + head_epochs) * n_train + (head_epochs + extra_validations) * n_validation) * forward
+    rest = (passes + (2 + extra_validations) * throughput.predict_startup
+            + AFTER_PAIRS_STARTUPS * throughput.startup)
     per_pair = PAIR_COST * throughput.train_seconds(np.array([length]))
     slot = max(0.0, available - rest)
     fit = int(slot / per_pair) if per_pair > 0 else pairs_per_example * n_train
     pairs = min(pairs_per_example * n_train, fit)
-    return {"pairs": pairs, "pairs_seconds": round(slot, 1), "pair_seconds": round(per_pair, 5)}
+    return {"pairs": pairs, "pairs_seconds": round(slot, 1), "pair_seconds": round(per_pair, 5),
+            "after_seconds": round(passes, 1)}
 
 
 def _unlabeled(wanted: int, available: float, n_train: int, ngram_seconds: float, throughput: Throughput,
@@ -516,6 +528,17 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
     return Deadline(budget_minutes * 60, started, one_validation, epochs, clock,
                     reserve_validations=reserve_validations, validations=max(1, min(epochs, validations)),
                     reserve_seconds=plan_record.get("unlabeled_seconds", 0.0))
+
+
+def pairs_timing(plan_record: dict, budget_minutes: float, started: float) -> dict:
+    """`app.training.contrastive.train_encoder`'s timing arguments for a budgeted run's pairs: they
+    stop `until` (a `time.monotonic()` reading: the budget's end, counted from `started`, less the
+    passes after them, `after_seconds`), moved by their pace and less `startups` of their own
+    start-up, which `StopAt` measures (`AFTER_PAIRS_STARTUPS`)."""
+    after = plan_record["contrastive_after_seconds"]
+    return {"until": started + budget_minutes * 60 - after, "after_seconds": after,
+            "startups": AFTER_PAIRS_STARTUPS, "pair_seconds": plan_record["contrastive_pair_seconds"],
+            "expected_pairs": plan_record["contrastive_pairs"]}
 
 
 def learn_from_pairs(plan_record: dict, step_seconds: float | None, batch_size: int) -> dict:

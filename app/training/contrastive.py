@@ -95,24 +95,31 @@ def siamese(embedding: tf.keras.Model) -> tf.keras.Model:
 
 
 class StopAt(tf.keras.callbacks.Callback):
-    """Ends the pairs' training at its time: `seconds` after it began, moved by how fast its steps
-    run against the plan's `step_seconds`. The `after_seconds` that the work after the pairs was
-    estimated to need scale the same way: on a machine faster than its probe that work needs less,
-    and the pairs get the difference; on a slower one they give it up. Sets `clock`, the learning-rate
-    schedule's share of the time used, so the schedule decays to its end at the stop."""
+    """Ends the pairs' training at its time: `until` (a `time.monotonic()` reading), moved by how
+    fast its steps run against the plan's `step_seconds`. The `after_seconds` that the passes after
+    the pairs were estimated to need scale the same way: on a machine faster than its probe they
+    need less, and the pairs get the difference; on a slower one they give it up. The fixed work
+    after them (compiling and tracing the head's training) costs about `startups` of the pairs' own
+    start-up (their first step's time beyond their pace), measured here under the load the machine
+    has now, and that time is kept free too. Sets `clock`, the learning-rate schedule's share of the
+    time used, so the schedule decays to its end at the stop."""
 
-    def __init__(self, seconds: float, after_seconds: float = 0.0, step_seconds: float | None = None,
-                 clock: tf.Variable | None = None):
+    def __init__(self, until: float, after_seconds: float = 0.0, step_seconds: float | None = None,
+                 clock: tf.Variable | None = None, startups: float = 0.0):
         super().__init__()
-        self.seconds = seconds
+        self.until = until
+        self.seconds = float("inf")
         self.after_seconds = after_seconds
         self.step_seconds = step_seconds
         self.clock = clock
+        self.startups = startups
         self.stopped_at_step: int | None = None
+        self.stopped_at: float | None = None  # the time.monotonic() of the stop
         self.steps = 0
 
     def on_train_begin(self, logs=None):
         self._start = time.monotonic()
+        self.seconds = self.until - self._start
         self._first = self._last = None
         self.steps = 0
 
@@ -120,16 +127,25 @@ class StopAt(tf.keras.callbacks.Callback):
         """The seconds from the start that the pairs may train, by the steps timed so far (the first,
         which traces the step, left out)."""
         pace = self.pace()
+        kept = self.startups * (self.startup() or 0.0)
         if not self.step_seconds or pace is None:
-            return self.seconds
+            return max(0.0, self.seconds - kept)
         ratio = pace / self.step_seconds
-        return max(0.0, self.seconds + (1.0 - min(2.0, max(0.5, ratio))) * self.after_seconds)
+        return max(0.0, self.seconds + (1.0 - min(2.0, max(0.5, ratio))) * self.after_seconds - kept)
 
     def pace(self) -> float | None:
         """Seconds a step after the first (which traces it), or None before three steps."""
         if self._first is None or self.steps < 3:
             return None
         return (self._last - self._first) / (self.steps - 1)
+
+    def startup(self) -> float | None:
+        """The first step's seconds beyond a step's pace (all of them until the pace is known): what
+        starting a fit costs on this machine now; None before the first step."""
+        if self._first is None:
+            return None
+        first = self._first - self._start
+        return max(0.0, first - (self.pace() or 0.0))
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
@@ -141,7 +157,7 @@ class StopAt(tf.keras.callbacks.Callback):
             self.clock.assign(min(1.0, used / max(limit, 1e-3)))
         if used + used / self.steps >= limit and not self.model.stop_training:
             self.model.stop_training = True
-            self.stopped_at_step = self.steps
+            self.stopped_at_step, self.stopped_at = self.steps, now
 
 
 def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.ndarray, same: np.ndarray,
@@ -159,44 +175,54 @@ def pair_dataset(encoded: dict[str, np.ndarray], first: np.ndarray, second: np.n
 
 
 def train_encoder(classifier: tf.keras.Model, strategy, encoded: dict[str, np.ndarray], label_ids: np.ndarray,
-                  pairs: int, seed: int, seconds: float | None = None, learning_rate: float = LEARNING_RATE,
+                  pairs: int, seed: int, until: float | None = None, learning_rate: float = LEARNING_RATE,
                   batch_size: int = BATCH_SIZE, weight_decay: float = 0.01, after_seconds: float = 0.0,
                   pair_seconds: float | None = None, expected_pairs: int | None = None,
-                  layer_decay: float = 1.0) -> dict:
+                  layer_decay: float = 1.0, startups: float = 0.0) -> dict:
     """Train the classifier's encoder on `pairs` contrastive pairs of the training texts (their
     `encoded` encoder inputs), one pass, the cosine's squared error to same (1) or not (0). With
-    `seconds` (a time budget's), `StopAt` ends it then, moved by how the steps' pace compares with
-    `pair_seconds` (the plan's, a pair) times the `after_seconds` the rest of the run needs, and the
-    learning rate decays by that clock; the warm-up is a tenth of the `expected_pairs`' steps.
-    Returns what it did, for the run record; `step_seconds` is a step's measured pace (the first,
-    which traces it, left out), which a budgeted run's throughput is corrected by."""
+    `until` (a time budget's, a `time.monotonic()` reading), `StopAt` ends it then, moved by how the
+    steps' pace compares with `pair_seconds` (the plan's, a pair) times the `after_seconds` the
+    passes after it need, less `startups` of its own start-up; the learning rate decays by that
+    clock; the warm-up is a tenth of the `expected_pairs`' steps. Returns what it did, for the run
+    record; `step_seconds` is a step's measured pace (the first, which traces it, left out), which
+    a budgeted run's throughput is corrected by, and `startup_seconds` the first step's time beyond it."""
     from app.training.optimization import create_optimizer
 
     first, second, same = make_pairs(label_ids, pairs, seed)
     steps = -(-len(first) // batch_size)
     warmup = int(round(0.1 * -(-(expected_pairs or len(first)) // batch_size)))
     with strategy.scope():
-        clock = None if seconds is None else tf.Variable(0.0, trainable=False, name="pairs_clock")
+        clock = None if until is None else tf.Variable(0.0, trainable=False, name="pairs_clock")
         model = siamese(embedder(classifier))
         model.compile(optimizer=create_optimizer(learning_rate, steps, weight_decay=weight_decay, clock=clock,
                                                  warmup_steps=min(warmup, steps), layer_decay=layer_decay),
                       loss=tf.keras.losses.MeanSquaredError())
-    stop = StopAt(seconds if seconds is not None else float("inf"), after_seconds,
-                  pair_seconds * batch_size if pair_seconds else None, clock)
     start = time.monotonic()
+    planned_step = pair_seconds * batch_size if pair_seconds else None
+    stop = StopAt(float("inf") if until is None else until, after_seconds, planned_step, clock, startups)
     logger.info("contrastive pairs: %d (%d steps of %d)%s", len(first), steps, batch_size,
-                f", at most {seconds:.0f} s" if seconds is not None else "")
+                f", at most {until - start:.0f} s" if until is not None else "")
     history = model.fit(pair_dataset(encoded, first, second, same, batch_size), epochs=1, callbacks=[stop],
                         verbose=0)
-    took = time.monotonic() - start
+    end = time.monotonic()
+    took = end - start
     trained = stop.stopped_at_step or steps
+    # Keras can return well after the stop (tearing the input pipeline down has taken up to a
+    # minute on a Xeon); that time is the head's, so it is logged and recorded.
+    after_stop = end - stop.stopped_at if stop.stopped_at is not None else 0.0
+    if after_stop > 5.0:
+        logger.warning("contrastive training: fit returned %.0f s after the pairs' stop", after_stop)
     losses = history.history.get("loss", [float("nan")])
-    logger.info("contrastive training: %d of %d steps in %.0f s, loss %.4f", trained, steps, took, losses[-1])
-    pace = stop.pace()
+    pace, startup = stop.pace(), stop.startup()
+    logger.info("contrastive training: %d of %d steps in %.0f s (the first, which traced them, %.1f s "
+                "beyond the pace), loss %.4f", trained, steps, took, startup or 0.0, losses[-1])
     return {"pairs": int(len(first)), "pairs_trained": int(min(len(first), trained * batch_size)),
             "steps": int(steps), "steps_trained": int(trained),
             "seconds": round(took, 1), "loss": round(float(losses[-1]), 5),
             **({"step_seconds": round(pace, 5)} if pace is not None else {}),
+            **({"startup_seconds": round(startup, 2)} if startup is not None else {}),
+            **({"after_stop_seconds": round(after_stop, 1)} if stop.stopped_at is not None else {}),
             "learning_rate": learning_rate, "batch_size": batch_size}
 
 
