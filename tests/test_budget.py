@@ -339,6 +339,9 @@ def test_the_contrastive_regime_gives_its_pairs_what_the_head_and_validations_le
                       "after_seconds": pytest.approx(passes, abs=0.1),
                       "startups": budget.AFTER_PAIRS_STARTUPS, "pair_seconds": plan.contrastive_pair_seconds,
                       "expected_pairs": plan.contrastive_pairs}
+    # Self-training's time is kept as the deadline keeps it.
+    keeping = budget.pairs_timing({**plan.to_dict(), "unlabeled_seconds": 100.0}, 10, started=1000.0)
+    assert keeping["until"] == pytest.approx(timing["until"] - 100.0)
     assert plan.contrastive_pairs == min(20 * 200, int(plan.contrastive_seconds / per_pair))
     assert (plan.train_examples, plan.epochs, plan.validation_examples) == (200, budget.MAX_EPOCHS, 20)
     # The longest length that fits CONTRASTIVE_MIN_PAIRS: a longer one would fit fewer.

@@ -114,6 +114,7 @@ def test_a_stage_past_its_seconds_stops(tiny_hub):
                                      until=time.monotonic())
     assert done["steps"] == 25 and done["steps_trained"] == 1
     assert done["startup_seconds"] > 0  # the first step traced the pairs' training
+    assert 0 <= done["after_stop_seconds"] <= done["seconds"]  # what Keras took to return after the stop
 
 
 @pytest.mark.parametrize("step, stops_after", [(1.0, 100.0), (0.5, 125.0), (2.0, 50.0)])

@@ -532,11 +532,13 @@ def deadline(plan_record: dict, budget_minutes: float, started: float, epochs: i
 
 def pairs_timing(plan_record: dict, budget_minutes: float, started: float) -> dict:
     """`app.training.contrastive.train_encoder`'s timing arguments for a budgeted run's pairs: they
-    stop `until` (a `time.monotonic()` reading: the budget's end, counted from `started`, less the
-    passes after them, `after_seconds`), moved by their pace and less `startups` of their own
-    start-up, which `StopAt` measures (`AFTER_PAIRS_STARTUPS`)."""
+    stop `until` (a `time.monotonic()` reading: the budget's end, counted from `started`, less
+    self-training's reserve, which the deadline keeps as planned, and the passes after them,
+    `after_seconds`), moved by their pace and less `startups` of their own start-up, which
+    `StopAt` measures (`AFTER_PAIRS_STARTUPS`)."""
     after = plan_record["contrastive_after_seconds"]
-    return {"until": started + budget_minutes * 60 - after, "after_seconds": after,
+    end = started + budget_minutes * 60 - plan_record.get("unlabeled_seconds", 0.0)
+    return {"until": end - after, "after_seconds": after,
             "startups": AFTER_PAIRS_STARTUPS, "pair_seconds": plan_record["contrastive_pair_seconds"],
             "expected_pairs": plan_record["contrastive_pairs"]}
 
